@@ -1,0 +1,69 @@
+"""The one numba decorator policy every fastnn kernel follows.
+
+Every ``@njit`` kernel in ``fastnn._cpu`` is built through :func:`jit` or
+:func:`dual_jit`, so the fastmath flags, caching and the serial/parallel
+switch are decided here and nowhere else.
+"""
+from types import FunctionType
+
+from numba import njit
+
+# Reassociation and contraction let LLVM vectorize reductions and fuse
+# multiply-adds.  The flags that assume "no NaN / no inf" (nnan, ninf, and
+# therefore fastmath=True) are deliberately absent: they make ``isnan`` lie and
+# turn ReLU(NaN) into 0.  ``afn`` (approximate functions) is absent too, so
+# sqrt/exp/log keep full precision.
+FASTMATH = {"nsz", "arcp", "contract", "reassoc"}
+
+# Below this many elements a kernel runs its serial twin: starting a parallel
+# region costs microseconds, more than the work on a small array.
+PARALLEL_THRESHOLD = 1 << 15
+
+# Threads per block for the CUDA twins (fastnn._cuda).
+CUDA_THREADS_PER_BLOCK = 256
+
+
+def jit(fn=None, *, parallel=False, **options):
+    """Compile ``fn`` with the package policy (usable bare or with options).
+
+    ``error_model="numpy"`` makes float division by zero give inf/NaN (as in
+    numpy) instead of raising, which also lets LLVM vectorize divisions.
+    """
+    def wrap(f):
+        return njit(fastmath=set(FASTMATH), cache=True, nogil=True,
+                    error_model="numpy", parallel=parallel, **options)(f)
+    return wrap if fn is None else wrap(fn)
+
+
+class DualKernel:
+    """A kernel compiled twice: a serial twin and a ``prange``-parallel twin.
+
+    ``prange`` is plain ``range`` in the serial twin, so one source serves
+    both.  Call ``kernel.pick(n_elements)`` to get the twin for a problem
+    size, or use ``.serial`` / ``.parallel`` directly.
+    """
+
+    def __init__(self, fn, **options):
+        # numba's on-disk cache is keyed by the function's qualified name, not
+        # by its compile flags: compiling the same function object twice
+        # would make the two twins overwrite each other's cache entries.  A
+        # renamed copy of the function gets its own cache file.
+        serial_fn = FunctionType(fn.__code__, fn.__globals__, fn.__name__ + "_serial",
+                                 fn.__defaults__, fn.__closure__)
+        serial_fn.__qualname__ = fn.__qualname__ + "_serial"
+        serial_fn.__doc__ = fn.__doc__
+        self.serial = jit(serial_fn, parallel=False, **options)
+        self.parallel = jit(fn, parallel=True, **options)
+        self.__name__ = fn.__name__
+        self.__doc__ = fn.__doc__
+
+    def pick(self, n_elements):
+        """The twin to run for a problem of ``n_elements`` elements."""
+        return self.parallel if n_elements >= PARALLEL_THRESHOLD else self.serial
+
+
+def dual_jit(fn=None, **options):
+    """Decorator form of :class:`DualKernel`."""
+    def wrap(f):
+        return DualKernel(f, **options)
+    return wrap if fn is None else wrap(fn)

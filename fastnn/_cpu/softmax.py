@@ -1,0 +1,1 @@
+"""CPU kernels: softmax, log-softmax, fused softmax-cross-entropy."""

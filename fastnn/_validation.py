@@ -1,0 +1,149 @@
+"""Input checks shared by every public fastnn function.
+
+Public wrappers call these before any kernel runs, so a bad argument raises a
+clear exception naming the offending value and nothing has been touched.  The
+kernels themselves trust their inputs and never re-check.
+"""
+import numbers
+import operator
+
+import numpy as np
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+REDUCTIONS = ("mean", "sum", "none")
+
+
+def is_device_array(x):
+    """True for a GPU array (numba device array, CuPy array, torch CUDA tensor)."""
+    return hasattr(x, "__cuda_array_interface__")
+
+
+def float_array(x, name, ndim=None, dtype=None, contiguous=True):
+    """Return ``x`` as a float32/float64 ndarray, C-contiguous by default.
+
+    Parameters
+    ----------
+    x : array_like
+        The argument to check.  Lists are accepted; they must produce a
+        float32 or float64 array.
+    name : str
+        The argument's name, used in error messages.
+    ndim : int or tuple of int, optional
+        Allowed number(s) of dimensions.
+    dtype : numpy.dtype, optional
+        Required dtype (the dtype of another operand: mixing float32 and
+        float64 is refused rather than silently promoted).
+    contiguous : bool
+        Return a C-contiguous array (a copy only when ``x`` is not one
+        already; a read-only input stays read-only and is never written).
+
+    Raises
+    ------
+    TypeError
+        Not an array of float32/float64, or a dtype other than ``dtype``.
+    ValueError
+        Wrong number of dimensions.
+    """
+    if isinstance(x, np.ndarray):
+        arr = x
+    else:
+        if is_device_array(x):
+            raise TypeError(f"{name} is a GPU array; pass a host numpy array "
+                            "or call the function with every operand on the GPU")
+        try:
+            arr = np.asarray(x)
+        except Exception as exc:  # ragged lists and the like
+            raise TypeError(f"{name} must be an array of floats, got {type(x).__name__}") from exc
+    if arr.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{name} must be float32 or float64, got dtype {arr.dtype}")
+    if dtype is not None and arr.dtype != np.dtype(dtype):
+        raise TypeError(f"{name} has dtype {arr.dtype} but the other operands are "
+                        f"{np.dtype(dtype)}; convert explicitly (no silent promotion)")
+    if ndim is not None:
+        allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
+        if arr.ndim not in allowed:
+            want = " or ".join(str(d) for d in allowed)
+            raise ValueError(f"{name} must have {want} dimension(s), got shape {arr.shape}")
+    if contiguous and not arr.flags.c_contiguous:
+        arr = np.ascontiguousarray(arr)
+    return arr
+
+
+def check_shape(arr, shape, name):
+    """Raise ValueError unless ``arr.shape == shape``."""
+    if tuple(arr.shape) != tuple(shape):
+        raise ValueError(f"{name} must have shape {tuple(shape)}, got {tuple(arr.shape)}")
+
+
+def check_choice(value, name, choices):
+    """Raise ValueError unless ``value`` is one of ``choices``."""
+    if not isinstance(value, (str, type(None))) or value not in choices:
+        raise ValueError(f"unknown {name} {value!r}; expected one of {list(choices)}")
+    return value
+
+
+def check_reduction(reduction):
+    return check_choice(reduction, "reduction", REDUCTIONS)
+
+
+def real_scalar(value, name, low=None, high=None, low_open=False, high_open=False):
+    """Return ``value`` as a Python float after a range check.
+
+    ``low``/``high`` are inclusive bounds unless ``low_open``/``high_open``.
+    NaN is always refused.
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {value!r}")
+    v = float(value)
+    if v != v:
+        raise ValueError(f"{name} must not be NaN")
+    if low is not None and (v < low or (low_open and v == low)):
+        raise ValueError(f"{name} must be {'>' if low_open else '>='} {low}, got {value!r}")
+    if high is not None and (v > high or (high_open and v == high)):
+        raise ValueError(f"{name} must be {'<' if high_open else '<='} {high}, got {value!r}")
+    return v
+
+
+def integer(value, name, low=None):
+    """Return ``value`` as a Python int (numpy integers accepted, bool refused)."""
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    try:
+        v = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an integer, got {value!r}") from None
+    if low is not None and v < low:
+        raise ValueError(f"{name} must be >= {low}, got {v}")
+    return v
+
+
+def class_labels(target, n_samples, n_classes, name="target", ignore_index=None):
+    """Return integer class labels as a contiguous int64 array of shape (N,).
+
+    Every label must lie in ``[0, n_classes)`` or equal ``ignore_index``.
+    The kernels do no bounds checking, so this check is what stands between
+    a label of -1 and a silent read of the last class.
+    """
+    arr = target if isinstance(target, np.ndarray) else np.asarray(target)
+    if arr.dtype.kind not in "iu":
+        raise TypeError(f"{name} must hold integer class indices, got dtype {arr.dtype}")
+    if arr.ndim != 1 or arr.shape[0] != n_samples:
+        raise ValueError(f"{name} must have shape ({n_samples},), got {arr.shape}")
+    arr = np.ascontiguousarray(arr, dtype=np.int64)
+    bad = (arr < 0) | (arr >= n_classes)
+    if ignore_index is not None:
+        bad &= arr != ignore_index
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise IndexError(f"{name}[{i}] = {arr[i]} is out of range for {n_classes} classes"
+                         + (f" (ignore_index={ignore_index})" if ignore_index is not None else ""))
+    return arr
+
+
+def as_rng(rng):
+    """A ``numpy.random.Generator`` from an int seed, a Generator, or None (fresh entropy)."""
+    if isinstance(rng, np.random.Generator):
+        return rng
+    if rng is None:
+        return np.random.default_rng()
+    return np.random.default_rng(integer(rng, "rng", low=0))

@@ -1,0 +1,2 @@
+"""Public batchnorm functions (validation + dispatch to fastnn._cpu.batchnorm)."""
+__all__ = []

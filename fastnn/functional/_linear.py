@@ -1,0 +1,2 @@
+"""Public linear functions (validation + dispatch to fastnn._cpu.linear)."""
+__all__ = []

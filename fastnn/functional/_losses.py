@@ -1,0 +1,2 @@
+"""Public losses functions (validation + dispatch to fastnn._cpu.losses)."""
+__all__ = []

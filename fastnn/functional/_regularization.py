@@ -1,0 +1,2 @@
+"""Public regularization functions (validation + dispatch to fastnn._cpu.regularization)."""
+__all__ = []

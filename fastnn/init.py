@@ -1,0 +1,1 @@
+"""Weight initializers (filled in by the core issue)."""

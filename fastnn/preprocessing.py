@@ -1,0 +1,1 @@
+"""Preprocessing estimators (filled in by the core issue)."""

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it: the default run, then the variants the
+# correctness bar asks for.  Each variant gets its own numba cache directory:
+# numba's cache key ignores NUMBA_BOUNDSCHECK and the thread count, so a shared
+# cache would silently reuse kernels compiled without bounds checks.
+# Extra arguments are passed to every pytest call.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cache_root=$(mktemp -d "${TMPDIR:-/tmp}/fastnn-numba-cache.XXXXXX")
+trap 'rm -rf "$cache_root"' EXIT
+export FASTNN_REQUIRE_TORCH=${FASTNN_REQUIRE_TORCH:-1}
+export HYPOTHESIS_PROFILE=${HYPOTHESIS_PROFILE:-ci}
+
+step() { echo; echo "=== $1 ==="; }
+
+step "default"
+NUMBA_CACHE_DIR="$cache_root/default" python -m pytest -p no:cacheprovider "$@"
+
+step "NUMBA_BOUNDSCHECK=1 (kernels only)"
+NUMBA_BOUNDSCHECK=1 NUMBA_CACHE_DIR="$cache_root/boundscheck" \
+    python -m pytest -p no:cacheprovider -m "not slow" tests "$@"
+
+step "NUMBA_NUM_THREADS=1 (kernels only)"
+NUMBA_NUM_THREADS=1 NUMBA_CACHE_DIR="$cache_root/onethread" \
+    python -m pytest -p no:cacheprovider -m "not slow" tests "$@"
