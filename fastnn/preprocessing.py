@@ -1,1 +1,558 @@
-"""Preprocessing estimators (filled in by the core issue)."""
+"""Preprocessing estimators with the scikit-learn shape.
+
+``fit`` / ``partial_fit`` learn per-feature statistics, ``transform`` applies
+them, ``inverse_transform`` undoes them; fitted attributes end in ``_``.
+Input is an ``(n_samples, n_features)`` array of float32/float64 (output has
+the input's dtype) or of integers (pixels 0-255; converted to float64).
+Statistics are always float64.
+
+The lesson's three steps: mean subtraction (``StandardScaler(with_std=False)``),
+normalization to zero mean and unit variance (``StandardScaler()``), and PCA
+whitening (``PCA(whiten=True)``), which rotates onto the principal axes and
+makes every direction have unit variance.
+"""
+import numbers
+
+import numba
+import numpy as np
+
+from ._config import PARALLEL_THRESHOLD
+from ._cpu import preprocessing as _k
+from ._validation import float_array, integer, real_scalar
+
+__all__ = ["NotFittedError", "StandardScaler", "PCA"]
+
+# Rows per block in PCA: about 4 MiB of float32 (L3-resident), so centering a block and the
+# BLAS product that reads it back meet in the cache and X crosses the memory
+# bus once.
+_PCA_BLOCK_ELEMENTS = 1 << 20
+
+
+class NotFittedError(ValueError, AttributeError):
+    """An estimator was used before ``fit`` (as sklearn's NotFittedError)."""
+
+
+def _as_samples(X, name="X"):
+    """``X`` as a C-contiguous 2-D float array; integers become float64."""
+    arr = X if isinstance(X, np.ndarray) else (X if hasattr(X, "__cuda_array_interface__")
+                                               else np.asarray(X))
+    if isinstance(arr, np.ndarray) and arr.dtype.kind in "iu":
+        arr = arr.astype(np.float64)
+    if isinstance(arr, np.ndarray) and arr.ndim == 1:
+        raise ValueError(f"{name} must be 2-D (n_samples, n_features), got shape {arr.shape}; "
+                         "use X.reshape(-1, 1) for a single feature or X.reshape(1, -1) "
+                         "for a single sample")
+    return float_array(arr, name, ndim=2)
+
+
+def _check_bool(value, name):
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def _n_chunks(n_elements):
+    """(kernel twin, chunk count) for a problem of ``n_elements``."""
+    if n_elements >= PARALLEL_THRESHOLD:
+        return True, numba.get_num_threads()
+    return False, 1
+
+
+def _moments(X):
+    parallel, chunks = _n_chunks(X.size)
+    kernel = _k.column_moments.parallel if parallel else _k.column_moments.serial
+    return kernel(X, chunks)
+
+
+class _Estimator:
+    _fitted_attr = "mean_"
+
+    def _check_fitted(self):
+        if getattr(self, self._fitted_attr, None) is None:
+            raise NotFittedError(f"this {type(self).__name__} is not fitted yet; call fit first")
+
+    def _check_features(self, X, n_features, name="X"):
+        if X.shape[1] != n_features:
+            raise ValueError(f"{name} has {X.shape[1]} features, but {type(self).__name__} "
+                             f"expects {n_features}")
+
+    def fit_transform(self, X):
+        """``fit(X)`` then ``transform(X)``."""
+        X = _as_samples(X)
+        return self.fit(X).transform(X)
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self._params().items())
+        return f"{type(self).__name__}({args})"
+
+
+class StandardScaler(_Estimator):
+    """Standardize features: subtract the mean and divide by the standard deviation.
+
+    Parameters
+    ----------
+    with_mean : bool
+        Subtract the per-feature mean (the lesson's mean subtraction).
+    with_std : bool
+        Divide by the per-feature standard deviation (normalization).
+
+    Attributes
+    ----------
+    mean_ : numpy.ndarray of float64, shape (n_features,)
+        Per-feature mean of everything seen by ``fit``/``partial_fit``.
+    var_ : numpy.ndarray of float64, shape (n_features,)
+        Per-feature (biased, ``ddof=0``) variance.
+    scale_ : numpy.ndarray of float64 or None
+        ``sqrt(var_)``, with 1 for constant features; None when
+        ``with_std=False``.
+    n_samples_seen_ : int
+        Number of rows seen.
+    n_features_in_ : int
+        Number of features.
+
+    Notes
+    -----
+    :math:`y = (x - \\mu) / \\sigma` per feature.  The statistics are
+    accumulated in float64 per row chunk as (n, mean, M2) triples and merged
+    with Chan's formula, within one call and across ``partial_fit`` calls:
+    ``partial_fit`` over chunks equals ``fit`` on the whole up to float64
+    rounding.  A feature is constant (scale 1) when its variance is within
+    float64 rounding of 0 (sklearn's test).  NaN is not skipped: a NaN in a
+    feature makes its statistics and its transformed values NaN.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastnn.preprocessing import StandardScaler
+    >>> X = np.array([[0, 10], [2, 10], [4, 10]], dtype=np.uint8)
+    >>> StandardScaler().fit_transform(X)
+    array([[-1.22474487,  0.        ],
+           [ 0.        ,  0.        ],
+           [ 1.22474487,  0.        ]])
+    """
+
+    def __init__(self, with_mean=True, with_std=True):
+        self.with_mean = _check_bool(with_mean, "with_mean")
+        self.with_std = _check_bool(with_std, "with_std")
+        self.mean_ = None
+
+    def _params(self):
+        return {"with_mean": self.with_mean, "with_std": self.with_std}
+
+    def fit(self, X):
+        """Compute the per-feature mean and variance of ``X``.
+
+        Parameters
+        ----------
+        X : array_like, shape (n_samples, n_features)
+            Float or integer samples, at least one row.
+
+        Returns
+        -------
+        StandardScaler
+            self.
+
+        Raises
+        ------
+        ValueError
+            X not 2-D or empty.
+        TypeError
+            Unsupported dtype (float16, complex, object).
+        """
+        X = self._validate_fit(X, reset=True)
+        self.mean_ = None
+        return self._update(X)
+
+    def partial_fit(self, X):
+        """Update the statistics with one more chunk of rows.
+
+        Parameters
+        ----------
+        X : array_like, shape (n_samples, n_features)
+            The next chunk; same number of features as before.
+
+        Returns
+        -------
+        StandardScaler
+            self.
+
+        Raises
+        ------
+        ValueError
+            X not 2-D, empty, or with a different number of features.
+        TypeError
+            Unsupported dtype.
+        """
+        X = self._validate_fit(X, reset=self.mean_ is None)
+        return self._update(X)
+
+    def _validate_fit(self, X, reset):
+        X = _as_samples(X)
+        if X.shape[0] == 0:
+            raise ValueError(f"cannot fit on an empty X (shape {X.shape})")
+        if not reset:
+            self._check_features(X, self.n_features_in_)
+        return X
+
+    def _update(self, X):
+        n, mean, m2 = _moments(X)
+        if self.mean_ is None:
+            self.n_features_in_ = X.shape[1]
+            self._m2 = m2
+            self.mean_ = mean
+            total = n
+        else:
+            total, self.mean_, self._m2 = _k.merge_moments(
+                float(self.n_samples_seen_), self.mean_, self._m2, n, mean, m2)
+        self.n_samples_seen_ = int(total)
+        self.var_ = np.maximum(self._m2 / total, 0.0)
+        if self.with_std:
+            scale = np.sqrt(self.var_)
+            # sklearn's constant-feature test: the variance is within the
+            # rounding error of a float64 sum of n_samples terms.
+            eps = np.finfo(np.float64).eps
+            constant = self.var_ <= total * eps * self.var_ + (total * self.mean_ * eps) ** 2
+            scale[constant] = 1.0
+            self.scale_ = scale
+        else:
+            self.scale_ = None
+        return self
+
+    def _coefficients(self):
+        d = self.n_features_in_
+        shift = self.mean_ if self.with_mean else np.zeros(d)
+        scale = self.scale_ if self.with_std else np.ones(d)
+        return shift, scale
+
+    def _validate_apply(self, X):
+        self._check_fitted()
+        X = _as_samples(X)
+        self._check_features(X, self.n_features_in_)
+        return X
+
+    def transform(self, X):
+        """Standardize ``X`` with the fitted statistics.
+
+        Parameters
+        ----------
+        X : array_like, shape (n_samples, n_features)
+            Float or integer samples (any layout; not modified).
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(X - mean_) / scale_``, with X's dtype (float64 for integers).
+
+        Raises
+        ------
+        NotFittedError
+            Called before fit.
+        ValueError
+            Wrong number of features or dimensions.
+        TypeError
+            Unsupported dtype.
+        """
+        X = self._validate_apply(X)
+        shift, scale = self._coefficients()
+        out = np.empty_like(X)
+        parallel, _ = _n_chunks(X.size)
+        kernel = _k.center_scale.parallel if parallel else _k.center_scale.serial
+        kernel(X, shift, 1.0 / scale, out)
+        return out
+
+    def inverse_transform(self, X):
+        """Undo :meth:`transform`: ``X * scale_ + mean_``.
+
+        Parameters
+        ----------
+        X : array_like, shape (n_samples, n_features)
+            Standardized samples.
+
+        Returns
+        -------
+        numpy.ndarray
+            The samples in the original units, with X's dtype.
+
+        Raises
+        ------
+        NotFittedError, ValueError, TypeError
+            As :meth:`transform`.
+        """
+        X = self._validate_apply(X)
+        shift, scale = self._coefficients()
+        out = np.empty_like(X)
+        parallel, _ = _n_chunks(X.size)
+        kernel = _k.scale_shift.parallel if parallel else _k.scale_shift.serial
+        kernel(X, scale, shift, out)
+        return out
+
+
+class PCA(_Estimator):
+    """Principal component analysis, optionally whitening.
+
+    Parameters
+    ----------
+    n_components : int or None
+        Number of principal axes kept; None keeps ``min(n_samples,
+        n_features)``.
+    whiten : bool
+        Divide each projected axis by ``sqrt(eigenvalue + eps)`` so the
+        transformed training data have (about) identity covariance.
+    eps : float
+        Added to each eigenvalue before whitening, > 0; keeps directions of
+        zero variance (rank-deficient data) finite.
+
+    Attributes
+    ----------
+    components_ : numpy.ndarray of float64, shape (n_components_, n_features)
+        Principal axes (rows, unit norm), by decreasing variance; each row's
+        largest-magnitude entry is positive (a deterministic sign, the same
+        convention as scikit-learn >= 1.5).
+    explained_variance_ : numpy.ndarray of float64, shape (n_components_,)
+        Variance along each axis (eigenvalues of the covariance, ``ddof=1``).
+    explained_variance_ratio_ : numpy.ndarray of float64
+        ``explained_variance_`` over the total variance (0 if that is 0).
+    mean_ : numpy.ndarray of float64, shape (n_features,)
+        Per-feature mean.
+    n_components_ : int
+        Number of components kept.
+    n_features_in_, n_samples_seen_ : int
+        Shape of the training data.
+
+    Notes
+    -----
+    With :math:`X_c = X - \\mu`, the covariance
+    :math:`C = X_c^T X_c / (N - 1) = V \\Lambda V^T` (one BLAS product, then
+    ``numpy.linalg.eigh``; an SVD of :math:`X_c` when N < D).
+    ``transform`` is :math:`Y = X_c V_k`, and with whitening
+    :math:`Y = X_c V_k (\\Lambda_k + \\epsilon)^{-1/2}`.  scikit-learn whitens
+    with :math:`\\Lambda_k^{-1/2}` (no eps): the two differ by the factor
+    :math:`\\sqrt{\\lambda / (\\lambda + \\epsilon)}` per axis.
+
+    For N >= D the rows are processed in cache-sized blocks: each block is
+    centered on its own mean into a buffer that its BLAS product reads back
+    from the cache, and the block covariances are merged with Chan's formula
+    (the co-moment form), so X is read from memory once and no centered copy
+    of X is ever made.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastnn.preprocessing import PCA
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.standard_normal((1000, 3)) @ np.array([[3., 0, 0], [1, 1, 0], [0, 0, .1]])
+    >>> Y = PCA(whiten=True).fit_transform(X)
+    >>> bool(np.allclose(np.cov(Y, rowvar=False), np.eye(3), atol=1e-3))
+    True
+    """
+
+    _fitted_attr = "components_"
+
+    def __init__(self, n_components=None, whiten=False, eps=1e-5):
+        if n_components is not None:
+            n_components = integer(n_components, "n_components", low=1)
+        self.n_components = n_components
+        self.whiten = _check_bool(whiten, "whiten")
+        self.eps = real_scalar(eps, "eps", low=0.0, low_open=True)
+        self.components_ = None
+
+    def _params(self):
+        return {"n_components": self.n_components, "whiten": self.whiten, "eps": self.eps}
+
+    def fit(self, X):
+        """Find the principal axes of ``X``.
+
+        Parameters
+        ----------
+        X : array_like, shape (n_samples, n_features)
+            At least 2 samples.
+
+        Returns
+        -------
+        PCA
+            self.
+
+        Raises
+        ------
+        ValueError
+            X not 2-D, fewer than 2 samples or no feature, NaN or infinity
+            in X, or ``n_components`` larger than ``min(n_samples, n_features)``.
+        TypeError
+            Unsupported dtype.
+        """
+        self._fit(_as_samples(X), keep_projection=False)
+        return self
+
+    def fit_transform(self, X):
+        """``fit(X).transform(X)``, reusing the centered data when N < D."""
+        X = _as_samples(X)
+        projected = self._fit(X, keep_projection=True)
+        return projected if projected is not None else self._project(X)
+
+    def _fit(self, X, keep_projection):
+        n, d = X.shape
+        if n < 2 or d < 1:
+            raise ValueError(f"PCA needs at least 2 samples and 1 feature, got X of shape {X.shape}")
+        k_max = min(n, d)
+        k = k_max if self.n_components is None else self.n_components
+        if k > k_max:
+            raise ValueError(f"n_components={k} must be <= min(n_samples, n_features) = {k_max}")
+        if n >= d:
+            mean, cov = self._covariance(X)
+            if not np.isfinite(cov).all():
+                raise ValueError("X contains NaN or infinity: PCA cannot fit it")
+            total_var = float(np.trace(cov))
+            eigval, eigvec = np.linalg.eigh(cov)
+            eigval, eigvec = eigval[::-1], eigvec[:, ::-1].T
+            centered = None
+        else:
+            # Few samples: the D x D covariance would be rank <= N - 1; an SVD
+            # of the N x D centered data costs O(N^2 D) instead of O(D^3).
+            _, mean, _ = _moments(X)
+            if not np.isfinite(mean).all():
+                raise ValueError("X contains NaN or infinity: PCA cannot fit it")
+            centered = np.empty_like(X)
+            self._center(X, mean, centered)
+            _, s, eigvec = np.linalg.svd(centered.astype(np.float64, copy=False),
+                                         full_matrices=False)
+            eigval = s * s / (n - 1)
+            total_var = float(eigval.sum())
+        eigval = np.maximum(eigval[:k], 0.0)  # rounding can make ~0 eigenvalues negative
+        eigvec = np.ascontiguousarray(eigvec[:k])
+        rows = np.arange(k)
+        sign = np.sign(eigvec[rows, np.argmax(np.abs(eigvec), axis=1)])
+        sign[sign == 0] = 1.0
+        eigvec *= sign[:, None]
+
+        self.mean_ = mean
+        self.components_ = eigvec
+        self.explained_variance_ = eigval
+        self.explained_variance_ratio_ = (eigval / total_var if total_var > 0
+                                          else np.zeros_like(eigval))
+        self.n_components_ = k
+        self.n_features_in_ = d
+        self.n_samples_seen_ = n
+        self._proj = {}
+        if keep_projection and centered is not None:
+            return centered @ self._projection(X.dtype)
+        return None
+
+    @staticmethod
+    def _center(X, mean, out):
+        parallel, _ = _n_chunks(X.size)
+        kernel = _k.center_scale.parallel if parallel else _k.center_scale.serial
+        kernel(X, mean, np.ones_like(mean), out)
+
+    @staticmethod
+    def _block_rows(d):
+        # At least 8 * d rows, so the O(d^2) merge of each block's covariance
+        # stays small next to the block's O(rows * d^2) product.
+        return max(_PCA_BLOCK_ELEMENTS // d, 8 * d)
+
+    def _covariance(self, X):
+        """Mean and covariance (float64) of X, reading X from memory once."""
+        n, d = X.shape
+        rows = self._block_rows(d)
+        buf = np.empty((min(rows, n), d), dtype=X.dtype)
+        count, mean, comoment = 0.0, np.zeros(d), np.zeros((d, d))
+        for b0 in range(0, n, rows):
+            xb = X[b0:b0 + rows]
+            nb = float(xb.shape[0])
+            cb = buf[:xb.shape[0]]
+            # Serial centering: a numba parallel region here would leave its
+            # OpenMP threads spinning against the BLAS threads of the product.
+            mb = _k.center_columns.serial(xb, 1, cb)
+            block = (cb.T @ cb).astype(np.float64, copy=False)
+            total = count + nb
+            delta = mb - mean
+            comoment += block
+            comoment += np.outer(delta, delta * (count * nb / total))
+            mean += delta * (nb / total)
+            count = total
+        comoment /= n - 1
+        # Symmetrize: the float32 product can differ in the last bit across
+        # the diagonal, which eigh ignores (it reads one triangle).
+        return mean, (comoment + comoment.T) / 2
+
+    def _projection(self, dtype):
+        """components_.T, scaled for whitening, in ``dtype`` (cached)."""
+        p = self._proj.get(np.dtype(dtype))
+        if p is None:
+            p = self.components_.T
+            if self.whiten:
+                p = p / np.sqrt(self.explained_variance_ + self.eps)
+            p = np.ascontiguousarray(p, dtype=dtype)
+            self._proj[np.dtype(dtype)] = p
+        return p
+
+    def _project(self, X):
+        n, d = X.shape
+        p = self._projection(X.dtype)
+        out = np.empty((n, self.n_components_), dtype=X.dtype)
+        rows = self._block_rows(d)
+        buf = np.empty((min(rows, n), d), dtype=X.dtype)
+        ones = np.ones(d)
+        for b0 in range(0, n, rows):
+            xb = X[b0:b0 + rows]
+            cb = buf[:xb.shape[0]]
+            _k.center_scale.serial(xb, self.mean_, ones, cb)
+            np.matmul(cb, p, out=out[b0:b0 + rows])
+        return out
+
+    def transform(self, X):
+        """Project ``X`` onto the principal axes (whitened if ``whiten``).
+
+        Parameters
+        ----------
+        X : array_like, shape (n_samples, n_features)
+            Samples (not modified).
+
+        Returns
+        -------
+        numpy.ndarray, shape (n_samples, n_components_)
+            With X's dtype (float64 for integer input).
+
+        Raises
+        ------
+        NotFittedError
+            Called before fit.
+        ValueError
+            Wrong number of features or dimensions.
+        TypeError
+            Unsupported dtype.
+        """
+        self._check_fitted()
+        X = _as_samples(X)
+        self._check_features(X, self.n_features_in_)
+        return self._project(X)
+
+    def inverse_transform(self, Y):
+        """Map projected samples back to feature space.
+
+        Parameters
+        ----------
+        Y : array_like, shape (n_samples, n_components_)
+            Output of :meth:`transform`.
+
+        Returns
+        -------
+        numpy.ndarray, shape (n_samples, n_features)
+            ``Y @ components_ + mean_`` (whitening undone first); exact when
+            all components are kept, the best rank-k approximation otherwise.
+
+        Raises
+        ------
+        NotFittedError, ValueError, TypeError
+            As :meth:`transform`.
+        """
+        self._check_fitted()
+        Y = _as_samples(Y, "Y")
+        self._check_features(Y, self.n_components_, "Y")
+        q = self.components_
+        if self.whiten:
+            q = q * np.sqrt(self.explained_variance_ + self.eps)[:, None]
+        out = Y @ q.astype(Y.dtype)
+        parallel, _ = _n_chunks(out.size)
+        kernel = _k.scale_shift.parallel if parallel else _k.scale_shift.serial
+        kernel(out, np.ones(self.n_features_in_), self.mean_, out)
+        return out
