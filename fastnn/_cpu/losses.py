@@ -1,1 +1,172 @@
-"""CPU kernels: losses."""
+"""CPU kernels: multiclass hinge (SVM), MSE and MAE losses, each fused with its gradient.
+
+Every ``*_with_grad`` kernel reads its inputs once and writes the gradient in
+the same pass (the forward-only variants skip the write).  Losses accumulate
+in float64; gradients are computed in float64 and rounded once to the input
+dtype.  ``gscale`` carries the reduction (1/N or 1/n for "mean", 1 otherwise).
+"""
+import numpy as np
+from numba import prange
+
+from fastnn._config import dual_jit, jit
+
+
+@jit(inline="always")
+def _sign(v):
+    # sign(0) = 0 (the subgradient of |r| at 0) and sign(NaN) = NaN
+    return 1.0 if v > 0.0 else (-1.0 if v < 0.0 else v)
+
+
+@jit
+def _margins(s, sy, margin, grad, gscale, with_grad):
+    """(sum of max(0, m_j), number of active m_j) over a span of classes j != y.
+
+    m_j = s_j - s_y + margin; a margin counts only when strictly positive; a
+    NaN margin propagates into both sums.  Selects, not branches, so that the
+    loop vectorizes; the caller splits the row around y so that no per-element
+    "j != y" test is needed.
+    """
+    acc = 0.0
+    count = 0.0
+    if with_grad:
+        for j in range(s.size):
+            m = np.float64(s[j]) - sy + margin
+            active = 1.0 if m > 0.0 else (0.0 if m <= 0.0 else m)
+            acc += m if not (m <= 0.0) else 0.0
+            count += active
+            grad[j] = gscale * active
+    else:
+        for j in range(s.size):
+            m = np.float64(s[j]) - sy + margin
+            acc += m if not (m <= 0.0) else 0.0
+    return acc, count
+
+
+@jit
+def _hinge_row(s, y, margin, grad, gscale, with_grad):
+    """Loss of one row ``s`` with label ``y``; with_grad also fills the row's gradient."""
+    sy = np.float64(s[y])
+    acc_lo, count_lo = _margins(s[:y], sy, margin, grad[:y], gscale, with_grad)
+    acc_hi, count_hi = _margins(s[y + 1:], sy, margin, grad[y + 1:], gscale, with_grad)
+    if with_grad:
+        grad[y] = -gscale * (count_lo + count_hi)
+    return acc_lo + acc_hi
+
+
+@dual_jit
+def hinge(scores, target, margin, gscale, row_loss, grad, with_grad):
+    """Multiclass SVM loss per row: row_loss[i] = sum_{j != y_i} max(0, s_ij - s_iy + margin).
+
+    With ``with_grad``: grad[i, j] = gscale * [m_ij > 0] for j != y_i and
+    grad[i, y_i] = -gscale * (number of active margins).  A NaN margin makes
+    the row's loss and gradient NaN (torch silently skips it).
+    """
+    for i in prange(scores.shape[0]):  # range in the serial twin
+        # grad is (N, 0) without with_grad, so grad[i] is always a contiguous row
+        row_loss[i] = _hinge_row(scores[i], target[i], margin, grad[i], gscale, with_grad)
+
+
+@jit
+def _mse_range(pred, target, grad, gscale, with_grad):
+    acc = 0.0
+    if with_grad:
+        for i in range(pred.size):
+            r = np.float64(pred[i]) - np.float64(target[i])
+            acc += r * r
+            grad[i] = r * gscale
+    else:
+        for i in range(pred.size):
+            r = np.float64(pred[i]) - np.float64(target[i])
+            acc += r * r
+    return acc
+
+
+@jit
+def _l1_range(pred, target, grad, gscale, with_grad):
+    acc = 0.0
+    if with_grad:
+        for i in range(pred.size):
+            r = np.float64(pred[i]) - np.float64(target[i])
+            acc += abs(r)
+            grad[i] = gscale * _sign(r)
+    else:
+        for i in range(pred.size):
+            r = np.float64(pred[i]) - np.float64(target[i])
+            acc += abs(r)
+    return acc
+
+
+@dual_jit
+def mse_sum(pred, target, grad, gscale, with_grad, n_chunks):
+    """sum((pred - target)**2) in float64; with_grad: grad = gscale * (pred - target).
+
+    ``gscale`` is 2/n for "mean" and 2 for "sum".  Flat C-contiguous arrays.
+    """
+    n = pred.size
+    partial = np.zeros(n_chunks)
+    for c in prange(n_chunks):
+        lo = c * n // n_chunks
+        hi = (c + 1) * n // n_chunks
+        partial[c] = _mse_range(pred[lo:hi], target[lo:hi], grad[lo:hi] if with_grad else grad,
+                                gscale, with_grad)
+    return partial.sum()
+
+
+@dual_jit
+def l1_sum(pred, target, grad, gscale, with_grad, n_chunks):
+    """sum(|pred - target|) in float64; with_grad: grad = gscale * sign(pred - target)."""
+    n = pred.size
+    partial = np.zeros(n_chunks)
+    for c in prange(n_chunks):
+        lo = c * n // n_chunks
+        hi = (c + 1) * n // n_chunks
+        partial[c] = _l1_range(pred[lo:hi], target[lo:hi], grad[lo:hi] if with_grad else grad,
+                               gscale, with_grad)
+    return partial.sum()
+
+
+@jit
+def _mse_none_range(pred, target, loss, grad, with_grad):
+    if with_grad:
+        for i in range(pred.size):
+            r = np.float64(pred[i]) - np.float64(target[i])
+            loss[i] = r * r
+            grad[i] = 2.0 * r
+    else:
+        for i in range(pred.size):
+            r = np.float64(pred[i]) - np.float64(target[i])
+            loss[i] = r * r
+
+
+@jit
+def _l1_none_range(pred, target, loss, grad, with_grad):
+    if with_grad:
+        for i in range(pred.size):
+            r = np.float64(pred[i]) - np.float64(target[i])
+            loss[i] = abs(r)
+            grad[i] = _sign(r)
+    else:
+        for i in range(pred.size):
+            loss[i] = abs(np.float64(pred[i]) - np.float64(target[i]))
+
+
+@dual_jit
+def mse_none(pred, target, loss, grad, with_grad, n_chunks):
+    """Elementwise loss = (pred - target)**2 and, with_grad, grad = 2 * (pred - target)."""
+    n = pred.size
+    for c in prange(n_chunks):
+        lo = c * n // n_chunks
+        hi = (c + 1) * n // n_chunks
+        _mse_none_range(pred[lo:hi], target[lo:hi], loss[lo:hi],
+                        grad[lo:hi] if with_grad else grad, with_grad)
+
+
+@dual_jit
+def l1_none(pred, target, loss, grad, with_grad, n_chunks):
+    """Elementwise loss = |pred - target| and, with_grad, grad = sign(pred - target)."""
+    n = pred.size
+    for c in prange(n_chunks):
+        lo = c * n // n_chunks
+        hi = (c + 1) * n // n_chunks
+        _l1_none_range(pred[lo:hi], target[lo:hi], loss[lo:hi],
+                       grad[lo:hi] if with_grad else grad, with_grad)

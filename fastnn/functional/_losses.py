@@ -1,2 +1,312 @@
-"""Public losses functions (validation + dispatch to fastnn._cpu.losses)."""
-__all__ = []
+"""Public losses functions (validation + dispatch to fastnn._cpu.losses).
+
+Return convention (all losses here): a scalar reduction ("mean", "sum") is a
+Python float computed with float64 accumulation, whatever the input dtype;
+``reduction="none"`` returns an array in the input dtype.  Gradients always
+have the input's shape and dtype; for "none" the gradient is that of the sum
+of the per-sample losses.
+"""
+import math
+
+import numba
+import numpy as np
+
+from fastnn._config import PARALLEL_THRESHOLD
+from fastnn._cpu import losses as _k
+from fastnn.functional._dropout import output_array
+from fastnn._validation import (check_reduction, check_shape, class_labels,
+                                float_array, real_scalar)
+
+__all__ = ["hinge_loss", "hinge_loss_with_grad", "mse_loss", "mse_loss_with_grad",
+           "l1_loss", "l1_loss_with_grad"]
+
+
+def _n_chunks(n):
+    return 1 if n < PARALLEL_THRESHOLD else 4 * numba.get_num_threads()
+
+
+def _mean(total, count):
+    # An empty batch has an undefined mean: NaN, as torch.
+    return total / count if count else math.nan
+
+
+# ---------------------------------------------------------------- hinge
+
+def _hinge(scores, target, margin, reduction, with_grad, out=None):
+    s = float_array(scores, "scores", ndim=2)
+    n, n_classes = s.shape
+    y = class_labels(target, n, n_classes)
+    margin = real_scalar(margin, "margin")
+    if math.isinf(margin):
+        raise ValueError("margin must be finite, got inf")
+    check_reduction(reduction)
+    gscale = 1.0 / n if (reduction == "mean" and n) else 1.0
+    row_loss = np.empty(n)
+    if with_grad:
+        grad = output_array(out, s.shape, s.dtype, [s])
+    else:
+        grad = np.empty((n, 0), dtype=s.dtype)
+    _k.hinge.pick(s.size)(s, y, margin, gscale, row_loss, grad, with_grad)
+    if reduction == "none":
+        loss = row_loss.astype(s.dtype)
+    elif reduction == "sum":
+        loss = float(row_loss.sum())
+    else:
+        loss = _mean(float(row_loss.sum()), n)
+    return (loss, grad) if with_grad else loss
+
+
+def hinge_loss(scores, target, margin=1.0, reduction="mean"):
+    """Multiclass SVM (hinge) loss.
+
+    Parameters
+    ----------
+    scores : ndarray of float32 or float64, shape (N, C)
+        Class scores.
+    target : array_like of int, shape (N,)
+        Correct class of each sample, in [0, C).
+    margin : float, finite
+        The margin Delta (1 by default).
+    reduction : {"mean", "sum", "none"}
+        "mean" averages over the N samples.
+
+    Returns
+    -------
+    loss : float, or ndarray of shape (N,) for reduction="none"
+
+    Raises
+    ------
+    TypeError
+        Non-float scores, non-integer target, non-real margin.
+    ValueError
+        scores not 2-D, target of the wrong shape, unknown reduction, NaN/inf margin.
+    IndexError
+        A label outside [0, C).
+
+    Notes
+    -----
+    L_i = sum_{j != y_i} max(0, s_ij - s_{i,y_i} + margin); a term counts
+    only when its margin is strictly positive.  torch's
+    ``multi_margin_loss`` is this loss divided by C.  A NaN score makes its
+    sample's loss NaN (torch skips it).  "mean" of an empty batch is NaN.
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn.functional as F
+    >>> round(F.hinge_loss(np.array([[3.2, 5.1, -1.7]]), [0]), 6)
+    2.9
+    """
+    return _hinge(scores, target, margin, reduction, False)
+
+
+def hinge_loss_with_grad(scores, target, margin=1.0, reduction="mean", out=None):
+    """Multiclass SVM loss and its gradient with respect to the scores, in one pass.
+
+    Parameters
+    ----------
+    scores, target, margin, reduction
+        As :func:`hinge_loss`.
+    out : ndarray, optional
+        Destination of the gradient: a writable C-contiguous (N, C) array of
+        the dtype of ``scores`` (may be ``scores`` itself).
+
+    Returns
+    -------
+    loss : float, or ndarray of shape (N,) for reduction="none"
+    dscores : ndarray, shape (N, C), dtype of ``scores``
+        For j != y_i: g * [s_ij - s_{i,y_i} + margin > 0]; for j = y_i: minus
+        g times the number of active margins; g = 1/N for "mean", 1 otherwise
+        (for "none", the gradient of the sum).
+
+    Raises
+    ------
+    TypeError, ValueError, IndexError
+        As :func:`hinge_loss`.
+
+    Notes
+    -----
+    At an exact tie (margin term == 0) the term is inactive: its subgradient
+    is taken as 0.
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn.functional as F
+    >>> loss, ds = F.hinge_loss_with_grad(np.array([[3.2, 5.1, -1.7]]), [0])
+    >>> ds.tolist()
+    [[-1.0, 1.0, 0.0]]
+    """
+    return _hinge(scores, target, margin, reduction, True, out)
+
+
+# ---------------------------------------------------------------- MSE / MAE
+
+def _regression(sum_kernel, none_kernel, grad_factor, pred, target, reduction, with_grad,
+                out=None):
+    p = float_array(pred, "pred")
+    t = float_array(target, "target", dtype=p.dtype)
+    check_shape(t, p.shape, "target")
+    check_reduction(reduction)
+    n = p.size
+    n_chunks = _n_chunks(n)
+    if with_grad:
+        grad = output_array(out, p.shape, p.dtype, [p, t])
+    else:
+        grad = np.empty((0,), dtype=p.dtype)
+    flat_p, flat_t, flat_g = p.reshape(-1), t.reshape(-1), grad.reshape(-1)
+    if reduction == "none":
+        loss = np.empty(p.shape, dtype=p.dtype)
+        none_kernel.pick(n)(flat_p, flat_t, loss.reshape(-1), flat_g, with_grad, n_chunks)
+    else:
+        gscale = grad_factor / n if (reduction == "mean" and n) else grad_factor
+        total = float(sum_kernel.pick(n)(flat_p, flat_t, flat_g, gscale, with_grad, n_chunks))
+        loss = total if reduction == "sum" else _mean(total, n)
+    return (loss, grad) if with_grad else loss
+
+
+def mse_loss(pred, target, reduction="mean"):
+    """Mean squared error (L2 loss).
+
+    Parameters
+    ----------
+    pred : ndarray of float32 or float64, any shape and layout
+        Predictions.
+    target : ndarray, same shape and dtype as ``pred``
+        Targets (no broadcasting).
+    reduction : {"mean", "sum", "none"}
+        "mean" averages over all elements.
+
+    Returns
+    -------
+    loss : float, or ndarray shaped like ``pred`` for reduction="none"
+
+    Raises
+    ------
+    TypeError
+        Non-float input or mixed float32/float64.
+    ValueError
+        Shapes differ; unknown reduction.
+
+    Notes
+    -----
+    L = sum_i (pred_i - target_i)**2, divided by the number of elements for
+    "mean" (NaN for an empty input, as torch).
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn.functional as F
+    >>> F.mse_loss(np.array([1.0, 2.0]), np.array([1.0, 4.0]))
+    2.0
+    """
+    return _regression(_k.mse_sum, _k.mse_none, 2.0, pred, target, reduction, False)
+
+
+def mse_loss_with_grad(pred, target, reduction="mean", out=None):
+    """Mean squared error and its gradient with respect to ``pred``, in one pass.
+
+    Parameters
+    ----------
+    pred, target, reduction
+        As :func:`mse_loss`.
+    out : ndarray, optional
+        Destination of the gradient: a writable C-contiguous array of the
+        shape and dtype of ``pred`` (may be ``pred`` or ``target`` itself).
+
+    Returns
+    -------
+    loss : float, or ndarray for reduction="none"
+    dpred : ndarray, shape and dtype of ``pred``
+        ``2 * (pred - target)``, divided by the element count for "mean".
+
+    Raises
+    ------
+    TypeError, ValueError
+        As :func:`mse_loss`.
+
+    Notes
+    -----
+    dL/dpred_i = 2 (pred_i - target_i) / n: the gradient is proportional to
+    the error, so outliers dominate.
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn.functional as F
+    >>> loss, g = F.mse_loss_with_grad(np.array([1.0, 2.0]), np.array([1.0, 4.0]))
+    >>> loss, g.tolist()
+    (2.0, [0.0, -2.0])
+    """
+    return _regression(_k.mse_sum, _k.mse_none, 2.0, pred, target, reduction, True, out)
+
+
+def l1_loss(pred, target, reduction="mean"):
+    """Mean absolute error (L1 loss).
+
+    Parameters
+    ----------
+    pred : ndarray of float32 or float64, any shape and layout
+        Predictions.
+    target : ndarray, same shape and dtype as ``pred``
+        Targets (no broadcasting).
+    reduction : {"mean", "sum", "none"}
+        "mean" averages over all elements.
+
+    Returns
+    -------
+    loss : float, or ndarray shaped like ``pred`` for reduction="none"
+
+    Raises
+    ------
+    TypeError
+        Non-float input or mixed float32/float64.
+    ValueError
+        Shapes differ; unknown reduction.
+
+    Notes
+    -----
+    L = sum_i |pred_i - target_i|, divided by the number of elements for
+    "mean" (NaN for an empty input, as torch).
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn.functional as F
+    >>> F.l1_loss(np.array([1.0, 2.0]), np.array([1.0, 4.0]))
+    1.0
+    """
+    return _regression(_k.l1_sum, _k.l1_none, 1.0, pred, target, reduction, False)
+
+
+def l1_loss_with_grad(pred, target, reduction="mean", out=None):
+    """Mean absolute error and its (sub)gradient with respect to ``pred``, in one pass.
+
+    Parameters
+    ----------
+    pred, target, reduction
+        As :func:`l1_loss`.
+    out : ndarray, optional
+        Destination of the gradient, as in :func:`mse_loss_with_grad`.
+
+    Returns
+    -------
+    loss : float, or ndarray for reduction="none"
+    dpred : ndarray, shape and dtype of ``pred``
+        ``sign(pred - target)`` (0 where they are equal), divided by the
+        element count for "mean".
+
+    Raises
+    ------
+    TypeError, ValueError
+        As :func:`l1_loss`.
+
+    Notes
+    -----
+    dL/dpred_i = sign(pred_i - target_i) / n, with the subgradient 0 at a
+    zero residual (as torch): a constant-magnitude gradient, robust to
+    outliers.
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn.functional as F
+    >>> loss, g = F.l1_loss_with_grad(np.array([1.0, 2.0]), np.array([1.0, 4.0]))
+    >>> loss, g.tolist()
+    (1.0, [0.0, -0.5])
+    """
+    return _regression(_k.l1_sum, _k.l1_none, 1.0, pred, target, reduction, True, out)
