@@ -23,14 +23,21 @@ PARALLEL_THRESHOLD = 1 << 15
 CUDA_THREADS_PER_BLOCK = 256
 
 
-def jit(fn=None, *, parallel=False, **options):
+def jit(fn=None, *, parallel=False, fastmath=FASTMATH, **options):
     """Compile ``fn`` with the package policy (usable bare or with options).
 
     ``error_model="numpy"`` makes float division by zero give inf/NaN (as in
     numpy) instead of raising, which also lets LLVM vectorize divisions.
+    ``fastmath`` may be narrowed (never widened to the no-NaN/no-inf flags)
+    for code whose accuracy depends on evaluation order, such as the
+    two-part range reduction of a hand-written exp.
     """
+    flags = set(fastmath)
+    if flags - FASTMATH:
+        raise ValueError(f"fastmath flags {sorted(flags - FASTMATH)} are outside the package policy")
+
     def wrap(f):
-        return njit(fastmath=set(FASTMATH), cache=True, nogil=True,
+        return njit(fastmath=flags, cache=True, nogil=True,
                     error_model="numpy", parallel=parallel, **options)(f)
     return wrap if fn is None else wrap(fn)
 
