@@ -1,0 +1,128 @@
+"""``fastnn bench``: every kernel against plain numpy and torch, and the machine.
+
+One run measures, side by side:
+
+* the machine's limits: STREAM copy and triad (numba ``prange``, 128 MiB
+  arrays) and SGEMM through numpy's BLAS;
+* every fastnn kernel at a tiny (call overhead), small (64 x 256), medium
+  (4096 x 1024, fits in L3) and large (32768 x 1024, DRAM-sized) size, plus
+  the shapes the performance targets name, against a plain-numpy
+  implementation, torch (when installed) and scikit-learn (preprocessing).
+
+Each competitor runs in its own worker process, interleaved case by case, so
+thread pools (OpenBLAS, torch's OpenMP, numba's) never share a process.
+Times are medians of repeated samples after warm-up.  Bandwidth uses the
+byte models of ``fastnn.bench._cases.BYTE_MODEL`` (``fastnn bench --list``).
+
+Use from the command line (``fastnn bench --help``) or from Python::
+
+    from fastnn.bench import run
+    result = run(kernel_patterns=["dropout"], sizes=["small"], quick=True)
+"""
+import argparse
+import json
+import sys
+
+from ._cases import BYTE_MODEL, COMPETITORS, DEFAULT_SIZES, FLOP_MODEL, KERNELS, QUICK_SIZES  # noqa: F401
+from ._runner import run
+
+__all__ = ["run", "main", "build_parser", "KERNELS", "BYTE_MODEL", "FLOP_MODEL"]
+
+_EPILOG = """\
+method: every implementation group (fastnn, numpy, torch, scikit-learn, and
+the STREAM / SGEMM probes) runs in its own worker process, interleaved case
+by case, so OpenBLAS, torch's OpenMP pool and numba's pool never spin against
+each other inside one process.  Times are medians of --repeat samples after
+warm-up (the compiling first call is not counted); a sample repeats fast
+calls until it lasts >= 2 ms.  GB/s uses the minimum-traffic byte model of
+each kernel (--list); % peak compares with STREAM triad/copy or SGEMM
+measured in the same run.  The machine is likely shared: read ratios, not
+absolute times.
+
+examples:
+  fastnn bench                          # everything (several minutes)
+  fastnn bench --check                  # ... and PASS/MISS per performance target
+  fastnn bench --kernels dropout,batch_norm --sizes large
+  fastnn bench --json new.json --compare old.json
+  fastnn bench --load new.json --check  # re-report a saved run
+  fastnn bench --quick                  # seconds: tiny sizes, small STREAM
+"""
+
+
+def _csv(text):
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def build_parser(prog="fastnn bench"):
+    p = argparse.ArgumentParser(
+        prog=prog, description="Benchmark every fastnn kernel against numpy and torch, "
+        "and measure the machine's bandwidth and BLAS speed in the same run.",
+        epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--kernels", type=_csv, default=None, metavar="K1,K2",
+                   help="only kernels whose name contains one of these (or matches a glob)")
+    p.add_argument("--sizes", type=_csv, default=None, metavar="S1,S2",
+                   help="size names (tiny, small, medium, large, extra) or NxD; default "
+                   f"{','.join(DEFAULT_SIZES)} ({','.join(QUICK_SIZES)} with --quick)")
+    p.add_argument("--dtypes", type=_csv, default=["float32"], metavar="T1,T2",
+                   help="float32 and/or float64 (default float32)")
+    p.add_argument("--against", type=_csv, default=list(COMPETITORS), metavar="C1,C2",
+                   help=f"competitors (default {','.join(COMPETITORS)}); missing ones are skipped")
+    p.add_argument("--repeat", type=int, default=None,
+                   help="samples per measurement (default 7; 3 with --quick)")
+    p.add_argument("--json", metavar="FILE", help="save the results as JSON")
+    p.add_argument("--compare", metavar="OLD.json", help="compare with a saved run")
+    p.add_argument("--load", metavar="FILE", help="report a saved run instead of running")
+    p.add_argument("--check", action="store_true",
+                   help="print each performance target (issue 4) with PASS/MISS and the ratio")
+    p.add_argument("--quick", action="store_true",
+                   help="a tiny run (for tests): tiny/small sizes, 4 MiB STREAM, 256^3 SGEMM")
+    p.add_argument("--no-startup", action="store_true",
+                   help="skip the import + first-call measurement (skipped with --quick)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--list", action="store_true",
+                   help="print the kernels, byte models and sizes, then exit")
+    return p
+
+
+def main(argv=None):
+    """Entry point of ``fastnn bench``; returns the exit status."""
+    from . import _report
+    args = build_parser().parse_args(argv)
+    if args.list:
+        print(_report.byte_model_table())
+        return 0
+    if args.load:
+        with open(args.load) as f:
+            result = json.load(f)
+    else:
+        if args.repeat is not None and args.repeat < 1:
+            print("fastnn bench: --repeat must be >= 1", file=sys.stderr)
+            return 2
+        for dt in args.dtypes:
+            if dt not in ("float32", "float64"):
+                print(f"fastnn bench: unsupported dtype {dt!r} (float32, float64)", file=sys.stderr)
+                return 2
+        try:
+            result = run(kernel_patterns=args.kernels,
+                         sizes=args.sizes or (QUICK_SIZES if args.quick else DEFAULT_SIZES),
+                         dtypes=args.dtypes, against=args.against,
+                         repeat=args.repeat or (3 if args.quick else 7), quick=args.quick,
+                         startup=False if args.no_startup else None,
+                         progress=not args.no_progress)
+        except ValueError as exc:
+            print(f"fastnn bench: {exc}", file=sys.stderr)
+            return 2
+    print(_report.table(result))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=1)
+        print(f"\nsaved {args.json}")
+    if args.compare:
+        with open(args.compare) as f:
+            old = json.load(f)
+        print()
+        print(_report.compare(old, result))
+    if args.check:
+        print()
+        print(_report.check(result)[0])
+    return 0

@@ -1,0 +1,340 @@
+"""Run the benchmark: one worker process per competitor, interleaved per case.
+
+Method (documented in ``fastnn bench --help`` and the README):
+
+* Every implementation group runs in its own process (``_worker``):
+  ``fastnn`` (numba's pool, plus the BLAS fastnn's linear layer calls),
+  ``numpy`` (OpenBLAS), ``torch`` (torch's OpenMP pool), ``sklearn`` (scipy's
+  OpenBLAS), and the machine probes ``stream`` (numba) and ``sgemm``
+  (numpy's BLAS).  Thread pools of different libraries never share a
+  process, so none spin-waits against another inside one process.
+* Workers stay alive and the cases are interleaved: for each (kernel, size,
+  dtype) every group runs in turn, so the ratios of one row are measured
+  seconds apart, not minutes.  An idle worker is blocked reading its stdin;
+  a pause of 0.15 s between groups lets the previous group's OpenBLAS and
+  OpenMP threads stop spinning before the next group starts timing.
+* Each time is a median over ``repeat`` samples after warm-up calls (the
+  first call, which compiles or loads the numba cache, is never counted).
+"""
+import datetime
+import importlib.util
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+from . import _cases
+
+# Marks the protocol lines a worker writes on stdout (see ``_worker``).
+TAG = "@@fastnn-bench@@ "
+GROUP_ORDER = ("fastnn", "numpy", "torch", "sklearn")
+
+
+class WorkerError(RuntimeError):
+    pass
+
+
+class Worker:
+    """A worker process speaking the line protocol of ``_worker``."""
+
+    def __init__(self, group, env=None):
+        self.group = group
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "fastnn.bench._worker", group],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1, env=env)
+        hello = self._read()
+        if not hello.get("ok"):
+            self.close()
+            raise WorkerError(hello.get("error", "worker failed to start"))
+        self.info = hello.get("info", {})
+
+    def _read(self):
+        while True:
+            line = self.proc.stdout.readline()
+            if not line:
+                rc = self.proc.wait()
+                raise WorkerError(f"{self.group} worker exited with status {rc}")
+            if line.startswith(TAG):
+                return json.loads(line[len(TAG):])
+            sys.stderr.write(line)
+
+    def request(self, obj):
+        try:
+            self.proc.stdin.write(json.dumps(obj) + "\n")
+            self.proc.stdin.flush()
+        except (BrokenPipeError, OSError) as exc:
+            raise WorkerError(f"{self.group} worker is gone: {exc}") from None
+        return self._read()
+
+    def close(self):
+        if self.proc.poll() is None:
+            try:
+                self.proc.stdin.write(json.dumps({"op": "exit"}) + "\n")
+                self.proc.stdin.close()
+                self.proc.wait(timeout=30)
+            except Exception:
+                self.proc.kill()
+                self.proc.wait()
+
+
+class Pool:
+    """Lazily started workers; a worker that dies is restarted for the next case."""
+
+    def __init__(self):
+        self.workers = {}
+        self.unavailable = {}
+        self.infos = {}
+
+    def get(self, group):
+        if group in self.unavailable:
+            return None
+        w = self.workers.get(group)
+        if w is None or w.proc.poll() is not None:
+            try:
+                w = self.workers[group] = Worker(group)
+                self.infos[group] = w.info
+            except WorkerError as exc:
+                self.unavailable[group] = str(exc)
+                return None
+        return w
+
+    def request(self, group, obj):
+        w = self.get(group)
+        if w is None:
+            return {"error": f"{group} unavailable: {self.unavailable[group]}"}
+        try:
+            return w.request(obj)
+        except WorkerError as exc:
+            self.workers.pop(group, None)
+            return {"error": str(exc)}
+
+    def close_group(self, group):
+        """Stop a worker that has no more work (its memory and threads go)."""
+        w = self.workers.pop(group, None)
+        if w is not None:
+            try:
+                self.infos[group] = w.request({"op": "info"}).get("info", self.infos.get(group))
+            except Exception:
+                pass
+            w.close()
+
+    def close(self):
+        for group, w in list(self.workers.items()):
+            try:
+                self.infos[group] = w.request({"op": "info"}).get("info", self.infos.get(group))
+            except Exception:
+                pass
+            w.close()
+        self.workers.clear()
+
+
+def _progress(total, enabled):
+    if enabled:
+        try:
+            from tqdm.auto import tqdm
+            return tqdm(total=total, unit="step", file=sys.stderr, leave=False,
+                        dynamic_ncols=True)
+        except ImportError:
+            pass
+
+    class _Plain:  # fallback without tqdm: a line per kernel
+        def __init__(self):
+            self.last = None
+
+        def update(self, n=1):
+            pass
+
+        def set_description(self, text):
+            head = text.split(" ")[0]
+            if enabled and head != self.last:
+                print(f"  running {head} ...", file=sys.stderr, flush=True)
+                self.last = head
+
+        def close(self):
+            pass
+    return _Plain()
+
+
+def measure_startup():
+    """Import + first call of every present kernel, in fresh processes.
+
+    The first process fills numba's on-disk cache if it is cold; the second
+    one is the measurement (compile-cache hits), as the target states.
+    """
+    code = (
+        "import time, json; t0 = time.perf_counter()\n"
+        "import fastnn.functional, fastnn.preprocessing\n"
+        "t1 = time.perf_counter()\n"
+        "from fastnn.bench._cases import first_calls\n"
+        "names = first_calls()\n"
+        "t2 = time.perf_counter()\n"
+        "print('" + TAG + "' + json.dumps({'import_s': t1 - t0, 'first_calls_s': t2 - t1,"
+        " 'total_s': t2 - t0, 'kernels': names}))\n"
+    )
+    runs = []
+    for _ in range(2):
+        t0 = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        wall = time.perf_counter() - t0
+        lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(TAG)]
+        if proc.returncode != 0 or not lines:
+            return {"error": (proc.stderr.strip().splitlines() or ["failed"])[-1]}
+        rec = json.loads(lines[-1][len(TAG):])
+        rec["process_wall_s"] = wall
+        runs.append(rec)
+    return {"first_process": runs[0], **runs[1]}
+
+
+def _versions():
+    from importlib import metadata
+    out = {"python": platform.python_version()}
+    for dist in ("fastnn", "numpy", "numba", "llvmlite", "torch", "scikit-learn"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def run(kernel_patterns=None, sizes=_cases.DEFAULT_SIZES, dtypes=("float32",),
+        against=_cases.COMPETITORS, repeat=7, quick=False, startup=None, progress=True,
+        stream_mib=None, sgemm_n=None):
+    """Run the benchmark and return the result dict (see ``fastnn bench``)."""
+    kernels = _cases.select(kernel_patterns)
+    if quick:
+        timing = dict(repeat=repeat, min_sample_s=2e-4, budget_s=0.05, min_repeat=1)
+        stream_mib = stream_mib or 4
+        sgemm_n = sgemm_n or 256
+        pause = 0.0
+    else:
+        timing = dict(repeat=repeat, min_sample_s=2e-3, budget_s=2.0, min_repeat=3)
+        stream_mib = stream_mib or 128
+        sgemm_n = sgemm_n or 2048
+        # OpenBLAS threads spin (sched_yield loop) for up to ~2**28 cycles
+        # (~0.1 s) after a call before they sleep, OpenMP threads for less:
+        # wait that out before the next group's process starts timing.
+        pause = 0.15
+    if startup is None:
+        startup = not quick
+    groups = ["fastnn"] + [g for g in GROUP_ORDER[1:] if g in against]
+    for g in ("torch", "sklearn"):
+        if g in groups and importlib.util.find_spec(g) is None:
+            groups.remove(g)
+
+    # Plan every case first, so the progress bar knows the total.
+    plan = []
+    for k in kernels:
+        missing = k.missing()
+        for n, d in _cases.shapes_for(k, sizes):
+            for dt in dtypes:
+                impls = {g: [i for i in k.builders if _cases.GROUP_OF[i] == g] for g in groups}
+                impls = {g: v for g, v in impls.items() if v}
+                plan.append((k, n, d, np.dtype(dt).name, missing, impls))
+    total = 2 + sum(len(p[5]) for p in plan if not p[4]) + (1 if startup else 0)
+
+    bar = _progress(total, progress)
+    pool = Pool()
+    machine = {"cpu_count": os.cpu_count(), "platform": platform.platform(),
+               "processor": _cpu_name(), "loadavg_start": _loadavg()}
+    results = []
+    try:
+        bar.set_description("STREAM")
+        rep = pool.request("stream", {"op": "stream", "args": {"array_mib": stream_mib,
+                                                              "repeat": max(repeat, 3)}})
+        machine["stream"] = rep.get("stream", {"error": rep.get("error")})
+        pool.close_group("stream")
+        bar.update()
+        time.sleep(pause)
+        bar.set_description("SGEMM")
+        rep = pool.request("sgemm", {"op": "sgemm", "args": {"n": sgemm_n,
+                                                            "repeat": max(repeat, 3)}})
+        machine["sgemm"] = rep.get("sgemm", {"error": rep.get("error")})
+        pool.close_group("sgemm")
+        bar.update()
+        for k, n, d, dt, missing, impls in plan:
+            work, unit, peak = k.work(n, d, np.dtype(dt).itemsize)
+            row = {"kernel": k.name, "size": k.label(n, d), "n": n, "d": d, "dtype": dt,
+                   "work": work, "unit": unit, "peak": peak, "times": {}, "skipped": None}
+            if missing:
+                row["skipped"] = "not implemented yet: " + ", ".join(missing)
+                results.append(row)
+                continue
+            for g, names in impls.items():
+                bar.set_description(f"{k.name} {row['size']} {dt} [{g}]")
+                rep = pool.request(g, {"op": "case", "kernel": k.name, "n": n, "d": d,
+                                       "dtype": dt, "impls": names, "timing": timing})
+                if "times" in rep:
+                    row["times"].update(rep["times"])
+                else:
+                    for name in names:
+                        row["times"][name] = {"error": rep.get("error", "no answer")}
+                bar.update()
+                time.sleep(pause)
+            results.append(row)
+    finally:
+        pool.close()
+        machine["workers"] = pool.infos
+        machine["unavailable"] = pool.unavailable
+        machine["loadavg_end"] = _loadavg()
+    start = None
+    if startup:
+        bar.set_description("startup (import + first call, 2 processes)")
+        start = measure_startup()
+        bar.update()
+    bar.close()
+
+    out = {
+        "schema": 1,
+        "created": datetime.datetime.now().isoformat(timespec="seconds"),
+        "command": "fastnn bench " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["bench"] else None,
+        "quick": bool(quick),
+        "settings": {"repeat": repeat, "timing": timing, "sizes": list(sizes),
+                     "dtypes": list(dtypes), "groups": groups,
+                     "stream_mib": stream_mib, "sgemm_n": sgemm_n},
+        "versions": _versions(),
+        "machine": machine,
+        "startup": start,
+        "facts": _facts(),
+        "results": results,
+    }
+    from ._report import derive
+    for row in results:
+        derive(row, out)
+    return out
+
+
+def _loadavg():
+    """The 1-minute load average (None where the OS has none)."""
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None
+
+
+def _cpu_name():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or None
+
+
+def _facts():
+    """Structural facts the targets need (e.g. dropout stores no mask)."""
+    facts = {}
+    try:
+        import inspect
+        import fastnn.functional as F
+        if hasattr(F, "dropout_backward"):
+            facts["dropout_backward_params"] = list(
+                inspect.signature(F.dropout_backward).parameters)
+    except Exception:
+        pass
+    return facts

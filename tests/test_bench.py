@@ -1,0 +1,192 @@
+"""The benchmark harness: its byte models, competitors, timing and reports.
+
+No timing is asserted anywhere: these tests check that ``fastnn bench``
+measures the right calls and reports them correctly.
+"""
+import copy
+import time
+
+import numpy as np
+import pytest
+
+from fastnn.bench import _cases, _report
+from fastnn.bench._machine import measure_sgemm, measure_stream
+from fastnn.bench._timing import measure
+
+
+def test_byte_or_flop_model_for_every_kernel():
+    names = {k.name for k in _cases.KERNELS}
+    assert len(names) == len(_cases.KERNELS)
+    assert set(_cases.BYTE_MODEL) | set(_cases.FLOP_MODEL) == names
+    assert not set(_cases.BYTE_MODEL) & set(_cases.FLOP_MODEL)
+    for name, (passes, peak, what) in _cases.BYTE_MODEL.items():
+        assert passes >= 2 and peak in ("triad", "copy") and what, name
+    for name, (factor, peak, what) in _cases.FLOP_MODEL.items():
+        assert factor >= 2 and peak == "sgemm" and what, name
+    # The figures the performance issue states, at float32.
+    bm = _cases.BYTE_MODEL
+    assert bm["batch_norm_train_fwd"][0] * 4 == 12
+    assert (bm["batch_norm_train_fwd_bwd"][0] - bm["batch_norm_train_fwd"][0]) * 4 == 20
+    assert bm["dropout_fwd"][0] * 4 == bm["dropout_bwd"][0] * 4 == 8
+    assert bm["cross_entropy_fwd_bwd"][0] * 4 == 8
+    table = _report.byte_model_table()
+    for name in names:
+        assert name in table
+
+
+def test_every_kernel_has_fastnn_numpy_and_a_library_competitor():
+    for k in _cases.KERNELS:
+        assert {"fastnn", "numpy"} <= set(k.builders), k.name
+        assert {"torch", "sklearn"} & set(k.builders), k.name
+        assert set(k.builders) <= set(_cases.GROUP_OF), k.name
+        assert k.requires and all("." in r for r in k.requires), k.name
+
+
+def test_work_counts_bytes_and_flops():
+    bn = _cases.KERNELS_BY_NAME["batch_norm_train_fwd"]
+    assert bn.work(32768, 1024, 4) == (12 * 32768 * 1024, "B", "triad")
+    assert bn.work(10, 10, 8) == (24 * 100, "B", "triad")
+    lin = _cases.KERNELS_BY_NAME["linear_fwd"]
+    assert lin.work(4096, 1024, 4) == (2 * 4096 * 1024 * 1024, "flop", "sgemm")
+    assert lin.label(4096, 1024) == "4096x1024x1024"
+
+
+def test_sizes_and_selection():
+    ce = _cases.KERNELS_BY_NAME["cross_entropy_fwd_bwd"]
+    shapes = _cases.shapes_for(ce, _cases.DEFAULT_SIZES)
+    for s in [(2, 8), (64, 256), (4096, 1024), (32768, 1024), (4096, 1000), (1024, 32768)]:
+        assert s in shapes
+    assert _cases.shapes_for(ce, ["small", "64x256", "3x5"]) == [(64, 256), (3, 5)]
+    with pytest.raises(ValueError, match="bogus"):
+        _cases.parse_shape("bogus")
+    with pytest.raises(ValueError, match="N >= 2"):
+        _cases.parse_shape("1x5")
+    assert [k.name for k in _cases.select(["dropout"])] == ["dropout_fwd", "dropout_bwd"]
+    assert [k.name for k in _cases.select(["batch_norm_eval*"])] == ["batch_norm_eval_fwd"]
+    with pytest.raises(ValueError, match="no kernel matches"):
+        _cases.select(["nothing_like_this"])
+
+
+def test_missing_kernel_is_reported_not_faked():
+    k = copy.copy(_cases.KERNELS_BY_NAME["softmax"])
+    k.requires = ("functional.no_such_kernel_xyz",)
+    assert k.missing() == ["fastnn.functional.no_such_kernel_xyz"]
+
+
+@pytest.mark.parametrize("name", [k.name for k in _cases.KERNELS if "torch" in k.builders])
+def test_torch_competitor_computes_the_same(torch, name):
+    """The torch call the bench times computes what the numpy one does."""
+    k = _cases.KERNELS_BY_NAME[name]
+    data = k.setup(64, 48, np.float64)
+    # 1e-6: torch's renorm_ divides by (norm + 1e-7), the others by norm.
+    _cases.compare_outputs(k, data, k.outputs("torch", data), k.outputs("numpy", data),
+                           np.float64, rtol=1e-6)
+
+
+@pytest.mark.parametrize("name", [k.name for k in _cases.KERNELS if "sklearn" in k.builders])
+def test_sklearn_competitor_computes_the_same(name):
+    pytest.importorskip("sklearn")
+    k = _cases.KERNELS_BY_NAME[name]
+    data = k.setup(200, 12, np.float64)
+    # scikit-learn whitens by 1/sqrt(var) where the others use 1/sqrt(var + eps):
+    # with variances >= 1 the difference is below eps = 1e-5, relatively.
+    _cases.compare_outputs(k, data, k.outputs("sklearn", data), k.outputs("numpy", data),
+                           np.float64, rtol=2e-5)
+
+
+def test_measure_returns_medians_and_counts_calls():
+    calls = []
+    t = measure(lambda: calls.append(1), repeat=5, min_sample_s=1e-4, budget_s=0.5)
+    assert set(t) >= {"median", "min", "samples", "number", "first_call"}
+    assert 1 <= len(t["samples"]) <= 5 and t["number"] >= 1
+    assert t["min"] <= t["median"]
+    # first call + estimating call + every timed call (a slow estimating
+    # call, number == 1, is kept as the first sample)
+    if t["number"] > 1:
+        assert len(calls) == 2 + t["number"] * len(t["samples"])
+    else:
+        assert len(calls) == 1 + len(t["samples"])
+    slow_calls = []
+    slow = measure(lambda: slow_calls.append(time.sleep(0.002)), repeat=3, min_sample_s=1e-4)
+    assert slow["number"] == 1 and len(slow["samples"]) == 3 and len(slow_calls) == 4
+
+
+def test_machine_probes_small():
+    s = measure_stream(array_mib=1, repeat=2, budget_s=0.1)
+    assert s["array_mib"] == 1 and s["copy_gbs"] > 0 and s["triad_gbs"] > 0
+    g = measure_sgemm(n=64, repeat=2, budget_s=0.1)
+    assert g["n"] == 64 and g["gflops"] > 0
+
+
+def _synthetic_run(fastnn_s, other_s):
+    """A run where every kernel at every default size took the given times."""
+    results = []
+    for k in _cases.KERNELS:
+        for n, d in _cases.shapes_for(k, _cases.DEFAULT_SIZES):
+            work, unit, peak = k.work(n, d, 4)
+            times = {"fastnn": {"median": fastnn_s * n * d}}
+            times.update({c: {"median": other_s * n * d} for c in k.builders if c != "fastnn"})
+            results.append({"kernel": k.name, "size": k.label(n, d), "n": n, "d": d,
+                            "dtype": "float32", "work": work, "unit": unit, "peak": peak,
+                            "times": times, "skipped": None})
+    # Peaks slow enough that every kernel reaches 100% of them.
+    run = {"machine": {"stream": {"copy_gbs": 1e-9, "triad_gbs": 1e-9, "array_mib": 128},
+                       "sgemm": {"gflops": 1e-9, "n": 2048},
+                       "workers": {"fastnn": {"numba_threads": 2}}, "cpu_count": 2},
+           "startup": {"import_s": 0.1, "first_calls_s": 0.2, "total_s": 0.3, "kernels": []},
+           "facts": {"dropout_backward_params": ["dy", "p", "seed"]},
+           "results": results, "settings": {"repeat": 7}, "versions": {}}
+    for r in results:
+        _report.derive(r, run)
+    return run
+
+
+def test_check_evaluates_every_target_from_a_default_run():
+    fast = _synthetic_run(fastnn_s=1e-15, other_s=1e-9)  # fastnn 1e6 x faster
+    text, n_pass, n_miss, n_skip = _report.check(fast)
+    assert n_skip == 0, text  # every target names a kernel and size the default run has
+    assert n_miss == 0 and n_pass == len(_report.TARGETS), text
+    assert text.count("PASS") >= len(_report.TARGETS)
+
+    slow = _synthetic_run(fastnn_s=1e-6, other_s=1e-9)   # fastnn 1000 x slower
+    slow["startup"]["total_s"] = 5.0
+    slow["facts"]["dropout_backward_params"] = ["dy", "mask", "p"]
+    slow["machine"]["stream"] = {"copy_gbs": 1e9, "triad_gbs": 1e9, "array_mib": 128}
+    slow["machine"]["sgemm"] = {"gflops": 1e9, "n": 2048}
+    for r in slow["results"]:
+        _report.derive(r, slow)
+    text, n_pass, n_miss, n_skip = _report.check(slow)
+    assert n_pass == 0 and n_skip == 0 and n_miss == len(_report.TARGETS), text
+
+
+def test_check_skips_what_was_not_measured():
+    run = _synthetic_run(1e-15, 1e-9)
+    run["results"] = [r for r in run["results"] if r["kernel"] != "dropout_fwd"]
+    run["startup"] = None
+    text, _, _, n_skip = _report.check(run)
+    assert n_skip >= 5
+    assert "SKIP  dropout_fwd" in text
+
+
+def test_table_and_compare():
+    run = _synthetic_run(1e-12, 1e-9)
+    run["results"][0]["times"]["torch"] = {"error": "RuntimeError: boom"}
+    run["results"][1] = dict(run["results"][1], skipped="not implemented yet: fastnn.functional.x")
+    text = _report.table(run)
+    assert "RuntimeError: boom" in text and "skipped: not implemented yet" in text
+    for k in _cases.KERNELS:
+        assert k.name in text
+    assert "GB/s" in text and "% triad" in text and "% copy" in text and "% sgemm" in text
+
+    slower = _synthetic_run(2e-12, 1e-9)
+    cmp = _report.compare(run, slower)
+    assert "0.50x" in cmp and "batch_norm_eval_fwd" in cmp
+
+
+def test_speedup_is_competitor_over_fastnn():
+    row = {"kernel": "softmax", "unit": "B", "peak": "triad", "work": 8e9,
+           "times": {"fastnn": {"median": 1.0}, "torch": {"median": 3.0},
+                     "numpy": {"error": "x"}}}
+    _report.derive(row, {"machine": {"stream": {"triad_gbs": 16.0}}})
+    assert row["speedup"] == {"torch": 3.0}
+    assert row["rate"] == pytest.approx(8.0) and row["pct_peak"] == pytest.approx(50.0)
