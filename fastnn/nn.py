@@ -1,0 +1,562 @@
+"""Layers and models built on the fused kernels of :mod:`fastnn.functional`.
+
+Each layer has ``forward(x)`` and ``backward(dy) -> dx`` and keeps only what
+its backward needs: a Linear keeps its input and output, batch norm keeps its
+input and the batch mean / inverse std, dropout keeps the seed of its mask
+(the mask itself is regenerated from the seed, never stored).  Parameters are
+:class:`Parameter` objects (``.data`` and ``.grad``), which is what the
+optimizers of :mod:`fastnn.optim` take, as in torch.
+
+A :class:`Sequential` runs a :class:`Linear` followed by an activation layer
+as one fused kernel call (matrix product, bias and activation in one
+epilogue), forward and backward.
+
+Examples
+--------
+>>> import numpy as np
+>>> from fastnn import nn
+>>> model = nn.Sequential(nn.Linear(4, 8, rng=0), nn.ReLU(), nn.Linear(8, 3, rng=1))
+>>> model(np.ones((2, 4), dtype=np.float32)).shape
+(2, 3)
+"""
+import os
+
+import numpy as np
+
+import fastnn.functional as F
+from fastnn import init as _init
+from fastnn._validation import as_rng, check_choice, integer, real_scalar
+
+__all__ = ["Parameter", "Module", "Linear", "ReLU", "LeakyReLU", "Tanh", "Sigmoid",
+           "BatchNorm1d", "Dropout", "Sequential"]
+
+INITS = ("zeros", "normal", "xavier", "he")
+ACTIVATIONS = (None, "relu", "leaky_relu", "tanh", "sigmoid")
+
+
+class Parameter:
+    """A trainable array and its gradient.
+
+    Attributes
+    ----------
+    data : ndarray
+        The values; optimizers update it in place, so references stay valid.
+    grad : ndarray or None
+        The gradient of the loss with respect to ``data``.  ``backward``
+        accumulates into it (as in torch); ``zero_grad`` resets it to None,
+        and optimizers skip parameters whose grad is None.
+    decay : bool
+        Whether weight decay and the L1/L2/max-norm regularizers apply.  True
+        for Linear weights; False for biases and batch-norm scale/shift (the
+        usual practice: decaying them only hurts).
+    """
+
+    __slots__ = ("data", "grad", "decay")
+
+    def __init__(self, data, decay=True):
+        self.data = data
+        self.grad = None
+        self.decay = bool(decay)
+
+    @property
+    def shape(self):
+        return self.data.shape
+
+    @property
+    def dtype(self):
+        return self.data.dtype
+
+    def accumulate(self, g):
+        """Add ``g`` to ``grad`` (taking ``g`` itself when grad is None)."""
+        if self.grad is None:
+            self.grad = g
+        else:
+            self.grad += g
+
+    def __repr__(self):
+        return f"Parameter(shape={self.data.shape}, dtype={self.data.dtype}, decay={self.decay})"
+
+
+class Module:
+    """Base class: parameters, buffers, train/eval mode, state dicts, files.
+
+    Subclasses implement ``forward`` and ``backward`` and list their arrays in
+    ``_params`` (trainable) and ``_buffers`` (running statistics).
+    """
+
+    training = True
+    _params = ()
+    _buffers = ()
+
+    def __call__(self, x):
+        return self.forward(x)
+
+    def forward(self, x):
+        raise NotImplementedError
+
+    def backward(self, dy):
+        raise NotImplementedError
+
+    def children(self):
+        """Direct sub-modules (none for a plain layer)."""
+        return []
+
+    def modules(self):
+        """This module and every module below it, depth first."""
+        out = [self]
+        for child in self.children():
+            out.extend(child.modules())
+        return out
+
+    def named_parameters(self, prefix=""):
+        for name in self._params:
+            yield prefix + name, getattr(self, name)
+        for i, child in enumerate(self.children()):
+            yield from child.named_parameters(f"{prefix}{i}.")
+
+    def named_buffers(self, prefix=""):
+        for name in self._buffers:
+            yield prefix + name, getattr(self, name)
+        for i, child in enumerate(self.children()):
+            yield from child.named_buffers(f"{prefix}{i}.")
+
+    def parameters(self):
+        """The :class:`Parameter` objects, in a fixed order (what optimizers take)."""
+        return [p for _, p in self.named_parameters()]
+
+    def zero_grad(self):
+        """Reset every parameter's gradient to None."""
+        for p in self.parameters():
+            p.grad = None
+
+    def train(self, mode=True):
+        """Training mode (batch statistics, dropout on); returns self."""
+        for m in self.modules():
+            m.training = bool(mode)
+        return self
+
+    def eval(self):
+        """Evaluation mode (running statistics, dropout off); returns self."""
+        return self.train(False)
+
+    # -- state -----------------------------------------------------------
+    def state_dict(self):
+        """Copies of every parameter and buffer, keyed as torch does ("0.weight")."""
+        out = {name: p.data.copy() for name, p in self.named_parameters()}
+        out.update((name, b.copy()) for name, b in self.named_buffers())
+        return out
+
+    def load_state_dict(self, state):
+        """Copy arrays from ``state`` into the model (in place).
+
+        Every key of :meth:`state_dict` must be present with the same shape,
+        and no other key may be.  Values are converted to the model's dtype.
+        Everything is checked before anything is copied, so a refused state
+        leaves the model unchanged.
+
+        Raises
+        ------
+        KeyError
+            Missing or unexpected keys (all of them are named).
+        ValueError
+            An array of the wrong shape, or one that is not real numbers.
+        """
+        targets = {name: p.data for name, p in self.named_parameters()}
+        targets.update(self.named_buffers())
+        missing = sorted(set(targets) - set(state))
+        unexpected = sorted(set(state) - set(targets))
+        if missing or unexpected:
+            raise KeyError(f"state does not match the model: missing {missing}, "
+                           f"unexpected {unexpected}")
+        converted = {}
+        for name, dest in targets.items():
+            value = np.asarray(state[name])
+            if value.dtype.kind not in "fiu":
+                raise ValueError(f"state[{name!r}] must hold real numbers, got dtype {value.dtype}")
+            if value.shape != dest.shape:
+                raise ValueError(f"state[{name!r}] has shape {value.shape}, "
+                                 f"the model expects {dest.shape}")
+            converted[name] = value.astype(dest.dtype, copy=False)
+        for name, dest in targets.items():
+            dest[...] = converted[name]
+        return self
+
+    def save(self, path):
+        """Write :meth:`state_dict` to ``path`` as an uncompressed ``.npz`` file.
+
+        The file holds plain arrays only and loads with ``allow_pickle=False``.
+        ``path`` is used exactly as given (no extension is appended).
+        """
+        with open(os.fspath(path), "wb") as f:
+            np.savez(f, **self.state_dict())
+
+    def load(self, path):
+        """Load a file written by :meth:`save` into this model (same architecture).
+
+        Raises
+        ------
+        ValueError
+            The file is not a readable ``.npz`` of plain arrays, or its arrays
+            do not match the model (missing, unexpected or mis-shaped; the
+            message names them).  The model is unchanged in every such case.
+        FileNotFoundError
+            No file at ``path``.
+        """
+        try:
+            with np.load(os.fspath(path), allow_pickle=False) as f:
+                state = {k: f[k] for k in f.files}
+        except FileNotFoundError:
+            raise
+        except Exception as exc:  # not an npz, truncated, or holding objects
+            raise ValueError(f"cannot load {os.fspath(path)!r} as a fastnn model file: {exc}") from exc
+        try:
+            self.load_state_dict(state)
+        except KeyError as exc:
+            raise ValueError(f"{os.fspath(path)!r}: {exc.args[0]}") from None
+        except ValueError as exc:
+            raise ValueError(f"{os.fspath(path)!r}: {exc}") from None
+        return self
+
+    def extra_repr(self):
+        return ""
+
+    def __repr__(self):
+        return f"{type(self).__name__}({self.extra_repr()})"
+
+
+def _float_dtype(dtype):
+    dt = np.dtype(dtype)
+    if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
+        raise TypeError(f"dtype must be float32 or float64, got {dt}")
+    return dt
+
+
+class Linear(Module):
+    """Fully connected layer ``y = act(x @ weight.T + bias)``.
+
+    Parameters
+    ----------
+    in_features, out_features : int
+        Input and output widths; ``weight`` has shape (out_features, in_features).
+    bias : bool
+        Whether to add a bias (initialized to zero; excluded from weight decay).
+    activation : {None, "relu", "leaky_relu", "tanh", "sigmoid"}
+        An activation fused into the kernel's epilogue.
+    negative_slope : float >= 0
+        Slope of ``"leaky_relu"`` for negative inputs.
+    init : {"he", "xavier", "normal", "zeros"}
+        Weight initializer: He normal (variance 2/fan_in, for ReLU), Xavier
+        normal (the :func:`fastnn.init.xavier_normal` default), N(0, std^2),
+        or all zeros (the symmetric trap of the lesson).
+    std : float
+        Standard deviation for ``init="normal"``.
+    rng : int, numpy.random.Generator or None
+        Seed or generator for the weights (None: fresh entropy).
+    dtype : float32 or float64
+
+    Attributes
+    ----------
+    weight : Parameter, shape (out_features, in_features)
+    bias : Parameter, shape (out_features,), or None
+    """
+
+    def __init__(self, in_features, out_features, bias=True, activation=None, init="he",
+                 std=0.01, rng=None, dtype=np.float32, negative_slope=0.01):
+        self.in_features = integer(in_features, "in_features", low=1)
+        self.out_features = integer(out_features, "out_features", low=1)
+        self.activation = check_choice(activation, "activation", ACTIVATIONS)
+        self.init = check_choice(init, "init", INITS)
+        self.negative_slope = real_scalar(negative_slope, "negative_slope", low=0.0,
+                                          high=np.inf, high_open=True)
+        std = real_scalar(std, "std", low=0.0)
+        dtype = _float_dtype(dtype)
+        rng = as_rng(rng)
+        shape = (self.out_features, self.in_features)
+        if init == "zeros":
+            w = _init.zeros(shape, dtype=dtype)
+        elif init == "normal":
+            w = _init.normal(shape, std=std, dtype=dtype, rng=rng)
+        elif init == "xavier":
+            w = _init.xavier_normal(shape, dtype=dtype, rng=rng)
+        else:
+            w = _init.he_normal(shape, dtype=dtype, rng=rng)
+        self.weight = Parameter(np.ascontiguousarray(w, dtype=dtype), decay=True)
+        self.bias = Parameter(np.zeros(self.out_features, dtype=dtype), decay=False) if bias else None
+        self._params = ("weight", "bias") if bias else ("weight",)
+        self._saved = None  # (x, y, activation, slope) of the last forward
+
+    def _forward(self, x, activation, slope):
+        b = None if self.bias is None else self.bias.data
+        y = F.linear(x, self.weight.data, b, activation=activation, negative_slope=slope)
+        self._saved = (x, y, activation, slope)
+        return y
+
+    def forward(self, x):
+        return self._forward(x, self.activation, self.negative_slope)
+
+    def backward(self, dy):
+        if self._saved is None:
+            raise RuntimeError("Linear.backward called before forward")
+        x, y, activation, slope = self._saved
+        dx, dw, db = F.linear_backward(dy, x, self.weight.data, y, activation=activation,
+                                       negative_slope=slope)
+        self.weight.accumulate(dw)
+        if self.bias is not None:
+            self.bias.accumulate(db)
+        return dx
+
+    def extra_repr(self):
+        s = f"{self.in_features}, {self.out_features}"
+        if self.bias is None:
+            s += ", bias=False"
+        if self.activation is not None:
+            s += f", activation={self.activation!r}"
+        if self.activation == "leaky_relu":
+            s += f", negative_slope={self.negative_slope}"
+        return s + f", init={self.init!r}, dtype={self.weight.dtype}"
+
+
+class _Activation(Module):
+    """An elementwise activation; keeps its output, which its derivative needs."""
+
+    fused_name = None  # the F.linear epilogue equivalent to this layer
+    negative_slope = 0.01
+
+    def __init__(self):
+        self._y = None
+
+    def forward(self, x):
+        self._y = self._apply(np.asarray(x))
+        return self._y
+
+    def backward(self, dy):
+        if self._y is None:
+            raise RuntimeError(f"{type(self).__name__}.backward called before forward")
+        return self._grad(np.asarray(dy), self._y)
+
+
+class ReLU(_Activation):
+    """``max(x, 0)``; the derivative at 0 is 0 (as in the fused kernel)."""
+
+    fused_name = "relu"
+
+    def _apply(self, x):
+        return np.maximum(x, 0)  # np.maximum propagates NaN
+
+    def _grad(self, dy, y):
+        return np.where(y > 0, dy, 0).astype(dy.dtype, copy=False)
+
+
+class LeakyReLU(_Activation):
+    """``x`` for x > 0, ``negative_slope * x`` otherwise."""
+
+    fused_name = "leaky_relu"
+
+    def __init__(self, negative_slope=0.01):
+        super().__init__()
+        # A slope >= 0 keeps the sign of the output equal to the input's, so
+        # backward can work from the saved output alone.
+        self.negative_slope = real_scalar(negative_slope, "negative_slope", low=0.0,
+                                          high=np.inf, high_open=True)
+
+    def _apply(self, x):
+        return np.where(x > 0, x, x * x.dtype.type(self.negative_slope))
+
+    def _grad(self, dy, y):
+        # y > 0 exactly when x > 0 for a slope >= 0, so the output suffices.
+        return np.where(y > 0, dy, dy * dy.dtype.type(self.negative_slope))
+
+    def extra_repr(self):
+        return f"negative_slope={self.negative_slope}"
+
+
+class Tanh(_Activation):
+    fused_name = "tanh"
+
+    def _apply(self, x):
+        return np.tanh(x)
+
+    def _grad(self, dy, y):
+        return dy * (1 - y * y)
+
+
+class Sigmoid(_Activation):
+    fused_name = "sigmoid"
+
+    def _apply(self, x):
+        # 0.5 * (1 + tanh(x / 2)) never overflows, unlike 1 / (1 + exp(-x)).
+        half = x.dtype.type(0.5)
+        return half * (1 + np.tanh(half * x))
+
+    def _grad(self, dy, y):
+        return dy * y * (1 - y)
+
+
+class BatchNorm1d(Module):
+    """Batch normalization over the batch axis of (N, num_features) inputs.
+
+    Training mode normalizes with the batch statistics and updates the
+    running statistics in place (torch conventions: ``momentum`` is the weight
+    of the new batch; the running variance uses the unbiased batch variance);
+    evaluation mode uses the running statistics only.
+
+    Attributes
+    ----------
+    weight, bias : Parameter, shape (num_features,)
+        The learnable scale gamma (ones) and shift beta (zeros); excluded
+        from weight decay.
+    running_mean, running_var : ndarray, shape (num_features,)
+        Buffers (zeros and ones at the start), saved by :meth:`state_dict`.
+    """
+
+    _params = ("weight", "bias")
+    _buffers = ("running_mean", "running_var")
+
+    def __init__(self, num_features, momentum=0.1, eps=1e-5, dtype=np.float32):
+        self.num_features = integer(num_features, "num_features", low=1)
+        self.momentum = real_scalar(momentum, "momentum", low=0.0, high=1.0)
+        self.eps = real_scalar(eps, "eps", low=0.0, low_open=True)
+        dtype = _float_dtype(dtype)
+        self.weight = Parameter(np.ones(self.num_features, dtype=dtype), decay=False)
+        self.bias = Parameter(np.zeros(self.num_features, dtype=dtype), decay=False)
+        self.running_mean = np.zeros(self.num_features, dtype=dtype)
+        self.running_var = np.ones(self.num_features, dtype=dtype)
+        self._saved = None  # (x, mean, invstd, training)
+
+    def forward(self, x):
+        y, mean, invstd = F.batch_norm(x, self.running_mean, self.running_var, self.weight.data,
+                                       self.bias.data, training=self.training,
+                                       momentum=self.momentum, eps=self.eps)
+        self._saved = (x, mean, invstd, self.training)
+        return y
+
+    def backward(self, dy):
+        if self._saved is None:
+            raise RuntimeError("BatchNorm1d.backward called before forward")
+        x, mean, invstd, training = self._saved
+        dx, dw, db = F.batch_norm_backward(dy, x, mean, invstd, self.weight.data,
+                                           training=training)
+        self.weight.accumulate(dw)
+        self.bias.accumulate(db)
+        return dx
+
+    def extra_repr(self):
+        return (f"{self.num_features}, momentum={self.momentum}, eps={self.eps}, "
+                f"dtype={self.weight.dtype}")
+
+
+class Dropout(Module):
+    """Inverted dropout: zero each unit with probability ``p``, scale survivors by 1/(1-p).
+
+    Each training forward draws a fresh seed from ``rng`` and keeps only that
+    seed: the mask is a pure function of (seed, element index), so backward
+    regenerates it instead of storing it.  In evaluation mode (or p = 0) the
+    layer is the identity.
+
+    Parameters
+    ----------
+    p : float in [0, 1]
+        Probability of dropping a unit.
+    rng : int, numpy.random.Generator or None
+        Source of the per-forward seeds (None: fresh entropy).
+        :func:`fastnn.train.fit` replaces it with a generator derived from its
+        own ``rng``, so training is deterministic for a given seed.
+
+    Attributes
+    ----------
+    seed : int or None
+        The seed of the last training forward's mask.
+    """
+
+    # Seeds below 2**31 fit every integer type a kernel may take them as.
+    SEED_BOUND = 2 ** 31 - 1
+
+    def __init__(self, p=0.5, rng=None):
+        self.p = real_scalar(p, "p", low=0.0, high=1.0)
+        self.rng = as_rng(rng)
+        self.seed = None
+        self._active = False
+
+    def forward(self, x):
+        self._active = self.training and self.p > 0
+        if not self._active:
+            return x
+        self.seed = int(self.rng.integers(self.SEED_BOUND))
+        return F.dropout(x, p=self.p, training=True, seed=self.seed)
+
+    def backward(self, dy):
+        if not self._active:
+            return dy
+        return F.dropout_backward(dy, p=self.p, seed=self.seed)
+
+    def extra_repr(self):
+        return f"p={self.p}"
+
+
+class Sequential(Module):
+    """Layers applied in order; supports ``len``, indexing and iteration.
+
+    A :class:`Linear` without its own activation that is directly followed by
+    a :class:`ReLU`, :class:`LeakyReLU`, :class:`Tanh` or :class:`Sigmoid`
+    runs as ONE fused ``F.linear(..., activation=...)`` call (and one
+    ``F.linear_backward``): the activation layer itself is then skipped, so
+    the pre-activation array is never materialized.  Calling the layers one
+    by one gives the same result, unfused.
+    """
+
+    def __init__(self, *layers):
+        for i, layer in enumerate(layers):
+            if not isinstance(layer, Module):
+                raise TypeError(f"layer {i} is a {type(layer).__name__}, not a fastnn.nn.Module")
+        self.layers = list(layers)
+        self._plan = self._fusion_plan()
+        self._ran = None  # the plan steps of the last forward, for backward
+
+    def _fusion_plan(self):
+        """[(layer index, fused activation layer or None)]."""
+        plan, i = [], 0
+        while i < len(self.layers):
+            layer = self.layers[i]
+            nxt = self.layers[i + 1] if i + 1 < len(self.layers) else None
+            if (type(layer) is Linear and layer.activation is None
+                    and isinstance(nxt, _Activation) and nxt.fused_name is not None):
+                plan.append((i, nxt))
+                i += 2
+            else:
+                plan.append((i, None))
+                i += 1
+        return plan
+
+    def children(self):
+        return self.layers
+
+    def __len__(self):
+        return len(self.layers)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return Sequential(*self.layers[i])
+        return self.layers[i]
+
+    def __iter__(self):
+        return iter(self.layers)
+
+    def forward(self, x):
+        for i, act in self._plan:
+            if act is not None:
+                x = self.layers[i]._forward(x, act.fused_name, act.negative_slope)
+            else:
+                x = self.layers[i].forward(x)
+        self._ran = self._plan
+        return x
+
+    def backward(self, dy):
+        if self._ran is None:
+            raise RuntimeError("Sequential.backward called before forward")
+        for i, _ in reversed(self._ran):
+            dy = self.layers[i].backward(dy)
+        return dy
+
+    def __repr__(self):
+        lines = [f"  ({i}): {layer!r}" for i, layer in enumerate(self.layers)]
+        return "Sequential(\n" + "\n".join(lines) + "\n)"

@@ -1,0 +1,305 @@
+"""Optimizers and learning-rate schedules.
+
+The update rules, including where ``eps`` goes and how weight decay enters,
+are torch's (``torch.optim.SGD``, ``Adam``, ``AdamW``), so a fastnn model and
+a torch model given the same gradients take the same steps.  One difference
+by design: weight decay applies only to parameters whose ``decay`` flag is
+True, which by default excludes biases and batch-norm scale/shift.
+
+Schedules are callables ``step -> lr`` (``step`` counts optimizer steps from
+0); :func:`fastnn.train.fit` sets ``optimizer.lr = schedule(step)`` before
+each step.
+
+Examples
+--------
+>>> from fastnn import nn, optim
+>>> model = nn.Sequential(nn.Linear(4, 3, rng=0))
+>>> opt = optim.Adam(model.parameters(), lr=1e-3)
+>>> sched = optim.warmup_cosine(1e-3, warmup_steps=10, total_steps=100)
+>>> sched(10)
+0.001
+"""
+import math
+
+import numpy as np
+
+from fastnn._validation import integer, real_scalar
+
+__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "Schedule", "constant", "step_decay",
+           "warmup_cosine"]
+
+
+class Optimizer:
+    """Base class: holds the parameters and the current learning rate ``lr``.
+
+    ``lr`` is a plain attribute; a schedule (or you) may change it between
+    steps.  Parameters whose ``grad`` is None are skipped by :meth:`step`.
+    """
+
+    def __init__(self, params, lr):
+        from fastnn.nn import Parameter
+
+        self.params = list(params)
+        if not self.params:
+            raise ValueError("optimizer got an empty parameter list")
+        for i, p in enumerate(self.params):
+            if not isinstance(p, Parameter):
+                raise TypeError(f"params[{i}] is a {type(p).__name__}, not a fastnn.nn.Parameter "
+                                "(pass model.parameters())")
+        if len({id(p) for p in self.params}) != len(self.params):
+            raise ValueError("optimizer got the same parameter twice")
+        self.lr = real_scalar(lr, "lr", low=0.0)
+        self.state = [dict() for _ in self.params]
+
+    def zero_grad(self):
+        """Reset every parameter's gradient to None."""
+        for p in self.params:
+            p.grad = None
+
+    def step(self):
+        """Update every parameter that has a gradient, in place."""
+        for p, state in zip(self.params, self.state):
+            if p.grad is not None:
+                self._update(p, p.grad, state)
+
+    def _update(self, p, grad, state):
+        raise NotImplementedError
+
+    def _decay(self, p):
+        return self.weight_decay if p.decay else 0.0
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent with optional (Nesterov) momentum.
+
+    Parameters
+    ----------
+    params : iterable of Parameter
+    lr : float >= 0
+    momentum : float >= 0
+    nesterov : bool
+        Nesterov momentum (requires momentum > 0).
+    weight_decay : float >= 0
+        Coupled L2 decay, added to the gradient of parameters with ``decay``.
+
+    Raises
+    ------
+    ValueError
+        A negative hyperparameter, or ``nesterov`` without momentum.
+
+    Notes
+    -----
+    As torch (dampening 0)::
+
+        g = grad + weight_decay * w
+        b = g                   (first step)    b = momentum * b + g   (later)
+        g = g + momentum * b    (nesterov)      g = b                  (otherwise)
+        w = w - lr * g
+    """
+
+    def __init__(self, params, lr, momentum=0.0, nesterov=False, weight_decay=0.0):
+        super().__init__(params, lr)
+        self.momentum = real_scalar(momentum, "momentum", low=0.0)
+        self.weight_decay = real_scalar(weight_decay, "weight_decay", low=0.0)
+        self.nesterov = bool(nesterov)
+        if self.nesterov and self.momentum == 0:
+            raise ValueError("nesterov=True requires momentum > 0")
+
+    def _update(self, p, grad, state):
+        wd = self._decay(p)
+        g = grad + p.data.dtype.type(wd) * p.data if wd else grad
+        if self.momentum:
+            buf = state.get("momentum_buffer")
+            if buf is None:
+                buf = state["momentum_buffer"] = np.array(g, copy=True)
+            else:
+                buf *= p.data.dtype.type(self.momentum)
+                buf += g
+            g = g + p.data.dtype.type(self.momentum) * buf if self.nesterov else buf
+        p.data -= p.data.dtype.type(self.lr) * g
+
+
+class Adam(Optimizer):
+    """Adam (Kingma & Ba) with torch's update, eps outside the square root.
+
+    Parameters
+    ----------
+    params : iterable of Parameter
+    lr : float >= 0
+    betas : (float, float), each in [0, 1)
+    eps : float >= 0
+    weight_decay : float >= 0
+        Coupled L2 decay (added to the gradient, as torch's Adam) for
+        parameters with ``decay``.  For decoupled decay use :class:`AdamW`.
+
+    Raises
+    ------
+    ValueError
+        A hyperparameter out of range.
+
+    Notes
+    -----
+    At step t (from 1)::
+
+        m = beta1 * m + (1 - beta1) * g
+        v = beta2 * v + (1 - beta2) * g^2
+        w = w - (lr / (1 - beta1^t)) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
+    """
+
+    _decoupled = False
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+        super().__init__(params, lr)
+        try:
+            b1, b2 = betas
+        except (TypeError, ValueError):
+            raise ValueError(f"betas must be a pair of floats, got {betas!r}") from None
+        self.betas = (real_scalar(b1, "betas[0]", low=0.0, high=1.0, high_open=True),
+                      real_scalar(b2, "betas[1]", low=0.0, high=1.0, high_open=True))
+        self.eps = real_scalar(eps, "eps", low=0.0)
+        self.weight_decay = real_scalar(weight_decay, "weight_decay", low=0.0)
+
+    def _update(self, p, grad, state):
+        t = np.dtype(p.data.dtype).type
+        b1, b2 = self.betas
+        wd = self._decay(p)
+        if wd and self._decoupled:
+            p.data *= t(1.0 - self.lr * wd)
+        elif wd:
+            grad = grad + t(wd) * p.data
+        if not state:
+            state["step"] = 0
+            state["exp_avg"] = np.zeros_like(p.data)
+            state["exp_avg_sq"] = np.zeros_like(p.data)
+        state["step"] += 1
+        step = state["step"]
+        m, v = state["exp_avg"], state["exp_avg_sq"]
+        m *= t(b1)
+        m += t(1.0 - b1) * grad
+        v *= t(b2)
+        v += t(1.0 - b2) * grad * grad
+        step_size = self.lr / (1.0 - b1 ** step)
+        denom = np.sqrt(v)
+        denom /= t(math.sqrt(1.0 - b2 ** step))
+        denom += t(self.eps)
+        p.data -= t(step_size) * m / denom
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay (Loshchilov & Hutter), as torch's AdamW.
+
+    Same parameters as :class:`Adam`; ``weight_decay`` defaults to 0.01 (as
+    torch) and shrinks the weights directly, ``w = w * (1 - lr * weight_decay)``,
+    before the Adam step, instead of entering the gradient.
+    """
+
+    _decoupled = True
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01):
+        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
+
+
+# -- schedules --------------------------------------------------------------
+class Schedule:
+    """A learning-rate schedule: call it with a step (int >= 0) to get the lr."""
+
+    def __call__(self, step):
+        return self._lr(integer(step, "step", low=0))
+
+    def _lr(self, step):
+        raise NotImplementedError
+
+
+class constant(Schedule):
+    """The same learning rate at every step."""
+
+    def __init__(self, lr):
+        self.lr = real_scalar(lr, "lr", low=0.0)
+
+    def _lr(self, step):
+        return self.lr
+
+    def __repr__(self):
+        return f"constant({self.lr})"
+
+
+class step_decay(Schedule):
+    """``lr * gamma ** (step // step_size)``: multiply by gamma every step_size steps.
+
+    Parameters
+    ----------
+    lr : float >= 0
+    step_size : int >= 1
+        Optimizer steps between decays.
+    gamma : float in [0, 1]
+    """
+
+    def __init__(self, lr, step_size, gamma=0.1):
+        self.lr = real_scalar(lr, "lr", low=0.0)
+        self.step_size = integer(step_size, "step_size", low=1)
+        self.gamma = real_scalar(gamma, "gamma", low=0.0, high=1.0)
+
+    def _lr(self, step):
+        return self.lr * self.gamma ** (step // self.step_size)
+
+    def __repr__(self):
+        return f"step_decay({self.lr}, step_size={self.step_size}, gamma={self.gamma})"
+
+
+class warmup_cosine(Schedule):
+    """Linear warmup to ``peak_lr``, then cosine decay to ``end_lr``, then flat.
+
+    Parameters
+    ----------
+    peak_lr : float >= 0
+    warmup_steps : int >= 0
+    total_steps : int >= warmup_steps, > 0
+        The step at which the decay reaches ``end_lr``; later steps stay there
+        (the schedule never climbs back).
+    init_lr, end_lr : float >= 0
+
+    Raises
+    ------
+    ValueError
+        Negative rates or steps, or ``total_steps < warmup_steps``.
+
+    Notes
+    -----
+    With w = warmup_steps and T = total_steps::
+
+        lr(s) = init_lr + (peak_lr - init_lr) * s / w                     s < w
+        lr(s) = end_lr + (peak_lr - end_lr) * (1 + cos(pi (s - w) / (T - w))) / 2
+                                                                            w <= s <= T
+        lr(s) = end_lr                                                      s >= T
+
+    so lr(w) = peak_lr exactly (when T > w) and lr(T) = end_lr.
+
+    Examples
+    --------
+    >>> s = warmup_cosine(1.0, warmup_steps=2, total_steps=6)
+    >>> [round(s(i), 3) for i in range(8)]
+    [0.0, 0.5, 1.0, 0.854, 0.5, 0.146, 0.0, 0.0]
+    """
+
+    def __init__(self, peak_lr, warmup_steps, total_steps, init_lr=0.0, end_lr=0.0):
+        self.peak_lr = real_scalar(peak_lr, "peak_lr", low=0.0)
+        self.init_lr = real_scalar(init_lr, "init_lr", low=0.0)
+        self.end_lr = real_scalar(end_lr, "end_lr", low=0.0)
+        self.warmup_steps = integer(warmup_steps, "warmup_steps", low=0)
+        self.total_steps = integer(total_steps, "total_steps", low=1)
+        if self.total_steps < self.warmup_steps:
+            raise ValueError(f"total_steps ({self.total_steps}) must be >= warmup_steps "
+                             f"({self.warmup_steps})")
+
+    def _lr(self, step):
+        w, T = self.warmup_steps, self.total_steps
+        if step < w:
+            return self.init_lr + (self.peak_lr - self.init_lr) * step / w
+        if step >= T:
+            return self.end_lr
+        frac = (step - w) / (T - w)
+        return self.end_lr + (self.peak_lr - self.end_lr) * 0.5 * (1.0 + math.cos(math.pi * frac))
+
+    def __repr__(self):
+        return (f"warmup_cosine({self.peak_lr}, warmup_steps={self.warmup_steps}, "
+                f"total_steps={self.total_steps}, init_lr={self.init_lr}, end_lr={self.end_lr})")

@@ -1,0 +1,379 @@
+"""The fit loop, and prediction / evaluation helpers.
+
+Examples
+--------
+>>> import numpy as np
+>>> from fastnn import nn, optim, train
+>>> rng = np.random.default_rng(0)
+>>> X = rng.standard_normal((200, 4)).astype(np.float32)
+>>> y = (X[:, 0] > 0).astype(np.int64)
+>>> model = nn.Sequential(nn.Linear(4, 16, rng=0), nn.ReLU(), nn.Linear(16, 2, rng=1))
+>>> hist = train.fit(model, X, y, optimizer=optim.Adam(model.parameters(), lr=1e-2),
+...                  epochs=5, batch_size=32, rng=0, progress=False)
+>>> len(hist["train_loss"])
+5
+"""
+import math
+
+import numpy as np
+
+import fastnn.functional as F
+from fastnn._validation import as_rng, check_choice, class_labels, integer, real_scalar
+from fastnn.nn import Dropout
+
+__all__ = ["fit", "predict", "predict_proba", "evaluate", "steps_per_epoch", "DivergenceError",
+           "LOSSES"]
+
+LOSSES = ("cross_entropy", "hinge", "mse", "mae")
+CLASSIFICATION = ("cross_entropy", "hinge")
+_LOSS_VALUE = {
+    "cross_entropy": lambda out, y: F.cross_entropy(out, y),
+    "hinge": lambda out, y: F.hinge_loss(out, y),
+    "mse": lambda out, y: F.mse_loss(out, y),
+    "mae": lambda out, y: F.l1_loss(out, y),
+}
+_LOSS_FN = {
+    "cross_entropy": lambda out, y: F.cross_entropy_with_grad(out, y),
+    "hinge": lambda out, y: F.hinge_loss_with_grad(out, y),
+    "mse": lambda out, y: F.mse_loss_with_grad(out, y),
+    "mae": lambda out, y: F.l1_loss_with_grad(out, y),
+}
+
+
+class DivergenceError(FloatingPointError):
+    """Training produced a NaN or infinite loss.
+
+    Attributes
+    ----------
+    epoch : int
+        1-based epoch of the bad step.
+    step : int
+        1-based step within that epoch.
+    global_step : int
+        0-based count of optimizer steps taken before it.
+    loss : float
+        The non-finite loss.
+    history : dict
+        The history up to the last completed epoch.
+    """
+
+    def __init__(self, epoch, step, steps_in_epoch, global_step, loss, history):
+        self.epoch, self.step, self.global_step = epoch, step, global_step
+        self.loss, self.history = loss, history
+        super().__init__(
+            f"training diverged at epoch {epoch}, step {step}/{steps_in_epoch} "
+            f"(global step {global_step}): the loss is {loss}. Lower the learning rate, "
+            "check the inputs for NaN/inf, or standardize the data.")
+
+
+def steps_per_epoch(n_samples, batch_size):
+    """Optimizer steps per epoch taken by :func:`fit` (to size a schedule).
+
+    ``ceil(n_samples / batch_size)``, except that a last batch of one sample
+    is merged into the one before it (batch norm cannot train on one sample).
+    """
+    n = integer(n_samples, "n_samples", low=0)
+    b = integer(batch_size, "batch_size", low=1)
+    k = math.ceil(n / b)
+    return k - 1 if k > 1 and n % b == 1 else k
+
+
+def _batches(n, batch_size):
+    k = steps_per_epoch(n, batch_size)
+    return [(i * batch_size, n if i == k - 1 else (i + 1) * batch_size) for i in range(k)]
+
+
+def _model_dtype(model):
+    params = model.parameters()
+    return params[0].data.dtype if params else np.dtype(np.float32)
+
+
+def _inputs(model, X, name="X"):
+    """X as a C-contiguous 2-D array of the model's dtype (ints and float64 converted)."""
+    arr = np.asarray(X)
+    if arr.dtype.kind not in "fiub":
+        raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
+    if arr.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (n_samples, n_features), got shape {arr.shape}")
+    return np.ascontiguousarray(arr, dtype=_model_dtype(model))
+
+
+def _output_width(model, X):
+    """Columns of the model's output, from a forward pass on one row in eval mode."""
+    modes = [m.training for m in model.modules()]
+    try:
+        model.eval()
+        return model.forward(X[:1]).shape[1]
+    finally:
+        for m, mode in zip(model.modules(), modes):
+            m.training = mode
+
+
+def _targets(model, X, y, loss, name="y"):
+    if loss in CLASSIFICATION:
+        return class_labels(y, X.shape[0], _output_width(model, X), name=name)
+    arr = np.asarray(y)
+    if arr.dtype.kind not in "fiub":
+        raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
+    if arr.ndim == 1:
+        arr = arr.reshape(-1, 1)
+    if arr.ndim != 2 or arr.shape[0] != X.shape[0]:
+        raise ValueError(f"{name} must have shape ({X.shape[0]},) or ({X.shape[0]}, n_outputs), "
+                         f"got {np.shape(y)}")
+    width = _output_width(model, X)
+    if arr.shape[1] != width:
+        raise ValueError(f"{name} has {arr.shape[1]} column(s) but the model outputs {width}")
+    return np.ascontiguousarray(arr, dtype=_model_dtype(model))
+
+
+def _progress_bar(total, enabled, desc):
+    if not enabled:
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return None
+    # disable=None: tqdm stays silent when stderr is not a terminal.
+    return tqdm(total=total, desc=desc, unit="epoch", disable=None, leave=False)
+
+
+def fit(model, X, y, loss="cross_entropy", optimizer=None, epochs=10, batch_size=32,
+        schedule=None, validation=None, shuffle=True, rng=None, progress=True,
+        l2=0.0, l1=0.0, max_norm=None):
+    """Train ``model`` on (X, y) with mini-batch gradient descent.
+
+    Parameters
+    ----------
+    model : fastnn.nn.Module
+        Put in training mode for the run (and left in it).
+    X : array_like, shape (N, in_features)
+        Converted to the model's dtype (integer pixels are fine).
+    y : array_like
+        Class indices (N,) for "cross_entropy" / "hinge"; targets (N,) or
+        (N, n_outputs) for "mse" / "mae".
+    loss : {"cross_entropy", "hinge", "mse", "mae"}
+        Mean over the batch (over all elements for mse/mae).
+    optimizer : fastnn.optim.Optimizer, optional
+        Default: ``Adam(model.parameters(), lr=1e-3)``.
+    epochs : int >= 0
+    batch_size : int >= 1
+        A last batch of one sample is merged into the previous batch
+        (see :func:`steps_per_epoch`).
+    schedule : callable step -> lr, optional
+        Called before every optimizer step with the 0-based global step;
+        its value is assigned to ``optimizer.lr``.
+    validation : (X_val, y_val), optional
+        Evaluated (eval mode) after every epoch.
+    shuffle : bool
+        Reshuffle the samples every epoch.
+    rng : int, numpy.random.Generator or None
+        Drives the shuffling and the dropout seeds: every Dropout layer gets
+        its own generator derived from it, so a run is deterministic for a
+        given seed (and a given model initialization).
+    progress : bool
+        A tqdm bar over epochs when tqdm is installed and stderr is a terminal.
+    l2, l1 : float >= 0
+        Penalties ``l2 * sum(w**2)`` and ``l1 * sum(|w|)`` over the
+        parameters with ``decay`` (Linear weights), added to the gradient
+        (``F.l2_penalty``, ``F.l1_penalty``).
+    max_norm : float > 0, optional
+        After every step, rescale each neuron's incoming weight vector (each
+        row of a 2-D ``decay`` parameter) to norm ``max_norm`` if it is longer
+        (``F.max_norm_``).
+
+    Returns
+    -------
+    history : dict of lists, one entry per epoch
+        "epoch" (1-based), "train_loss" (mean data loss over the epoch's
+        batches, without the penalties), "penalty" (mean L1+L2 penalty), "lr"
+        (at the epoch's last step), "train_accuracy" (classification, on the
+        training batches as they were trained), and with ``validation``:
+        "val_loss" and, for classification, "val_accuracy".  Also
+        "step_loss": the data loss of every step (one entry per step).
+
+    Raises
+    ------
+    DivergenceError
+        A NaN or infinite loss; the message names the epoch and step, and the
+        exception carries the history so far.
+    ValueError, TypeError, IndexError
+        Bad arguments, mismatched shapes, labels out of range.
+
+    Notes
+    -----
+    Each step: forward in training mode, loss and its gradient in one fused
+    call, ``model.backward``, penalty gradients added, ``optimizer.step()``,
+    then the max-norm constraint.
+    """
+    from fastnn.optim import Adam, Optimizer
+
+    loss = check_choice(loss, "loss", LOSSES)
+    epochs = integer(epochs, "epochs", low=0)
+    batch_size = integer(batch_size, "batch_size", low=1)
+    l2 = real_scalar(l2, "l2", low=0.0)
+    l1 = real_scalar(l1, "l1", low=0.0)
+    if max_norm is not None:
+        max_norm = real_scalar(max_norm, "max_norm", low=0.0, low_open=True)
+    if schedule is not None and not callable(schedule):
+        raise TypeError(f"schedule must be a callable step -> lr, got {type(schedule).__name__}")
+    X = _inputs(model, X)
+    if X.shape[0] == 0:
+        raise ValueError("X has no samples")
+    y = _targets(model, X, y, loss)
+    if validation is not None:
+        try:
+            X_val, y_val = validation
+        except (TypeError, ValueError):
+            raise ValueError("validation must be a pair (X_val, y_val)") from None
+        X_val = _inputs(model, X_val, "X_val")
+        if X_val.shape[1] != X.shape[1]:
+            raise ValueError(f"X_val has {X_val.shape[1]} features but X has {X.shape[1]}")
+        y_val = _targets(model, X_val, y_val, loss, "y_val")
+    if optimizer is None:
+        optimizer = Adam(model.parameters(), lr=1e-3)
+    elif not isinstance(optimizer, Optimizer):
+        raise TypeError(f"optimizer must be a fastnn.optim.Optimizer, got {type(optimizer).__name__}")
+    rng = as_rng(rng)
+    for layer in model.modules():
+        if isinstance(layer, Dropout):
+            layer.rng = np.random.default_rng(rng.integers(2 ** 63))
+    decayed = [p for p in model.parameters() if p.decay]
+    constrained = [p for p in decayed if p.data.ndim == 2]
+    loss_fn = _LOSS_FN[loss]
+    classify = loss in CLASSIFICATION
+
+    history = {"epoch": [], "train_loss": [], "penalty": [], "lr": [], "step_loss": []}
+    if classify:
+        history["train_accuracy"] = []
+    if validation is not None:
+        history["val_loss"] = []
+        if classify:
+            history["val_accuracy"] = []
+
+    n = X.shape[0]
+    batches = _batches(n, batch_size)
+    bar = _progress_bar(epochs, progress, "fit")
+    model.train()
+    step = 0
+    try:
+        for epoch in range(1, epochs + 1):
+            order = rng.permutation(n) if shuffle else None
+            total_loss = total_penalty = 0.0
+            correct = 0
+            for b, (start, stop) in enumerate(batches, 1):
+                if order is None:
+                    xb, yb = X[start:stop], y[start:stop]
+                else:
+                    idx = order[start:stop]
+                    xb, yb = X[idx], y[idx]
+                if schedule is not None:
+                    optimizer.lr = real_scalar(schedule(step), "schedule(step)", low=0.0)
+                out = model.forward(xb)
+                value, dout = loss_fn(out, yb)
+                value = float(value)
+                if not math.isfinite(value):
+                    raise DivergenceError(epoch, b, len(batches), step, value, history)
+                model.zero_grad()
+                model.backward(dout)
+                penalty = 0.0
+                for p in decayed:
+                    for lam, pen in ((l2, F.l2_penalty), (l1, F.l1_penalty)):
+                        if lam:
+                            pv, pg = pen(p.data, lam)
+                            penalty += float(pv)
+                            p.accumulate(pg)
+                optimizer.step()
+                if max_norm is not None:
+                    for p in constrained:
+                        F.max_norm_(p.data, max_norm)
+                history["step_loss"].append(value)
+                total_loss += value * (stop - start)
+                total_penalty += penalty
+                if classify:
+                    correct += int(np.count_nonzero(out.argmax(axis=1) == yb))
+                step += 1
+            history["epoch"].append(epoch)
+            history["train_loss"].append(total_loss / n)
+            history["penalty"].append(total_penalty / len(batches))
+            history["lr"].append(float(optimizer.lr))
+            if classify:
+                history["train_accuracy"].append(correct / n)
+            if validation is not None:
+                scores = evaluate(model, X_val, y_val, loss=loss)
+                history["val_loss"].append(scores["loss"])
+                if classify:
+                    history["val_accuracy"].append(scores["accuracy"])
+            if bar is not None:
+                post = {"loss": f"{history['train_loss'][-1]:.4g}"}
+                if "val_accuracy" in history:
+                    post["val_acc"] = f"{history['val_accuracy'][-1]:.3f}"
+                bar.set_postfix(post, refresh=False)
+                bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+    return history
+
+
+def _eval_forward(model, X, batch_size):
+    """Forward in eval mode, in chunks; the model's modes are restored."""
+    modes = [m.training for m in model.modules()]
+    try:
+        model.eval()
+        chunks = [model.forward(X[i:i + batch_size]) for i in range(0, X.shape[0], batch_size)]
+    finally:
+        for m, mode in zip(model.modules(), modes):
+            m.training = mode
+    return chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
+
+
+def predict(model, X, batch_size=4096):
+    """The model's raw outputs (scores / regression values) in eval mode.
+
+    Class labels are ``predict(model, X).argmax(axis=1)``.  The model's
+    train/eval mode is restored afterwards.
+
+    Parameters
+    ----------
+    model : fastnn.nn.Module
+    X : array_like, shape (N, in_features)
+        Converted to the model's dtype.
+    batch_size : int >= 1
+        Rows per forward pass (bounds memory).
+
+    Returns
+    -------
+    ndarray, shape (N, out_features)
+    """
+    X = _inputs(model, X)
+    batch_size = integer(batch_size, "batch_size", low=1)
+    if X.shape[0] == 0:
+        raise ValueError("X has no samples")
+    return _eval_forward(model, X, batch_size)
+
+
+def predict_proba(model, X, batch_size=4096):
+    """Class probabilities, ``softmax(predict(model, X))``, shape (N, n_classes)."""
+    return F.softmax(predict(model, X, batch_size=batch_size), axis=1)
+
+
+def evaluate(model, X, y, loss="cross_entropy", batch_size=4096):
+    """Loss (and accuracy for classification) of the model in eval mode.
+
+    Returns
+    -------
+    dict
+        {"loss": mean loss over all samples, "accuracy": fraction correct
+        (classification losses only)}.
+    """
+    loss = check_choice(loss, "loss", LOSSES)
+    X = _inputs(model, X)
+    if X.shape[0] == 0:
+        raise ValueError("X has no samples")
+    y = _targets(model, X, y, loss)
+    out = predict(model, X, batch_size=batch_size)
+    value = _LOSS_VALUE[loss](out, y)
+    result = {"loss": float(value)}
+    if loss in CLASSIFICATION:
+        result["accuracy"] = float(np.mean(out.argmax(axis=1) == y))
+    return result

@@ -1,0 +1,201 @@
+"""Optimizers against torch.optim step by step, hyperparameter checks, schedules."""
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, strategies as st
+
+from fastnn import optim
+from fastnn.nn import Parameter
+
+STEPS = 6
+
+
+def _params(dtype, seed=0):
+    rng = np.random.default_rng(seed)
+    w = Parameter(rng.standard_normal((4, 3)).astype(dtype), decay=True)
+    b = Parameter(rng.standard_normal(4).astype(dtype), decay=False)
+    grads = [(rng.standard_normal((4, 3)).astype(dtype), rng.standard_normal(4).astype(dtype))
+             for _ in range(STEPS)]
+    return w, b, grads
+
+
+def _run_both(torch, make_ours, make_theirs, dtype, wd_on_bias=False):
+    """Apply the same gradients to a fastnn and a torch optimizer; return both params."""
+    w, b, grads = _params(dtype)
+    tw = torch.tensor(w.data.copy(), requires_grad=True)
+    tb = torch.tensor(b.data.copy(), requires_grad=True)
+    ours = make_ours([w, b])
+    # fastnn never decays a decay=False parameter (the bias); torch is told the same.
+    theirs = make_theirs([{"params": [tw]}, {"params": [tb], "weight_decay": 0.0}])
+    for gw, gb in grads:
+        w.grad, b.grad = gw.copy(), gb.copy()
+        tw.grad, tb.grad = torch.tensor(gw), torch.tensor(gb)
+        ours.step()
+        theirs.step()
+        rtol = 1e-12 if dtype == np.float64 else 2e-6
+        np.testing.assert_allclose(w.data, tw.detach().numpy(), rtol=rtol, atol=rtol)
+        np.testing.assert_allclose(b.data, tb.detach().numpy(), rtol=rtol, atol=rtol)
+    assert w.data.dtype == dtype and b.data.dtype == dtype
+
+
+SGD_CASES = [dict(), dict(momentum=0.9), dict(momentum=0.9, nesterov=True),
+             dict(weight_decay=0.1), dict(momentum=0.5, nesterov=True, weight_decay=0.05)]
+
+
+@pytest.mark.parametrize("kw", SGD_CASES, ids=lambda kw: ",".join(kw) or "plain")
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_sgd_matches_torch(torch, kw, dtype):
+    _run_both(torch, lambda p: optim.SGD(p, lr=0.1, **kw),
+              lambda g: torch.optim.SGD(g, lr=0.1, **kw), dtype)
+
+
+ADAM_CASES = [dict(), dict(weight_decay=0.1), dict(betas=(0.5, 0.9), eps=1e-3),
+              dict(lr=0.05, betas=(0.0, 0.99))]
+
+
+@pytest.mark.parametrize("kw", ADAM_CASES, ids=lambda kw: ",".join(kw) or "default")
+@pytest.mark.parametrize("cls", ["Adam", "AdamW"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_adam_matches_torch(torch, cls, kw, dtype):
+    kw = {"lr": 0.01, **kw}
+    _run_both(torch, lambda p: getattr(optim, cls)(p, **kw),
+              lambda g: getattr(torch.optim, cls)(g, **kw), dtype)
+
+
+def test_adamw_default_decay_is_torch_default(torch):
+    _run_both(torch, lambda p: optim.AdamW(p, lr=0.1), lambda g: torch.optim.AdamW(g, lr=0.1),
+              np.float64)
+    assert optim.AdamW([Parameter(np.zeros(2))]).weight_decay == 0.01
+
+
+@pytest.mark.parametrize("make", [
+    lambda p: optim.SGD(p, lr=0.1, weight_decay=0.5),
+    lambda p: optim.Adam(p, lr=0.1, weight_decay=0.5),
+    lambda p: optim.AdamW(p, lr=0.1, weight_decay=0.5)])
+def test_decay_skips_parameters_without_decay_flag(make):
+    """A decay=False parameter with zero gradient never moves; a decayed one shrinks."""
+    w = Parameter(np.ones(3), decay=True)
+    b = Parameter(np.ones(3), decay=False)
+    opt = make([w, b])
+    for _ in range(3):
+        w.grad, b.grad = np.zeros(3), np.zeros(3)
+        opt.step()
+    np.testing.assert_array_equal(b.data, np.ones(3))
+    assert np.all(w.data < 1)
+
+
+def test_parameters_without_grad_are_skipped():
+    w = Parameter(np.ones(3))
+    v = Parameter(np.ones(3))
+    opt = optim.Adam([w, v], lr=0.1)
+    w.grad = np.ones(3)
+    opt.step()
+    np.testing.assert_array_equal(v.data, np.ones(3))
+    assert np.all(w.data < 1)
+    opt.zero_grad()
+    assert w.grad is None and v.grad is None
+
+
+def test_update_is_in_place():
+    w = Parameter(np.ones(3))
+    ref = w.data
+    opt = optim.SGD([w], lr=0.1, momentum=0.9)
+    w.grad = np.ones(3)
+    opt.step()
+    assert w.data is ref
+
+
+@pytest.mark.parametrize("make, match", [
+    (lambda p: optim.SGD(p, lr=-0.1), "lr"),
+    (lambda p: optim.SGD(p, lr=float("nan")), "lr"),
+    (lambda p: optim.SGD(p, lr=0.1, momentum=-0.5), "momentum"),
+    (lambda p: optim.SGD(p, lr=0.1, nesterov=True), "nesterov"),
+    (lambda p: optim.SGD(p, lr=0.1, weight_decay=-1), "weight_decay"),
+    (lambda p: optim.Adam(p, lr=-1e-3), "lr"),
+    (lambda p: optim.Adam(p, betas=(1.0, 0.999)), "betas"),
+    (lambda p: optim.Adam(p, betas=(0.9, -0.1)), "betas"),
+    (lambda p: optim.Adam(p, betas=0.9), "betas"),
+    (lambda p: optim.Adam(p, eps=-1e-8), "eps"),
+    (lambda p: optim.AdamW(p, weight_decay=-0.01), "weight_decay"),
+    (lambda p: optim.Adam([], lr=0.1), "empty"),
+    (lambda p: optim.Adam(p + p, lr=0.1), "twice"),
+])
+def test_invalid_hyperparameters_raise(make, match):
+    with pytest.raises(ValueError, match=match):
+        make([Parameter(np.zeros(2))])
+
+
+def test_non_parameters_are_refused():
+    with pytest.raises(TypeError, match="Parameter"):
+        optim.SGD([np.zeros(3)], lr=0.1)
+
+
+# -- schedules --------------------------------------------------------------
+def test_warmup_cosine_values():
+    s = optim.warmup_cosine(1.0, warmup_steps=10, total_steps=110, init_lr=0.1, end_lr=0.01)
+    assert s(0) == pytest.approx(0.1)
+    assert s(5) == pytest.approx(0.55)
+    assert s(9) == pytest.approx(0.1 + 0.9 * 9 / 10)
+    assert s(10) == 1.0  # the warmup boundary hits the peak exactly
+    assert s(60) == pytest.approx(0.01 + 0.99 * 0.5)
+    assert s(110) == pytest.approx(0.01)
+    for step in (111, 200, 10 ** 9):  # clamped past the end: never climbs back
+        assert s(step) == 0.01
+
+
+def test_warmup_cosine_matches_torch_cosine_annealing(torch):
+    """After warmup the decay is torch's CosineAnnealingLR (eta_min = end_lr)."""
+    peak, w, T, end = 0.5, 5, 25, 0.05
+    s = optim.warmup_cosine(peak, w, T, end_lr=end)
+    p = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([p], lr=peak)
+    cos = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=T - w, eta_min=end)
+    for step in range(w, T + 1):
+        assert s(step) == pytest.approx(opt.param_groups[0]["lr"], rel=1e-12)
+        opt.step()
+        cos.step()
+
+
+def test_warmup_cosine_edge_cases():
+    no_warmup = optim.warmup_cosine(2.0, warmup_steps=0, total_steps=4)
+    assert no_warmup(0) == 2.0 and no_warmup(4) == 0.0
+    all_warmup = optim.warmup_cosine(2.0, warmup_steps=4, total_steps=4, end_lr=0.5)
+    assert all_warmup(2) == pytest.approx(1.0) and all_warmup(4) == 0.5
+    with pytest.raises(ValueError, match="total_steps"):
+        optim.warmup_cosine(1.0, warmup_steps=10, total_steps=5)
+    with pytest.raises(ValueError, match="step"):
+        no_warmup(-1)
+    with pytest.raises(ValueError, match="peak_lr"):
+        optim.warmup_cosine(-1.0, 1, 2)
+    with pytest.raises(TypeError, match="step"):
+        no_warmup(1.5)
+
+
+@given(peak=st.floats(1e-5, 10), init=st.floats(0, 1), end=st.floats(0, 1),
+       w=st.integers(0, 50), extra=st.integers(1, 200))
+def test_warmup_cosine_properties(peak, init, end, w, extra):
+    T = w + extra
+    s = optim.warmup_cosine(peak, w, T, init_lr=init, end_lr=end)
+    values = [s(i) for i in range(T + 20)]
+    lo, hi = min(peak, init, end), max(peak, init, end)
+    assert all(lo - 1e-12 <= v <= hi + 1e-12 for v in values)
+    assert values[w] == pytest.approx(peak)
+    decay = values[w:]
+    if peak >= end:  # after the warmup it only goes down, then stays
+        assert all(a >= b - 1e-12 for a, b in zip(decay, decay[1:]))
+    assert all(v == end for v in values[T:])
+
+
+def test_step_decay_and_constant():
+    s = optim.step_decay(1.0, step_size=3, gamma=0.5)
+    assert [s(i) for i in range(7)] == [1, 1, 1, 0.5, 0.5, 0.5, 0.25]
+    c = optim.constant(0.3)
+    assert c(0) == c(10 ** 6) == 0.3
+    with pytest.raises(ValueError, match="step_size"):
+        optim.step_decay(1.0, step_size=0)
+    with pytest.raises(ValueError, match="gamma"):
+        optim.step_decay(1.0, step_size=2, gamma=1.5)
+    with pytest.raises(ValueError, match="lr"):
+        optim.constant(-1)
+    assert math.isclose(optim.step_decay(0.1, 10)(25), 0.001)
