@@ -4,9 +4,23 @@ Every ``@njit`` kernel in ``fastnn._cpu`` is built through :func:`jit` or
 :func:`dual_jit`, so the fastmath flags, caching and the serial/parallel
 switch are decided here and nowhere else.
 """
+import os
 from types import FunctionType
 
-from numba import njit
+# Threading policy: numba's OpenMP workers sleep as soon as a parallel region
+# ends instead of spinning.  A spinning worker holds one of the two cores while
+# the BLAS (OpenBLAS pthreads) or the next kernel needs it.  Measured with the
+# fused-linear kernels (4096 x 1024 / 256 x 1024 float32, 2 cores, machine
+# under load, medians of 3 interleaved runs): a numba parallel region right
+# after sgemm took 35 ms / 33 ms by default and 7.4 ms / 0.16 ms with
+# PASSIVE; whole linear forward+backward steps at 256 x 1024 x 1024: 443 ms
+# default, 325 ms PASSIVE (BLAS-after-numba alone was within the noise).
+# The price is a futex wake-up (microseconds) per parallel region.  libgomp
+# reads this once, when numba first starts its pool, so it must be set before
+# any parallel kernel runs; setdefault keeps a user's own choice.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from numba import njit  # noqa: E402
 
 # Reassociation and contraction let LLVM vectorize reductions and fuse
 # multiply-adds.  The flags that assume "no NaN / no inf" (nnan, ninf, and

@@ -1,1 +1,115 @@
-"""CPU kernels: linear."""
+"""CPU kernels: the fused epilogue and the fused backward prologue of a linear layer.
+
+The matrix products themselves go through the BLAS (``numpy.matmul``); what
+is left for numba is the elementwise work around them, done in ONE pass over
+the (N, out) output each way:
+
+* forward:  ``bias_activation_(y, bias, act, slope)`` turns ``y = x @ W.T``
+  into ``act(y + bias)`` in place;
+* backward: ``activation_grad_bias_sum(dy, y, act, slope, dz, partial)``
+  writes ``dz = dy * act'(y)`` and sums its columns (the bias gradient) in the
+  same pass; ``column_sum(dy, partial)`` is the no-activation case, where
+  ``dz`` is ``dy`` itself and only the sum is needed.
+
+The activation is an integer code (one compiled kernel serves all five) and
+the branch on it sits outside the inner loops, so each inner loop is a plain
+vectorizable loop over one row.
+"""
+import math
+
+from numba import prange
+
+from fastnn._config import dual_jit
+from fastnn._cpu._math import exp
+
+# Activation codes, shared with fastnn.functional._linear.
+NONE, RELU, LEAKY_RELU, TANH, SIGMOID = 0, 1, 2, 3, 4
+
+
+@dual_jit
+def bias_activation_(y, bias, act, slope):
+    """In place: ``y[i, j] = act(y[i, j] + bias[j])``.
+
+    ``bias`` has ``y.shape[1]`` elements (zeros when the layer has none),
+    ``slope`` is the leaky-ReLU slope, of ``y``'s dtype.
+    """
+    n, m = y.shape
+    for i in prange(n):
+        row = y[i]
+        if act == NONE:
+            for j in range(m):
+                row[j] += bias[j]
+        elif act == RELU:
+            for j in range(m):
+                v = row[j] + bias[j]
+                # "v < 0" (not "v > 0 ? v : 0") so that NaN passes through.
+                row[j] = 0 if v < 0 else v
+        elif act == LEAKY_RELU:
+            for j in range(m):
+                v = row[j] + bias[j]
+                row[j] = v if v > 0 else v * slope
+        elif act == TANH:
+            for j in range(m):
+                # libm tanh: exact to an ulp, saturates cleanly at +-1.
+                row[j] = math.tanh(row[j] + bias[j])
+        else:
+            for j in range(m):
+                v = row[j] + bias[j]
+                # Stable logistic: e = exp(-|v|) is in (0, 1], never overflows.
+                e = exp(-abs(v))
+                row[j] = 1 / (1 + e) if v >= 0 else e / (1 + e)
+
+
+@dual_jit
+def activation_grad_bias_sum(dy, y, act, slope, dz, partial):
+    """``dz = dy * act'(y)`` and ``partial[c] = sum of dz over chunk c's rows``.
+
+    The activation derivative is taken from the saved OUTPUT ``y``:
+    relu' = (y > 0), leaky' = 1 if y > 0 else slope, tanh' = 1 - y**2,
+    sigmoid' = y (1 - y); ``act`` is never NONE (see :func:`column_sum`).  Rows are split into ``partial.shape[0]`` chunks,
+    each summed in float64 into its own row of ``partial`` (the caller merges
+    them), so threads never share an accumulator.
+    """
+    n, m = dy.shape
+    n_chunks = partial.shape[0]
+    for c in prange(n_chunks):
+        acc = partial[c]
+        for i in range(c * n // n_chunks, (c + 1) * n // n_chunks):
+            g = dy[i]
+            o = y[i]
+            d = dz[i]
+            if act == RELU:
+                for j in range(m):
+                    # As torch's threshold_backward: zero where y <= 0, so a
+                    # NaN output lets the gradient through.
+                    v = 0 if o[j] <= 0 else g[j]
+                    d[j] = v
+                    acc[j] += v
+            elif act == LEAKY_RELU:
+                for j in range(m):
+                    v = g[j] if o[j] > 0 else g[j] * slope
+                    d[j] = v
+                    acc[j] += v
+            elif act == TANH:
+                for j in range(m):
+                    v = g[j] * (1 - o[j] * o[j])
+                    d[j] = v
+                    acc[j] += v
+            else:
+                for j in range(m):
+                    v = g[j] * (o[j] * (1 - o[j]))
+                    d[j] = v
+                    acc[j] += v
+
+
+@dual_jit
+def column_sum(a, partial):
+    """``partial[c] = float64 sum of a's rows in chunk c`` (merged by the caller)."""
+    n, m = a.shape
+    n_chunks = partial.shape[0]
+    for c in prange(n_chunks):
+        acc = partial[c]
+        for i in range(c * n // n_chunks, (c + 1) * n // n_chunks):
+            row = a[i]
+            for j in range(m):
+                acc[j] += row[j]
