@@ -1,2 +1,275 @@
 """Public batchnorm functions (validation + dispatch to fastnn._cpu.batchnorm)."""
-__all__ = []
+import numpy as np
+from numba import get_num_threads
+
+from fastnn._cpu import batchnorm as _k
+from fastnn._validation import check_shape, float_array, real_scalar
+
+__all__ = ["batch_norm", "batch_norm_backward"]
+
+# Stand-ins for an absent weight/bias/running stat: the kernels take a flag
+# and never read them, and a shared empty array costs no allocation per call.
+_EMPTY = {np.dtype(np.float32): np.empty(0, np.float32),
+          np.dtype(np.float64): np.empty(0, np.float64)}
+
+
+def _pick(dual, n_elements):
+    """The twin of ``dual`` for this size and its number of row chunks: one
+    per thread for the parallel twin, one for the serial twin (only asked for
+    when needed: get_num_threads() costs microseconds, and calling it inside
+    a parallel kernel would defeat cache=True)."""
+    kernel = dual.pick(n_elements)
+    return kernel, (get_num_threads() if kernel is dual.parallel else 1)
+
+
+def _flag(value, name):
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a bool, got {value!r}")
+    return bool(value)
+
+
+def _per_column(a, name, c, dtype):
+    """An optional (C,) parameter of x's dtype, contiguous (read only)."""
+    if a is None:
+        return None
+    a = float_array(a, name, ndim=1, dtype=dtype)
+    check_shape(a, (c,), name)
+    return a
+
+
+def _running_stat(a, name, c, dtype):
+    """A running statistic that is updated in place: it must be the caller's
+    own writeable, C-contiguous ndarray (a silent copy would drop the update)."""
+    if not isinstance(a, np.ndarray):
+        raise TypeError(f"{name} must be a numpy ndarray when training (it is updated in "
+                        f"place), got {type(a).__name__}")
+    float_array(a, name, ndim=1, dtype=dtype, contiguous=False)
+    check_shape(a, (c,), name)
+    if not a.flags.writeable:
+        raise ValueError(f"{name} is read-only, but training updates it in place")
+    if not a.flags.c_contiguous:
+        raise ValueError(f"{name} must be C-contiguous when training (it is updated in "
+                         "place); pass np.ascontiguousarray(...) and keep that array")
+    return a
+
+
+def _out(out, shape, dtype, inputs):
+    """A caller-provided output buffer, or a new one.
+
+    Reusing a buffer skips the page faults of a fresh large allocation (the
+    kernel zeroes every new page: a hidden extra write of the whole output).
+    """
+    if out is None:
+        return np.empty(shape, dtype=dtype)
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"out must be a numpy ndarray, got {type(out).__name__}")
+    if out.dtype != dtype:
+        raise TypeError(f"out has dtype {out.dtype}, expected {dtype}")
+    check_shape(out, shape, "out")
+    if not (out.flags.c_contiguous and out.flags.writeable):
+        raise ValueError("out must be a writeable C-contiguous array")
+    for name, a in inputs:
+        if a is not None and np.may_share_memory(out, a):
+            raise ValueError(f"out must not share memory with {name}")
+    return out
+
+
+def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=False,
+               momentum=0.1, eps=1e-5, out=None):
+    """Batch normalization of the columns (features) of ``x``.
+
+    Parameters
+    ----------
+    x : ndarray, shape (N, C), float32 or float64
+        A batch of N samples with C features.  Any layout.
+    running_mean, running_var : ndarray, shape (C,), x's dtype, or None
+        Running statistics.  In training mode they are updated in place (so
+        they must be writeable C-contiguous ndarrays) or may both be None
+        (nothing is tracked).  In eval mode they are required and only read.
+    weight, bias : ndarray, shape (C,), x's dtype, optional
+        The learnable scale gamma (default 1) and shift beta (default 0).
+    training : bool
+        True: normalize with the batch statistics and update the running
+        statistics.  False (``model.eval()``): normalize with the running
+        statistics only.
+    momentum : float in [0, 1]
+        Weight of the new batch in the running statistics (torch convention).
+    eps : float > 0
+        Added to the variance before the square root.
+    out : ndarray, shape (N, C), x's dtype, optional
+        Writeable C-contiguous buffer for y, sharing no memory with the other
+        arguments.  Reusing one across calls saves the page faults of a new
+        large array.
+
+    Returns
+    -------
+    y : ndarray, shape (N, C), x's dtype
+    mean : ndarray, shape (C,), float64
+        The mean used (batch mean in training, a copy of running_mean in eval).
+    invstd : ndarray, shape (C,), float64
+        1 / sqrt(var + eps) with the variance used (biased batch variance in
+        training, running_var in eval).  ``mean`` and ``invstd`` are what
+        :func:`batch_norm_backward` needs.  They are float64 even for float32
+        x (torch returns float32): rounding a mean of 1e4 to float32 moves it
+        by 6e-4, an error of that size in every normalized value the backward
+        pass recomputes.
+
+    Raises
+    ------
+    TypeError
+        Non-float or mixed dtypes (every array must have x's dtype), a
+        running statistic that is not an ndarray in training, a non-bool
+        ``training``.
+    ValueError
+        x not 2-D, a (C,) shape mismatch, N == 1 in training (the variance of
+        one sample is undefined, as torch), eps <= 0, momentum outside [0, 1],
+        running statistics missing in eval mode, only one of them given, or
+        read-only / non-contiguous in training; an ``out`` of the wrong
+        shape, not writeable C-contiguous, or overlapping an input.  Nothing is modified when an
+        error is raised.
+
+    Notes
+    -----
+    Training, per column: mu = mean(x), var = mean((x - mu)^2) (biased),
+    y = (x - mu) / sqrt(var + eps) * weight + bias, and
+    running_mean <- (1 - momentum) running_mean + momentum mu,
+    running_var <- (1 - momentum) running_var + momentum var * N / (N - 1).
+    Eval: y = (x - running_mean) / sqrt(running_var + eps) * weight + bias.
+    Statistics use Welford's update per row chunk, merged with Chan's
+    formula, in float64: stable for data far from zero (1e4 + N(0, 1) in
+    float32 normalizes to unit variance).  An empty batch in training gives
+    an empty y, NaN mean/invstd and leaves the running statistics unchanged.
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn.functional as F
+    >>> x = np.array([[1.0, 10.0], [3.0, 30.0]])
+    >>> rm, rv = np.zeros(2), np.ones(2)
+    >>> y, mean, invstd = F.batch_norm(x, rm, rv, training=True)
+    >>> np.round(y, 4)
+    array([[-1., -1.],
+           [ 1.,  1.]])
+    >>> rm, rv
+    (array([0.2, 2. ]), array([ 1.1, 20.9]))
+    """
+    x = float_array(x, "x", ndim=2)
+    n, c = x.shape
+    dtype = x.dtype
+    training = _flag(training, "training")
+    momentum = real_scalar(momentum, "momentum", low=0.0, high=1.0)
+    eps = real_scalar(eps, "eps", low=0.0, low_open=True)
+    weight = _per_column(weight, "weight", c, dtype)
+    bias = _per_column(bias, "bias", c, dtype)
+    if (running_mean is None) != (running_var is None):
+        raise ValueError("running_mean and running_var must both be given or both be None")
+    if training:
+        if n == 1:
+            raise ValueError(f"batch norm in training needs more than 1 sample per feature "
+                             f"(the batch variance is undefined), got x of shape {x.shape}")
+        update = running_mean is not None and n > 0
+        if running_mean is not None:
+            running_mean = _running_stat(running_mean, "running_mean", c, dtype)
+            running_var = _running_stat(running_var, "running_var", c, dtype)
+            if np.may_share_memory(running_mean, running_var):
+                raise ValueError("running_mean and running_var must not share memory")
+        else:
+            running_mean = running_var = _EMPTY[dtype]
+    else:
+        if running_mean is None:
+            raise ValueError("eval mode (training=False) normalizes with the running "
+                             "statistics: running_mean and running_var are required")
+        running_mean = _per_column(running_mean, "running_mean", c, dtype)
+        running_var = _per_column(running_var, "running_var", c, dtype)
+
+    empty = _EMPTY[dtype]
+    y = _out(out, (n, c), dtype, (("x", x), ("weight", weight), ("bias", bias),
+                                  ("running_mean", running_mean), ("running_var", running_var)))
+    mean = np.empty(c)
+    invstd = np.empty(c)
+    w, has_w = (weight, True) if weight is not None else (empty, False)
+    b, has_b = (bias, True) if bias is not None else (empty, False)
+    if training:
+        kernel, n_chunks = _pick(_k.batch_norm_train_forward, n * c)
+        kernel(x, w, b, has_w, has_b, eps, n_chunks, running_mean, running_var,
+               update, momentum, y, mean, invstd)
+    else:
+        kernel = _k.batch_norm_eval_forward.pick(n * c)
+        kernel(x, running_mean, running_var, w, b, has_w, has_b, eps, y, mean, invstd)
+    return y, mean, invstd
+
+
+def batch_norm_backward(dy, x, mean, invstd, weight=None, training=True, out=None):
+    """Gradients of :func:`batch_norm` with respect to x, weight and bias.
+
+    Parameters
+    ----------
+    dy : ndarray, shape (N, C)
+        Gradient of the loss with respect to y; x's dtype.
+    x : ndarray, shape (N, C), float32 or float64
+        The forward input.
+    mean, invstd : ndarray, shape (C,), float64 or x's dtype
+        As returned by :func:`batch_norm` (float64 keeps full accuracy).
+    weight : ndarray, shape (C,), x's dtype, optional
+        The forward scale gamma (default 1).
+    training : bool
+        Must match the forward call.  True: the statistics were computed from
+        this batch, so the gradient flows through them.  False: the
+        statistics were constants (running statistics).
+    out : ndarray, shape (N, C), x's dtype, optional
+        Buffer for dx, as ``out`` of :func:`batch_norm`.
+
+    Returns
+    -------
+    dx : ndarray, shape (N, C), x's dtype
+    dweight, dbias : ndarray, shape (C,), x's dtype
+        Gradients with respect to gamma and beta.  Returned even when
+        ``weight`` is None: they are then the gradients with respect to the
+        implicit gamma = 1 and beta = 0.
+
+    Raises
+    ------
+    TypeError
+        Non-float or mixed dtypes, a non-bool ``training``.
+    ValueError
+        Shape mismatches, an unusable ``out``.
+
+    Notes
+    -----
+    With xhat = (x - mean) * invstd and sums over the N rows:
+    dbias = sum(dy), dweight = sum(dy * xhat);
+    training: dx = weight * invstd / N * (N dy - sum(dy) - xhat sum(dy xhat));
+    eval: dx = dy * weight * invstd.
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn.functional as F
+    >>> x = np.array([[1.0], [3.0]])
+    >>> y, mean, invstd = F.batch_norm(x, None, None, training=True)
+    >>> dx, dw, db = F.batch_norm_backward(np.array([[1.0], [0.0]]), x, mean, invstd)
+    >>> db, np.round(dw, 4)
+    (array([1.]), array([-1.]))
+    """
+    x = float_array(x, "x", ndim=2)
+    n, c = x.shape
+    dtype = x.dtype
+    dy = float_array(dy, "dy", ndim=2, dtype=dtype)
+    check_shape(dy, x.shape, "dy")
+    training = _flag(training, "training")
+    stats = []
+    for a, name in ((mean, "mean"), (invstd, "invstd")):
+        a = float_array(a, name, ndim=1)
+        if a.dtype != np.float64 and a.dtype != dtype:
+            raise TypeError(f"{name} must be float64 or {dtype}, got {a.dtype}")
+        check_shape(a, (c,), name)
+        stats.append(np.ascontiguousarray(a, dtype=np.float64))
+    mean, invstd = stats
+    weight = _per_column(weight, "weight", c, dtype)
+    w, has_w = (weight, True) if weight is not None else (_EMPTY[dtype], False)
+
+    dx = _out(out, (n, c), dtype, (("dy", dy), ("x", x), ("weight", weight)))
+    dweight = np.empty(c, dtype=dtype)
+    dbias = np.empty(c, dtype=dtype)
+    dual = _k.batch_norm_train_backward if training else _k.batch_norm_eval_backward
+    kernel, n_chunks = _pick(dual, n * c)
+    kernel(dy, x, mean, invstd, w, has_w, n_chunks, dx, dweight, dbias)
+    return dx, dweight, dbias
