@@ -56,10 +56,10 @@ def float_array(x, name, ndim=None, dtype=None, contiguous=True):
             raise TypeError(f"{name} must be an array of floats, got {type(x).__name__}") from exc
     if arr.dtype not in FLOAT_DTYPES:
         raise TypeError(f"{name} must be float32 or float64, got dtype {arr.dtype}")
-    if dtype is not None and arr.dtype != np.dtype(dtype):
+    if dtype is not None and arr.dtype != dtype:
         raise TypeError(f"{name} has dtype {arr.dtype} but the other operands are "
                         f"{np.dtype(dtype)}; convert explicitly (no silent promotion)")
-    if ndim is not None:
+    if ndim is not None and arr.ndim != ndim:
         allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
         if arr.ndim not in allowed:
             want = " or ".join(str(d) for d in allowed)
@@ -92,7 +92,10 @@ def real_scalar(value, name, low=None, high=None, low_open=False, high_open=Fals
     ``low``/``high`` are inclusive bounds unless ``low_open``/``high_open``.
     NaN is always refused.
     """
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+    # The exact-type test first: isinstance against the numbers ABC costs
+    # ~0.5 us, a noticeable share of a small kernel call.
+    if type(value) is not float and (isinstance(value, bool)
+                                      or not isinstance(value, numbers.Real)):
         raise TypeError(f"{name} must be a real number, got {value!r}")
     v = float(value)
     if v != v:
