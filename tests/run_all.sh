@@ -23,3 +23,13 @@ NUMBA_BOUNDSCHECK=1 NUMBA_CACHE_DIR="$cache_root/boundscheck" \
 step "NUMBA_NUM_THREADS=1 (kernels only)"
 NUMBA_NUM_THREADS=1 NUMBA_CACHE_DIR="$cache_root/onethread" \
     python -m pytest -p no:cacheprovider -m "not slow" tests "$@"
+
+# CUDA twins without a GPU: the kernels run as Python under numba's simulator
+# (set before numba is imported), then every kernel is type-checked and
+# lowered for the real CUDA target (no simulator; no GPU needed).
+step "CUDA simulator (tests/cuda, gpu_check --simulate) and CUDA lowering"
+NUMBA_ENABLE_CUDASIM=1 NUMBA_CACHE_DIR="$cache_root/cudasim" \
+    python -m pytest -p no:cacheprovider tests/cuda "$@"
+NUMBA_ENABLE_CUDASIM=1 NUMBA_CACHE_DIR="$cache_root/cudasim" python benchmarks/gpu_check.py --simulate
+FASTNN_TEST_CUDA_LOWERING=1 NUMBA_CACHE_DIR="$cache_root/cudalower" \
+    python -m pytest -p no:cacheprovider tests/cuda/test_lowering.py "$@"

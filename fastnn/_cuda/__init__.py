@@ -1,0 +1,61 @@
+"""CUDA twins of the CPU kernels (``fastnn._cpu``), written with numba-cuda.
+
+Nothing here is imported by ``import fastnn``: :mod:`fastnn.functional`
+imports :mod:`fastnn._cuda.functional` only when a GPU array (anything with
+``__cuda_array_interface__``) reaches a public function, so fastnn starts fast
+and works without numba-cuda.  One module per topic mirrors
+``fastnn/_cpu/<topic>.py`` with the same kernel names.
+
+Under numba's CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``) the kernels run as
+Python, which is how CI tests them without a GPU.  The simulator is never
+taken for a real device: :func:`is_available` says False under it unless
+``allow_simulator=True``.
+"""
+import os
+
+__all__ = ["is_available", "simulator_enabled", "require_cuda"]
+
+
+def simulator_enabled():
+    """True when numba's CUDA simulator replaces the driver (NUMBA_ENABLE_CUDASIM=1)."""
+    return os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0")
+
+
+def _import_cuda():
+    try:
+        from numba import cuda
+    except ImportError as exc:
+        raise RuntimeError("a GPU array was given, but numba.cuda does not import "
+                           f"({exc}); install the CUDA extra: pip install 'fastnn[cuda]'") from exc
+    return cuda
+
+
+def is_available(allow_simulator=False):
+    """Whether fastnn can run kernels on a CUDA device.
+
+    Never raises.  Under the simulator the answer is ``allow_simulator``: code
+    that picks a device automatically must not send work to a Python
+    emulation of a GPU.
+    """
+    if simulator_enabled():
+        return bool(allow_simulator)
+    try:
+        return bool(_import_cuda().is_available())
+    except Exception:  # no numba-cuda, no driver, a broken install: all mean "no"
+        return False
+
+
+def require_cuda():
+    """numba.cuda, or a RuntimeError saying why GPU arrays cannot be processed."""
+    cuda = _import_cuda()
+    if simulator_enabled():
+        return cuda
+    try:
+        ok = cuda.is_available()
+    except Exception as exc:
+        raise RuntimeError(f"a GPU array was given, but CUDA is not usable: {exc}") from None
+    if not ok:
+        raise RuntimeError("a GPU array was given, but no CUDA driver or GPU is usable "
+                           "(numba.cuda.is_available() is False); pass numpy arrays to run "
+                           "on the CPU")
+    return cuda

@@ -1,0 +1,169 @@
+"""CUDA twins of :mod:`fastnn._cpu.softmax`: one block per row, block reductions.
+
+Each block owns a row (grid-stride over rows): a block max, then a block sum
+of ``exp(x - max)`` in float64, then the output written.  For the fused
+cross-entropy the gradient is written in the same kernel, optionally over the
+logits themselves (``grad`` may be ``x``: every element is read before it is
+written, and the row's reads all happen before its writes).
+"""
+import math
+
+import numpy as np
+
+from fastnn._cuda._common import MAX_THREADS, block_max, block_sum, cuda, launch, sum_1d
+from fastnn._cuda._common import threads_per_block
+
+_MAX_ROW_BLOCKS = 65535 * 8
+
+
+@cuda.jit
+def _softmax_rows(x, out, log):
+    sh = cuda.shared.array(MAX_THREADS, np.float64)
+    n, c = x.shape
+    tid = cuda.threadIdx.x
+    nt = cuda.blockDim.x
+    for i in range(cuda.blockIdx.x, n, cuda.gridDim.x):
+        m = -math.inf
+        for j in range(tid, c, nt):
+            v = np.float64(x[i, j])
+            if v > m or v != v:
+                m = v
+        m = block_max(m, sh, tid, nt)
+        s = 0.0
+        for j in range(tid, c, nt):
+            s += math.exp(np.float64(x[i, j]) - m)
+        s = block_sum(s, sh, tid, nt)
+        if log:
+            log_s = math.log(s)
+            for j in range(tid, c, nt):
+                out[i, j] = (np.float64(x[i, j]) - m) - log_s
+        else:
+            inv = 1.0 / s
+            for j in range(tid, c, nt):
+                out[i, j] = math.exp(np.float64(x[i, j]) - m) * inv
+
+
+def _row_launch(kernel, n, *args):
+    launch(kernel, max(1, min(n, _MAX_ROW_BLOCKS)), threads_per_block(), *args)
+
+
+def softmax_rows(x, out):
+    """out[i] = softmax(x[i]) for every row."""
+    _row_launch(_softmax_rows, x.shape[0], x, out, False)
+
+
+def log_softmax_rows(x, out):
+    """out[i] = log_softmax(x[i])."""
+    _row_launch(_softmax_rows, x.shape[0], x, out, True)
+
+
+@cuda.jit
+def _target_weight_sum(target, weight, ignore_index, out):
+    """out[0] = sum of weight[t_i] over the rows not ignored (one block)."""
+    sh = cuda.shared.array(MAX_THREADS, np.float64)
+    tid = cuda.threadIdx.x
+    nt = cuda.blockDim.x
+    acc = 0.0
+    for i in range(tid, target.size, nt):
+        t = target[i]
+        if t != ignore_index:
+            acc += weight[t]
+    total = block_sum(acc, sh, tid, nt)
+    if tid == 0:
+        out[0] = total
+
+
+@cuda.jit
+def _cross_entropy_rows(x, target, weight, ignore_index, smoothing, mean, w_targets,
+                        losses, grad, with_grad):
+    sh = cuda.shared.array(MAX_THREADS, np.float64)
+    n, c = x.shape
+    tid = cuda.threadIdx.x
+    nt = cuda.blockDim.x
+    scale = 1.0 / w_targets[0] if mean else 1.0
+    keep = 1.0 - smoothing
+    spread = smoothing / c
+    for i in range(cuda.blockIdx.x, n, cuda.gridDim.x):
+        t = target[i]
+        if t == ignore_index:
+            if tid == 0:
+                losses[i] = 0.0
+            if with_grad:
+                for j in range(tid, c, nt):
+                    grad[i, j] = 0.0
+            continue
+        m = -math.inf
+        for j in range(tid, c, nt):
+            v = np.float64(x[i, j])
+            if v > m or v != v:
+                m = v
+        m = block_max(m, sh, tid, nt)
+        s = 0.0
+        sd = 0.0                   # sum_j w_j (x_j - m), for the smoothing term
+        w_all = 0.0
+        for j in range(tid, c, nt):
+            d = np.float64(x[i, j]) - m
+            s += math.exp(d)
+            if smoothing > 0.0:
+                sd += weight[j] * d
+                w_all += weight[j]
+        s = block_sum(s, sh, tid, nt)
+        if smoothing > 0.0:
+            sd = block_sum(sd, sh, tid, nt)
+            w_all = block_sum(w_all, sh, tid, nt)
+        d_t = np.float64(x[i, t]) - m
+        # every thread has read x[i, t] and the whole row (the block sums
+        # synchronized) before any gradient is written over the logits
+        cuda.syncthreads()
+        log_s = math.log(s)
+        w_t = np.float64(weight[t])
+        if tid == 0:
+            loss = keep * w_t * (log_s - d_t)
+            if smoothing > 0.0:
+                loss += spread * (w_all * log_s - sd)
+            losses[i] = loss
+        if with_grad:
+            a = (keep * w_t + spread * w_all) / s * scale
+            b = spread * scale
+            for j in range(tid, c, nt):
+                g = math.exp(np.float64(x[i, j]) - m) * a
+                if smoothing > 0.0:
+                    g -= b * weight[j]
+                if j == t:
+                    g -= keep * w_t * scale
+                grad[i, j] = g
+        cuda.syncthreads()         # the next row's reductions reuse sh
+
+
+def cross_entropy_rows(x, target, weight, ignore_index, smoothing, mean, losses, grad,
+                       with_grad, total):
+    """As the CPU kernel, but the reduced loss goes to the device scalar ``total[0]``.
+
+    ``losses`` (N,) float64 receives the per-row losses; with ``with_grad``,
+    ``grad`` (may be ``x``) the gradient of the reduced loss.  ``total`` is a
+    float64 device array of 2 elements: total[0] the reduced loss, total[1]
+    the target-weight sum (the "mean" denominator).  No host synchronization.
+    """
+    n = x.shape[0]
+    tpb = threads_per_block()
+    launch(_target_weight_sum, 1, tpb, target, weight, ignore_index, total[1:])
+    if n:
+        launch(_cross_entropy_rows, max(1, min(n, _MAX_ROW_BLOCKS)), tpb, x, target, weight,
+               ignore_index, smoothing, mean, total[1:], losses, grad, with_grad)
+    launch(_reduce_total, 1, tpb, losses, mean, total)
+
+
+@cuda.jit
+def _reduce_total(losses, mean, total):
+    sh = cuda.shared.array(MAX_THREADS, np.float64)
+    tid = cuda.threadIdx.x
+    nt = cuda.blockDim.x
+    acc = 0.0
+    for i in range(tid, losses.size, nt):
+        acc += losses[i]
+    s = block_sum(acc, sh, tid, nt)
+    if tid == 0:
+        total[0] = s / total[1] if mean else s
+
+
+__all__ = ["softmax_rows", "log_softmax_rows", "cross_entropy_rows", "sum_1d"]

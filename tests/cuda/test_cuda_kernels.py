@@ -1,0 +1,320 @@
+"""The CUDA twins against the CPU kernels and the float64 references.
+
+Shapes are tiny and never multiples of the (shrunk) block: batch 1, odd
+widths, C = 1.  Device arrays go through the PUBLIC functions of
+fastnn.functional, so the dispatch is tested with every kernel.
+"""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import fastnn.functional as F
+from tests.conftest import assert_close
+from tests.reference import batchnorm as ref_bn
+from tests.reference import dropout as ref_do
+from tests.reference import linear as ref_li
+from tests.reference import losses as ref_lo
+from tests.reference import regularization as ref_re
+from tests.reference import softmax as ref_sm
+
+DTYPES = [np.float32, np.float64]
+
+
+def dev(a):
+    from numba import cuda
+    return cuda.to_device(np.ascontiguousarray(a))
+
+
+def host(a):
+    return a.copy_to_host() if hasattr(a, "copy_to_host") else a
+
+
+def same(gpu, cpu, dtype, kind="elementwise"):
+    """GPU result close to the CPU kernel's (the CPU kernel is itself tested
+    against the references in tests/test_*.py)."""
+    assert_close(host(gpu), cpu, dtype, kind)
+
+
+# ---------------------------------------------------------------- linear
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(1, 1, 1), (5, 3, 4), (3, 7, 1)], ids=str)
+@pytest.mark.parametrize("act", [None, "relu", "leaky_relu", "tanh", "sigmoid"])
+def test_linear_forward_backward(dtype, shape, act):
+    n, k, m = shape
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((n, k)).astype(dtype)
+    w = rng.standard_normal((m, k)).astype(dtype)
+    b = rng.standard_normal(m).astype(dtype)
+    y = F.linear(x, w, b, act)
+    yg = F.linear(dev(x), dev(w), dev(b), act)
+    same(yg, y, dtype, "reduction")
+    assert_close(host(yg), ref_li.linear(x, w, b, act), dtype, "reduction")
+    dy = rng.standard_normal((n, m)).astype(dtype)
+    got = F.linear_backward(dev(dy), dev(x), dev(w), yg, act)
+    want = F.linear_backward(dy, x, w, y, act)
+    refs = ref_li.linear_backward(dy, x, w, b, act)
+    for g, c, r in zip(got, want, refs):
+        assert host(g).dtype == dtype
+        same(g, c, dtype, "reduction")
+        assert_close(host(g), r, dtype, "reduction")
+
+
+def test_linear_strided_weight_and_no_bias():
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((3, 5))
+    w = rng.standard_normal((5, 4))     # w.T is a non-contiguous (4, 5) view
+    yg = F.linear(dev(x), dev(w).T, activation="relu")
+    same(yg, F.linear(x, w.T, activation="relu"), np.float64, "reduction")
+
+
+# ---------------------------------------------------------------- batch norm
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(2, 1), (7, 3), (19, 2)], ids=str)
+def test_batch_norm_train_and_backward(dtype, shape):
+    rng = np.random.default_rng(3)
+    x = (1e3 + rng.standard_normal(shape)).astype(dtype)   # a large offset
+    c = shape[1]
+    w = rng.standard_normal(c).astype(dtype)
+    b = rng.standard_normal(c).astype(dtype)
+    rm, rv = np.zeros(c, dtype), np.ones(c, dtype)
+    rmg, rvg = dev(rm), dev(rv)
+    y, mean, invstd = F.batch_norm(x, rm, rv, w, b, training=True)
+    yg, meang, invstdg = F.batch_norm(dev(x), rmg, rvg, dev(w), dev(b), training=True)
+    same(yg, y, dtype)
+    same(meang, mean, np.float64, "reduction")
+    assert_close(host(invstdg), invstd, dtype, "reduction")
+    same(rmg, rm, dtype, "reduction")
+    same(rvg, rv, dtype, "reduction")
+    r = ref_bn.batch_norm(x, np.zeros(c), np.ones(c), w, b, training=True)
+    assert_close(host(yg), r[0], dtype)
+    dy = rng.standard_normal(shape).astype(dtype)
+    for training in (True, False):
+        got = F.batch_norm_backward(dev(dy), dev(x), meang, invstdg, dev(w), training=training)
+        want = F.batch_norm_backward(dy, x, mean, invstd, w, training=training)
+        refs = ref_bn.batch_norm_backward(dy, x, mean, invstd, w, training=training)
+        for g, cpu, rf in zip(got, want, refs):
+            same(g, cpu, dtype, "reduction")
+            assert_close(host(g), rf, dtype, "reduction")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_batch_norm_eval_mode(dtype):
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((5, 3)).astype(dtype)
+    rm = rng.standard_normal(3).astype(dtype)
+    rv = (1 + rng.random(3)).astype(dtype)
+    y, mean, invstd = F.batch_norm(x, rm, rv, training=False)
+    yg, meang, invstdg = F.batch_norm(dev(x), dev(rm), dev(rv), training=False)
+    same(yg, y, dtype)
+    same(invstdg, invstd, np.float64)
+
+
+def test_batch_norm_refuses_one_sample_in_training():
+    with pytest.raises(ValueError, match="more than 1 sample"):
+        F.batch_norm(dev(np.ones((1, 3))), None, None, training=True)
+
+
+# ---------------------------------------------------------------- dropout
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(1,), (3, 7), (2, 3, 5)], ids=str)
+@pytest.mark.parametrize("p", [0.0, 0.3, 1.0])
+def test_dropout_bit_identical_to_cpu(dtype, shape, p):
+    x = np.random.default_rng(5).standard_normal(shape).astype(dtype)
+    yg = host(F.dropout(dev(x), p, seed=2**64 - 1))
+    y = F.dropout(x, p, seed=2**64 - 1)
+    assert yg.dtype == dtype and yg.shape == shape
+    assert np.array_equal(yg, y)            # bit for bit, not merely close
+    assert np.array_equal(host(F.dropout_backward(dev(x), p, 2**64 - 1)),
+                          F.dropout_backward(x, p, 2**64 - 1))
+
+
+def test_dropout_mask_matches_cpu_and_reference():
+    from fastnn._cuda import functional as gpu
+    shape, p, seed = (3, 5), 0.4, 123
+    m = host(gpu.dropout_mask(shape, p, seed))
+    assert np.array_equal(m, F.dropout_mask(shape, p, seed))
+    assert np.array_equal(m, ref_do.dropout_mask(shape, p, seed))
+
+
+def test_dropout_in_place_and_eval_identity():
+    x = np.arange(9.0)
+    xg = dev(x)
+    out = F.dropout(xg, 0.5, seed=3, out=xg)
+    assert out is xg
+    assert np.array_equal(host(xg), F.dropout(x, 0.5, seed=3))
+    assert np.array_equal(host(F.dropout(dev(x), 0.5, training=False)), x)
+
+
+# ---------------------------------------------------------------- softmax / CE
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(1, 1), (5, 4), (2, 11)], ids=str)
+def test_softmax_rows(dtype, shape):
+    x = (np.random.default_rng(6).standard_normal(shape) * 30).astype(dtype)
+    same(F.softmax(dev(x)), F.softmax(x), dtype)
+    same(F.log_softmax(dev(x)), F.log_softmax(x), dtype)
+    assert_close(host(F.softmax(dev(x))), ref_sm.softmax(x.astype(np.float64)), dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("smoothing", [0.0, 0.2])
+def test_cross_entropy_with_grad(dtype, reduction, smoothing):
+    rng = np.random.default_rng(7)
+    logits = (rng.standard_normal((6, 5)) * 4).astype(dtype)
+    logits[0, 2] = 1e4                               # huge logit: still exact
+    target = np.array([2, 0, -100, 4, 1, 3])
+    weight = rng.random(5).astype(dtype) + 0.5
+    kw = dict(weight=weight, reduction=reduction, label_smoothing=smoothing)
+    loss, grad = F.cross_entropy_with_grad(logits, target, **kw)
+    lg, gg = F.cross_entropy_with_grad(dev(logits), dev(target), **{**kw, "weight": dev(weight)})
+    same(lg, loss, dtype, "reduction")
+    same(gg, grad, dtype, "reduction")
+    rl, rg = ref_sm.cross_entropy(logits, target, **kw)
+    assert_close(host(lg), rl, dtype, "reduction")
+    assert_close(host(gg), rg, dtype, "reduction")
+
+
+def test_cross_entropy_gradient_in_place_over_logits():
+    rng = np.random.default_rng(8)
+    logits = rng.standard_normal((3, 4))
+    target = np.array([1, 0, 3])
+    loss, grad = F.cross_entropy_with_grad(logits, target)
+    lg = dev(logits)
+    lossg, gg = F.cross_entropy_with_grad(lg, dev(target), out=lg)
+    assert gg is lg
+    same(lg, grad, np.float64)
+    assert abs(lossg - loss) <= 1e-12 * abs(loss)
+
+
+def test_cross_entropy_single_class_and_all_ignored():
+    logits = np.array([[0.5], [-2.0]])
+    target = np.array([0, 0])
+    assert host(F.cross_entropy(dev(logits), dev(target))) == F.cross_entropy(logits, target)
+    assert np.isnan(F.cross_entropy(dev(logits), dev(np.array([-100, -100]))))
+
+
+# ---------------------------------------------------------------- hinge / MSE / MAE
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_hinge_with_grad(dtype, reduction):
+    rng = np.random.default_rng(9)
+    s = rng.standard_normal((5, 3)).astype(dtype)
+    t = np.array([0, 2, 1, 1, 0])
+    loss, grad = F.hinge_loss_with_grad(s, t, reduction=reduction)
+    lg, gg = F.hinge_loss_with_grad(dev(s), dev(t), reduction=reduction)
+    same(lg, loss, dtype, "reduction")
+    same(gg, grad, dtype)
+    rl, rg = ref_lo.hinge(s, t, reduction=reduction)
+    assert_close(host(lg), rl, dtype, "reduction")
+    assert_close(host(gg), rg, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("which", ["mse", "l1"])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_regression_losses(dtype, which, reduction):
+    rng = np.random.default_rng(10)
+    p = rng.standard_normal((3, 7)).astype(dtype)
+    t = rng.standard_normal((3, 7)).astype(dtype)
+    t[0, 0] = p[0, 0]                     # a zero residual: subgradient 0
+    fn = F.mse_loss_with_grad if which == "mse" else F.l1_loss_with_grad
+    loss, grad = fn(p, t, reduction=reduction)
+    lg, gg = fn(dev(p), dev(t), reduction=reduction)
+    same(lg, loss, dtype, "reduction")
+    same(gg, grad, dtype)
+    ref = ref_lo.mse if which == "mse" else ref_lo.mae
+    rl, rg = ref(p, t, reduction=reduction)
+    assert_close(host(lg), rl, dtype, "reduction")
+    if reduction != "none":
+        assert_close(host(gg), rg, dtype)
+
+
+# ---------------------------------------------------------------- regularization
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_penalties_and_max_norm(dtype):
+    rng = np.random.default_rng(11)
+    w = rng.standard_normal((4, 3)).astype(dtype)
+    w[0, 0] = 0.0
+    for fn, ref in ((F.l2_penalty, ref_re.l2_penalty), (F.l1_penalty, ref_re.l1_penalty)):
+        v, g = fn(dev(w), 0.3)
+        rv, rg = ref(w, 0.3)
+        assert_close(v, fn(w, 0.3)[0], dtype, "reduction")
+        assert_close(v, rv, dtype, "reduction")
+        assert_close(host(g), rg, dtype)
+    w[1] *= 10
+    wg = dev(w)
+    assert F.max_norm_(wg, 2.0) is wg
+    want = F.max_norm_(w.copy(), 2.0)
+    got = host(wg)
+    same(got, want, dtype)
+    inside = np.linalg.norm(w.astype(np.float64), axis=1) <= 2.0
+    assert np.array_equal(got[inside], w[inside])       # untouched rows: bit for bit
+
+
+def test_max_norm_huge_row():
+    w = np.array([[1e200, 1e200, 0.0], [0.1, 0.2, 0.3]])
+    wg = dev(w)
+    F.max_norm_(wg, 1.0)
+    same(wg, F.max_norm_(w.copy(), 1.0), np.float64)
+
+
+# ---------------------------------------------------------------- dispatch and errors
+
+def test_mixed_host_and_device_operands_raise_type_error():
+    x = np.ones((2, 3))
+    with pytest.raises(TypeError, match="weight is a host array"):
+        F.linear(dev(x), np.ones((4, 3)))
+    with pytest.raises(TypeError, match="x is a host array"):
+        F.linear(x, dev(np.ones((4, 3))))
+
+
+def test_device_validation_matches_cpu_messages():
+    with pytest.raises(IndexError, match=r"target\[1\] = 4 is out of range for 4 classes"):
+        F.cross_entropy(dev(np.zeros((2, 4))), dev(np.array([0, 4])))
+    with pytest.raises(TypeError, match="float32 or float64"):
+        F.dropout(dev(np.ones(3, np.int32)))
+    with pytest.raises(TypeError, match="convert explicitly"):
+        F.mse_loss(dev(np.ones(3)), dev(np.ones(3, np.float32)))
+    with pytest.raises(ValueError, match="p must be"):
+        F.dropout(dev(np.ones(3)), p=1.5)
+    with pytest.raises(ValueError, match="unknown activation"):
+        F.linear(dev(np.ones((2, 3))), dev(np.ones((4, 3))), activation="gelu")
+
+
+@pytest.mark.skipif(os.environ.get("NUMBA_ENABLE_CUDASIM") != "1", reason="simulator only")
+def test_simulator_is_not_picked_as_a_device():
+    from fastnn._cuda import is_available
+    assert is_available() is False
+    assert is_available(allow_simulator=True) is True
+
+
+@pytest.mark.no_device
+def test_import_fastnn_does_not_import_numba_cuda():
+    code = ("import sys, fastnn, fastnn.functional as F, numpy as np; "
+            "F.linear(np.ones((2, 2)), np.ones((2, 2))); "
+            "assert 'numba.cuda' not in sys.modules, 'numba.cuda imported eagerly'")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.no_device
+def test_device_array_without_driver_is_a_clear_error():
+    # a fake device array in a process without the simulator and (on CI) without a GPU
+    code = (
+        "import fastnn.functional as F, numpy as np\n"
+        "from fastnn._cuda import is_available\n"
+        "if is_available(): raise SystemExit(0)\n"
+        "class Dev:\n    __cuda_array_interface__ = {}\n"
+        "try:\n    F.dropout(Dev())\n"
+        "except RuntimeError as e:\n    assert 'CUDA' in str(e) or 'numba' in str(e), e\n"
+        "else:\n    raise SystemExit('no error')\n")
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
+    subprocess.run([sys.executable, "-c", code], check=True, env=env)
