@@ -125,10 +125,14 @@ def _cuda_info():
         from numba import cuda
     except Exception as exc:
         return {"usable": False, "why": f"numba.cuda does not import: {type(exc).__name__}: {exc}"}
+    from fastnn._cuda import is_available, simulator_enabled
+
     try:
-        if not cuda.is_available():
-            return {"usable": False, "why": "numba.cuda.is_available() is False (no driver/GPU)",
-                    "simulator": bool(os.environ.get("NUMBA_ENABLE_CUDASIM") == "1")}
+        # fastnn's own test: the simulator stands in for a driver but is no GPU.
+        if not is_available():
+            why = ("the CUDA simulator is on (NUMBA_ENABLE_CUDASIM=1): kernels would run as "
+                   "Python" if simulator_enabled() else "no CUDA driver/GPU")
+            return {"usable": False, "why": why, "simulator": simulator_enabled()}
         devs = []
         for d in cuda.list_devices():
             try:

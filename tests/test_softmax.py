@@ -324,11 +324,11 @@ def bad_calls(x, y, w):
         (ValueError, "label_smoothing", dict(label_smoothing=float("nan"))),
         (TypeError, "label_smoothing", dict(label_smoothing="0.1")),
         (TypeError, "ignore_index", dict(ignore_index=1.5)),
-        (ValueError, "out must be", dict(out=np.zeros((4, 6), x.dtype))),
-        (ValueError, "out must be", dict(out=np.zeros((4, 5), np.float16))),
+        (ValueError, "out must have shape", dict(out=np.zeros((4, 6), x.dtype))),
+        (TypeError, "out must have dtype", dict(out=np.zeros((4, 5), np.float16))),
         (ValueError, "C-contiguous", dict(out=np.zeros((5, 4), x.dtype).T)),
         (ValueError, "overlaps", dict(logits=big[:4], out=big[2:6])),
-        (TypeError, "numpy array", dict(out=[[0.0] * 5] * 4)),
+        (TypeError, "numpy ndarray", dict(out=[[0.0] * 5] * 4)),
     ]
 
 

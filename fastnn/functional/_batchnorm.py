@@ -3,7 +3,7 @@ import numpy as np
 from numba import get_num_threads
 
 from fastnn._cpu import batchnorm as _k
-from fastnn._validation import check_shape, float_array, real_scalar
+from fastnn._validation import check_shape, float_array, output_array, real_scalar
 
 __all__ = ["batch_norm", "batch_norm_backward"]
 
@@ -51,27 +51,6 @@ def _running_stat(a, name, c, dtype):
         raise ValueError(f"{name} must be C-contiguous when training (it is updated in "
                          "place); pass np.ascontiguousarray(...) and keep that array")
     return a
-
-
-def _out(out, shape, dtype, inputs):
-    """A caller-provided output buffer, or a new one.
-
-    Reusing a buffer skips the page faults of a fresh large allocation (the
-    kernel zeroes every new page: a hidden extra write of the whole output).
-    """
-    if out is None:
-        return np.empty(shape, dtype=dtype)
-    if not isinstance(out, np.ndarray):
-        raise TypeError(f"out must be a numpy ndarray, got {type(out).__name__}")
-    if out.dtype != dtype:
-        raise TypeError(f"out has dtype {out.dtype}, expected {dtype}")
-    check_shape(out, shape, "out")
-    if not (out.flags.c_contiguous and out.flags.writeable):
-        raise ValueError("out must be a writeable C-contiguous array")
-    for name, a in inputs:
-        if a is not None and np.may_share_memory(out, a):
-            raise ValueError(f"out must not share memory with {name}")
-    return out
 
 
 def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=False,
@@ -182,8 +161,9 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=Fa
         running_var = _per_column(running_var, "running_var", c, dtype)
 
     empty = _EMPTY[dtype]
-    y = _out(out, (n, c), dtype, (("x", x), ("weight", weight), ("bias", bias),
-                                  ("running_mean", running_mean), ("running_var", running_var)))
+    y = output_array(out, (n, c), dtype, inplace_ok=False,
+                     inputs=(("x", x), ("weight", weight), ("bias", bias),
+                             ("running_mean", running_mean), ("running_var", running_var)))
     mean = np.empty(c)
     invstd = np.empty(c)
     w, has_w = (weight, True) if weight is not None else (empty, False)
@@ -266,7 +246,8 @@ def batch_norm_backward(dy, x, mean, invstd, weight=None, training=True, out=Non
     weight = _per_column(weight, "weight", c, dtype)
     w, has_w = (weight, True) if weight is not None else (_EMPTY[dtype], False)
 
-    dx = _out(out, (n, c), dtype, (("dy", dy), ("x", x), ("weight", weight)))
+    dx = output_array(out, (n, c), dtype, inplace_ok=False,
+                      inputs=(("dy", dy), ("x", x), ("weight", weight)))
     dweight = np.empty(c, dtype=dtype)
     dbias = np.empty(c, dtype=dtype)
     dual = _k.batch_norm_train_backward if training else _k.batch_norm_eval_backward

@@ -7,7 +7,7 @@ import numpy as np
 from fastnn._config import PARALLEL_THRESHOLD
 from fastnn._cpu import dropout as _k
 from fastnn._cpu.rng import MAX_SEED, seed_key
-from fastnn._validation import float_array, integer, real_scalar
+from fastnn._validation import float_array, integer, output_array, real_scalar
 
 __all__ = ["dropout", "dropout_backward", "dropout_mask"]
 
@@ -28,34 +28,6 @@ def _threshold(p):
 def _n_chunks(n):
     # A few chunks per thread so one slow (shared) core does not hold the rest up.
     return 1 if n < PARALLEL_THRESHOLD else 4 * numba.get_num_threads()
-
-
-def output_array(out, shape, dtype, inputs, name="out"):
-    """A fresh array, or ``out`` checked as a destination for an elementwise kernel.
-
-    ``out`` must be a writable C-contiguous ndarray of exactly ``shape`` and
-    ``dtype``.  It may be one of ``inputs`` itself (every kernel reads element
-    i before writing element i), but not a partial overlap of one.  Writing
-    into a reused buffer avoids the page faults of a fresh DRAM-sized array
-    (about a third of a memory-bound kernel's time).
-    """
-    if out is None:
-        return np.empty(shape, dtype=dtype)
-    if not isinstance(out, np.ndarray):
-        raise TypeError(f"{name} must be a numpy ndarray, got {type(out).__name__}")
-    if out.dtype != dtype:
-        raise TypeError(f"{name} has dtype {out.dtype}, expected {np.dtype(dtype)}")
-    if out.shape != tuple(shape):
-        raise ValueError(f"{name} must have shape {tuple(shape)}, got {out.shape}")
-    if not out.flags.c_contiguous or not out.flags.writeable:
-        raise ValueError(f"{name} must be a writable C-contiguous array")
-    for a in inputs:
-        same = (a.__array_interface__["data"][0] == out.__array_interface__["data"][0]
-                and a.strides == out.strides and a.shape == out.shape)
-        if not same and np.shares_memory(a, out):
-            raise ValueError(f"{name} partially overlaps an input; pass the input itself "
-                             "(in place) or a separate array")
-    return out
 
 
 def _apply(arr, p, seed, out):
@@ -122,7 +94,7 @@ def dropout(x, p=0.5, training=True, seed=0, out=None):
     if not isinstance(training, (bool, np.bool_)):
         raise TypeError(f"training must be a bool, got {training!r}")
     seed = _seed(seed)
-    dest = output_array(out, arr.shape, arr.dtype, [arr])
+    dest = output_array(out, arr.shape, arr.dtype, [("x", arr)])
     if not training or p == 0.0:
         np.copyto(dest, arr)
         return dest
@@ -169,7 +141,7 @@ def dropout_backward(dy, p, seed, out=None):
     arr = float_array(dy, "dy")
     p = real_scalar(p, "p", 0.0, 1.0)
     seed = _seed(seed)
-    dest = output_array(out, arr.shape, arr.dtype, [arr])
+    dest = output_array(out, arr.shape, arr.dtype, [("dy", arr)])
     if p == 0.0:
         np.copyto(dest, arr)
         return dest

@@ -13,9 +13,8 @@ import numpy as np
 
 from fastnn._config import PARALLEL_THRESHOLD
 from fastnn._cpu import losses as _k
-from fastnn.functional._dropout import output_array
 from fastnn._validation import (check_reduction, check_shape, class_labels,
-                                float_array, real_scalar)
+                                float_array, output_array, real_scalar)
 
 __all__ = ["hinge_loss", "hinge_loss_with_grad", "mse_loss", "mse_loss_with_grad",
            "l1_loss", "l1_loss_with_grad"]
@@ -43,7 +42,7 @@ def _hinge(scores, target, margin, reduction, with_grad, out=None):
     gscale = 1.0 / n if (reduction == "mean" and n) else 1.0
     row_loss = np.empty(n)
     if with_grad:
-        grad = output_array(out, s.shape, s.dtype, [s])
+        grad = output_array(out, s.shape, s.dtype, [("scores", s)])
     else:
         grad = np.empty((n, 0), dtype=s.dtype)
     _k.hinge.pick(s.size)(s, y, margin, gscale, row_loss, grad, with_grad)
@@ -149,7 +148,7 @@ def _regression(sum_kernel, none_kernel, grad_factor, pred, target, reduction, w
     n = p.size
     n_chunks = _n_chunks(n)
     if with_grad:
-        grad = output_array(out, p.shape, p.dtype, [p, t])
+        grad = output_array(out, p.shape, p.dtype, [("pred", p), ("target", t)])
     else:
         grad = np.empty((0,), dtype=p.dtype)
     flat_p, flat_t, flat_g = p.reshape(-1), t.reshape(-1), grad.reshape(-1)

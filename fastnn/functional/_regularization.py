@@ -6,8 +6,7 @@ import numpy as np
 
 from fastnn._config import PARALLEL_THRESHOLD
 from fastnn._cpu import regularization as _k
-from fastnn.functional._dropout import output_array
-from fastnn._validation import FLOAT_DTYPES, float_array, real_scalar
+from fastnn._validation import FLOAT_DTYPES, float_array, output_array, real_scalar
 
 __all__ = ["l2_penalty", "l1_penalty", "max_norm_"]
 
@@ -26,7 +25,7 @@ def _lam(lam):
 def _penalty(kernel, w, lam, out):
     arr = float_array(w, "w")
     lam = _lam(lam)
-    grad = output_array(out, arr.shape, arr.dtype, [arr])
+    grad = output_array(out, arr.shape, arr.dtype, [("w", arr)])
     n = arr.size
     total = kernel.pick(n)(arr.reshape(-1), grad.reshape(-1), lam, _n_chunks(n))
     return lam * float(total), grad

@@ -2,7 +2,7 @@
 import numpy as np
 
 from fastnn._cpu import softmax as _k
-from fastnn._validation import (check_reduction, class_labels, float_array, integer,
+from fastnn._validation import (check_reduction, class_labels, float_array, integer, output_array,
                                 real_scalar)
 
 __all__ = ["softmax", "log_softmax", "cross_entropy", "cross_entropy_with_grad"]
@@ -126,10 +126,9 @@ def _cross_entropy(logits, target, weight, ignore_index, reduction, label_smooth
             raise ValueError(f"weight must have shape ({c},) (one per class), "
                              f"got {weight.shape}")
     if with_grad:
-        if out is None:
-            grad = np.empty_like(logits)
-        else:
-            grad = _check_out(out, logits)
+        # The kernel reads each logit before writing its gradient, so out may
+        # be the logits buffer itself (in place).
+        grad = output_array(out, logits.shape, logits.dtype, [("logits", logits)])
     else:
         grad = np.empty((0, 0), dtype=logits.dtype)
     losses = np.empty(n, dtype=np.float64)
@@ -138,22 +137,6 @@ def _cross_entropy(logits, target, weight, ignore_index, reduction, label_smooth
                    losses, grad, with_grad)
     loss = losses.astype(logits.dtype) if reduction == "none" else float(total)
     return (loss, grad) if with_grad else loss
-
-
-def _check_out(out, logits):
-    if not isinstance(out, np.ndarray):
-        raise TypeError(f"out must be a numpy array, got {type(out).__name__}")
-    if out.dtype != logits.dtype or out.shape != logits.shape:
-        raise ValueError(f"out must be a {logits.dtype} array of shape {logits.shape}, "
-                         f"got {out.dtype} {out.shape}")
-    if not out.flags.c_contiguous or not out.flags.writeable:
-        raise ValueError("out must be C-contiguous and writeable")
-    # The kernel reads each logit before writing its gradient, so out may be the
-    # logits buffer itself, but not a different view that overlaps it.
-    same = (out.__array_interface__["data"][0] == logits.__array_interface__["data"][0])
-    if not same and np.may_share_memory(out, logits):
-        raise ValueError("out overlaps logits without being the same buffer")
-    return out
 
 
 _CE_DOC_PARAMS = """
