@@ -12,13 +12,39 @@ Run offline against the installed environment::
 
     asv machine --yes
     asv run -E existing --quick --show-stderr
+
+``FASTNN_ASV_SIZES`` (comma-separated NxD, e.g. ``64x256``) replaces the size
+parameter of every class: the CI smoke run uses it to stay within seconds
+per benchmark.  asv passes the environment to the processes that discover
+and run the benchmarks, so set it for both commands::
+
+    FASTNN_ASV_SIZES=64x256 asv machine --yes
+    FASTNN_ASV_SIZES=64x256 asv run -E existing --quick --show-stderr
+
+A result recorded under a restricted size list is only comparable with runs
+that used the same list (asv keys results by parameter values).
 """
+import os
+
 import numpy as np
 
 from fastnn.bench import _cases
 
-SIZES = ["64x256", "4096x1024", "32768x1024"]
 DTYPES = ["float32", "float64"]
+
+
+def _sizes(*extra):
+    """The size parameter: the default sizes plus ``extra``, or FASTNN_ASV_SIZES."""
+    env = os.environ.get("FASTNN_ASV_SIZES", "").strip()
+    if env:
+        sizes = [s.strip() for s in env.split(",") if s.strip()]
+        for s in sizes:
+            _cases.parse_shape(s)  # a bad value fails discovery, naming it
+        return sizes
+    return ["64x256", "4096x1024", "32768x1024", *extra]
+
+
+SIZES = _sizes()
 
 
 class _KernelBenchmark:
@@ -52,12 +78,12 @@ class _KernelBenchmark:
 class LinearForward(_KernelBenchmark):
     """linear + bias + ReLU, N x D x D (the 256-row size is a target)."""
     kernel = "linear_fwd"
-    params = [SIZES + ["256x1024"], DTYPES]
+    params = [_sizes("256x1024"), DTYPES]
 
 
 class LinearBackward(_KernelBenchmark):
     kernel = "linear_bwd"
-    params = [SIZES + ["256x1024"], DTYPES]
+    params = [_sizes("256x1024"), DTYPES]
 
 
 class BatchNormTrainForward(_KernelBenchmark):
@@ -87,7 +113,7 @@ class Softmax(_KernelBenchmark):
 class CrossEntropy(_KernelBenchmark):
     """Fused softmax-CE forward + backward, N x C (C = 1000, 32768 too)."""
     kernel = "cross_entropy_fwd_bwd"
-    params = [SIZES + ["4096x1000", "1024x32768"], DTYPES]
+    params = [_sizes("4096x1000", "1024x32768"), DTYPES]
 
 
 class Hinge(_KernelBenchmark):

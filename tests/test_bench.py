@@ -4,6 +4,8 @@ No timing is asserted anywhere: these tests check that ``fastnn bench``
 measures the right calls and reports them correctly.
 """
 import copy
+import importlib
+import inspect
 import time
 
 import numpy as np
@@ -40,6 +42,51 @@ def test_every_kernel_has_fastnn_numpy_and_a_library_competitor():
         assert {"torch", "sklearn"} & set(k.builders), k.name
         assert set(k.builders) <= set(_cases.GROUP_OF), k.name
         assert k.requires and all("." in r for r in k.requires), k.name
+
+
+def _accepts_out(dotted):
+    module, _, attr = dotted.rpartition(".")
+    fn = getattr(importlib.import_module("fastnn." + module), attr)
+    return "out" in inspect.signature(fn).parameters
+
+
+def test_fastnn_out_exactly_where_every_public_function_accepts_out():
+    """Every kernel whose functions take ``out=`` is also timed with reused buffers."""
+    with_out = set()
+    for k in _cases.KERNELS:
+        if k.missing():
+            continue
+        assert ("fastnn_out" in k.builders) == all(_accepts_out(r) for r in k.requires), k.name
+        if "fastnn_out" in k.builders:
+            with_out.add(k.name)
+    assert _cases.GROUP_OF["fastnn_out"] == "fastnn"  # same worker, never a competitor
+    assert "fastnn_out" not in _cases.COMPETITORS
+    present = {k.name for k in _cases.KERNELS if not k.missing()}
+    assert {"batch_norm_train_fwd", "batch_norm_train_fwd_bwd", "batch_norm_eval_fwd",
+            "dropout_fwd", "dropout_bwd", "cross_entropy_fwd_bwd", "hinge_fwd_bwd",
+            "mse_fwd_bwd", "l1_loss_fwd_bwd", "l2_penalty", "l1_penalty"} & present <= with_out
+
+
+@pytest.mark.parametrize("name", [k.name for k in _cases.KERNELS if "fastnn_out" in k.builders])
+def test_fastnn_out_reuses_its_buffers_and_computes_the_same(name):
+    k = _cases.KERNELS_BY_NAME[name]
+    if k.missing():
+        pytest.skip("not implemented yet")
+    data = k.setup(*k.test_shape, np.float32)
+    fresh = k.outputs("fastnn", data)
+    run, post = k.build("fastnn_out", data)
+    first = post(run())
+    arrays = [o for o in first if isinstance(o, np.ndarray) and o.shape == k.test_shape]
+    assert arrays, name  # the (N, D) outputs ...
+    second = post(run())
+    for a, b in zip(first, second):
+        if isinstance(a, np.ndarray) and a.shape == k.test_shape:
+            assert a is b, name  # ... are the same buffers on every call
+    # Fresh outputs of a separate call: the buffers hold this call's results.
+    got = tuple(_cases.to_numpy(o) for o in second)
+    _cases.compare_outputs(k, data, got, fresh, np.float32)
+    if k.compare == "dropout":  # same seed: the same mask as the fresh call
+        np.testing.assert_array_equal(got[0] == 0, fresh[0] == 0)
 
 
 def test_work_counts_bytes_and_flops():
@@ -118,14 +165,22 @@ def test_machine_probes_small():
     assert g["n"] == 64 and g["gflops"] > 0
 
 
-def _synthetic_run(fastnn_s, other_s):
-    """A run where every kernel at every default size took the given times."""
+def _synthetic_run(fastnn_s, other_s, out_s=None):
+    """A run where every kernel at every default size took the given times.
+
+    ``out_s``: the out= time (default: the fresh time); None-valued keys are
+    left out, as in runs saved before out= timings existed.
+    """
+    out_s = fastnn_s if out_s is None else out_s
     results = []
     for k in _cases.KERNELS:
         for n, d in _cases.shapes_for(k, _cases.DEFAULT_SIZES):
             work, unit, peak = k.work(n, d, 4)
             times = {"fastnn": {"median": fastnn_s * n * d}}
-            times.update({c: {"median": other_s * n * d} for c in k.builders if c != "fastnn"})
+            if "fastnn_out" in k.builders and out_s is not False:
+                times["fastnn_out"] = {"median": out_s * n * d}
+            times.update({c: {"median": other_s * n * d} for c in k.builders
+                          if c not in ("fastnn", "fastnn_out")})
             results.append({"kernel": k.name, "size": k.label(n, d), "n": n, "d": d,
                             "dtype": "float32", "work": work, "unit": unit, "peak": peak,
                             "times": times, "skipped": None})
@@ -159,6 +214,55 @@ def test_check_evaluates_every_target_from_a_default_run():
     assert n_pass == 0 and n_skip == 0 and n_miss == len(_report.TARGETS), text
 
 
+def test_rates_use_the_out_time_and_ratios_the_fresh_time():
+    # Fresh calls 1000 x slower than the competitors, out= calls 1e6 x faster:
+    # every "% of peak" target of a kernel with out= passes, every ratio misses.
+    run = _synthetic_run(fastnn_s=1e-6, other_s=1e-9, out_s=1e-15)
+    run["machine"]["stream"] = {"copy_gbs": 1.0, "triad_gbs": 1.0, "array_mib": 128}
+    for r in run["results"]:
+        _report.derive(r, run)
+        if "fastnn_out" in r["times"]:
+            assert r["rate_impl"] == "fastnn_out"
+            assert r["rate"] == pytest.approx(r["work"] / r["times"]["fastnn_out"]["median"] / 1e9)
+            assert "fastnn_out" not in r["speedup"]
+            assert r["speedup"]["torch"] == pytest.approx(1e-3)
+        else:
+            assert r["rate_impl"] == "fastnn"
+    text, _, _, _ = _report.check(run)
+    lines = text.splitlines()
+    for k in ("batch norm eval fwd", "batch norm train fwd+bwd", "dropout_fwd", "mse_fwd_bwd",
+              "l2_penalty"):
+        pct = [ln for ln in lines if k in ln and "% of peak (out= time)" in ln]
+        ratio = [ln for ln in lines if k in ln and "32768x1024" in ln and "x torch (fresh" in ln]
+        assert pct and all(ln.strip().startswith("PASS") for ln in pct), (k, pct)
+        assert ratio and all(ln.strip().startswith("MISS") for ln in ratio), (k, ratio)
+    # max_norm_ has no out=: its % of peak comes from the (slow) fresh time.
+    assert any(ln.strip().startswith("MISS") and "max_norm_" in ln and "% of peak" in ln
+               and "out= time" not in ln for ln in lines), text
+    ce = next(ln for ln in lines if "G elements/s per core" in ln)
+    assert ce.strip().startswith("PASS") and "out=)" in ce, ce
+
+    table = _report.table(run)
+    assert "fastnn out=" in table and "reused" in table
+
+
+def test_runs_saved_without_out_times_still_report():
+    """JSON from before fastnn_out: no out= column, rates from the fresh time."""
+    old = _synthetic_run(1e-12, 1e-9, out_s=False)
+    for r in old["results"]:  # as saved then: no rate_impl key
+        r.pop("rate_impl")
+        assert "fastnn_out" not in r["times"]
+    table = _report.table(old)
+    assert "fastnn out=" not in table and "GB/s" in table
+    text, n_pass, n_miss, n_skip = _report.check(old)
+    assert n_skip == 0 and "(fresh output: no out= time)" in text
+    new = _synthetic_run(2e-12, 1e-9, out_s=1e-12)
+    cmp = _report.compare(old, new)
+    assert "0.50x" in cmp
+    row = next(ln for ln in cmp.splitlines() if ln.startswith("mse_fwd_bwd"))
+    assert " - " in row  # no old out= time
+
+
 def test_check_skips_what_was_not_measured():
     run = _synthetic_run(1e-15, 1e-9)
     run["results"] = [r for r in run["results"] if r["kernel"] != "dropout_fwd"]
@@ -190,3 +294,37 @@ def test_speedup_is_competitor_over_fastnn():
     _report.derive(row, {"machine": {"stream": {"triad_gbs": 16.0}}})
     assert row["speedup"] == {"torch": 3.0}
     assert row["rate"] == pytest.approx(8.0) and row["pct_peak"] == pytest.approx(50.0)
+    assert row["rate_impl"] == "fastnn"
+    # With an out= time: the rate from it, the speed-ups still from the fresh time.
+    row["times"]["fastnn_out"] = {"median": 0.5}
+    _report.derive(row, {"machine": {"stream": {"triad_gbs": 16.0}}})
+    assert row["speedup"] == {"torch": 3.0} and row["rate_impl"] == "fastnn_out"
+    assert row["rate"] == pytest.approx(16.0) and row["pct_peak"] == pytest.approx(100.0)
+    # A failed out= call falls back to the fresh time.
+    row["times"]["fastnn_out"] = {"error": "TypeError"}
+    _report.derive(row, {"machine": {"stream": {"triad_gbs": 16.0}}})
+    assert row["rate_impl"] == "fastnn" and row["rate"] == pytest.approx(8.0)
+
+
+def test_asv_sizes_can_be_restricted_by_the_environment(monkeypatch):
+    """FASTNN_ASV_SIZES (the CI smoke run) replaces every class's size list."""
+    import benchmarks.bench_kernels as bk
+    try:
+        monkeypatch.setenv("FASTNN_ASV_SIZES", "64x256, 8x16")
+        bk = importlib.reload(bk)
+        for cls in vars(bk).values():
+            if isinstance(cls, type) and issubclass(cls, bk._KernelBenchmark) and cls.kernel:
+                assert cls.params[0] == ["64x256", "8x16"], cls
+        monkeypatch.setenv("FASTNN_ASV_SIZES", "big")
+        with pytest.raises(ValueError, match="big"):
+            importlib.reload(bk)
+        monkeypatch.delenv("FASTNN_ASV_SIZES")
+        bk = importlib.reload(bk)
+        assert "32768x1024" in bk.MSE.params[0]
+        assert {"4096x1000", "1024x32768"} <= set(bk.CrossEntropy.params[0])
+        kernels = {cls.kernel for cls in vars(bk).values()
+                   if isinstance(cls, type) and issubclass(cls, bk._KernelBenchmark)}
+        assert kernels - {None} == {k.name for k in _cases.KERNELS}  # every kernel covered
+    finally:
+        monkeypatch.delenv("FASTNN_ASV_SIZES", raising=False)
+        importlib.reload(bk)

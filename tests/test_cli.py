@@ -46,6 +46,7 @@ def test_bench_quick_prints_a_table_and_saves_json(quick_run):
     path, out = quick_run
     assert "STREAM" in out and "SGEMM" in out and "QUICK" in out
     assert "kernel" in out and "fastnn" in out and "% peak" in out
+    assert "fastnn out=" in out and "reused" in out
     run = json.loads(path.read_text())
     assert {"schema", "created", "quick", "settings", "versions", "machine", "results",
             "facts"} <= set(run)
@@ -64,6 +65,16 @@ def test_bench_quick_prints_a_table_and_saves_json(quick_run):
             assert "error" not in t, t
             assert {"median", "min", "samples", "number", "first_call"} <= set(t)
             assert t["median"] > 0 and "numpy" in r["times"]
+            # Kernels with out= are timed with a reused buffer too (same
+            # worker); rates come from that time, speed-ups from the fresh one.
+            if r["kernel"] == "standard_scaler_fit_transform":
+                assert "fastnn_out" not in r["times"] and r["rate_impl"] == "fastnn"
+            else:
+                u = r["times"]["fastnn_out"]
+                assert "error" not in u, u
+                assert u["median"] > 0 and r["rate_impl"] == "fastnn_out"
+                assert r["rate"] == pytest.approx(r["work"] / u["median"] / 1e9)
+                assert set(r["speedup"]) <= {"numpy", "torch", "sklearn"}
     # each group ran in its own process
     pids = {g: w["pid"] for g, w in run["machine"]["workers"].items()}
     assert len(set(pids.values())) == len(pids) >= 4
@@ -83,6 +94,22 @@ def test_bench_compare_and_check_from_saved_runs(quick_run):
     assert any("standard_scaler_fit_transform" in ln and "sklearn" in ln for ln in measured)
 
 
+def test_bench_loads_and_compares_runs_saved_before_out_timings(quick_run, tmp_path):
+    path, _ = quick_run
+    run = json.loads(path.read_text())
+    for r in run["results"]:  # what a run saved before fastnn_out looks like
+        r["times"].pop("fastnn_out", None)
+        r.pop("rate_impl", None)
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps(run))
+    rc, out, err = _fastnn("bench", "--load", str(old), "--check")
+    assert rc == 0, err
+    assert "fastnn out=" not in out.split("targets")[0] and "% peak" in out
+    rc, out, err = _fastnn("bench", "--load", str(path), "--compare", str(old))
+    assert rc == 0, err
+    assert "compare:" in out and "out= old" in out and "fastnn out=" in out
+
+
 def test_bench_list_shows_every_kernel_with_its_byte_model(capsys):
     from fastnn.bench import KERNELS
     assert main(["bench", "--list"]) == 0
@@ -90,6 +117,12 @@ def test_bench_list_shows_every_kernel_with_its_byte_model(capsys):
     for k in KERNELS:
         assert k.name in out
     assert "12 B/elt" in out and "32 B/elt" in out and "8 B/elt" in out
+    assert "reused output buffer" in out and "fresh outputs on both sides" in out
+    with pytest.raises(SystemExit) as exc:
+        main(["bench", "--help"])
+    assert exc.value.code == 0
+    helptext = capsys.readouterr().out
+    assert "out=" in helptext and "fresh outputs on both sides" in helptext
 
 
 @pytest.mark.parametrize("args, message", [

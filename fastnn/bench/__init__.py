@@ -12,7 +12,9 @@ One run measures, side by side:
 Each competitor runs in its own worker process, interleaved case by case, so
 thread pools (OpenBLAS, torch's OpenMP, numba's) never share a process.
 Times are medians of repeated samples after warm-up.  Bandwidth uses the
-byte models of ``fastnn.bench._cases.BYTE_MODEL`` (``fastnn bench --list``).
+byte models of ``fastnn.bench._cases.BYTE_MODEL`` (``fastnn bench --list``),
+and the time of the call with a reused ``out=`` buffer where the kernel has
+one; speed-ups against numpy and torch compare fresh outputs on both sides.
 
 Use from the command line (``fastnn bench --help``) or from Python::
 
@@ -38,6 +40,14 @@ calls until it lasts >= 2 ms.  GB/s uses the minimum-traffic byte model of
 each kernel (--list); % peak compares with STREAM triad/copy or SGEMM
 measured in the same run.  The machine is likely shared: read ratios, not
 absolute times.
+
+fresh outputs vs out=: each kernel whose function accepts out= is timed
+twice in the fastnn worker: "fastnn" returns fresh outputs (as numpy and
+torch do) and "fastnn out=" writes into a buffer allocated once and reused.
+GB/s and % of STREAM (and the CE G elements/s target) measure the kernel
+with the reused output buffer; "x torch"/"x numpy" and the ratio targets
+compare fresh outputs on both sides.  (A fresh 128 MiB output costs its page
+faults and zeroing on every call: glibc maps allocations above 32 MiB anew.)
 
 examples:
   fastnn bench                          # everything (several minutes)

@@ -3,7 +3,15 @@
 Each :class:`Kernel` names the fastnn functions it needs, builds its input
 data for an ``(N, D)`` size, and has one builder per implementation:
 
-* ``fastnn``  -- the public fastnn function(s);
+* ``fastnn``  -- the public fastnn function(s), returning fresh outputs;
+* ``fastnn_out`` -- the same calls with ``out=`` buffers allocated once by the
+  builder (outside the timing) and reused by every call: kernels whose
+  public function accepts ``out`` only.  At DRAM size a fresh 128 MiB output
+  costs its page faults and zeroing on every call (glibc maps allocations
+  above 32 MiB anew each time, and page faults serialize across threads);
+  the reused buffer measures the kernel itself, which is what GB/s and
+  "% of STREAM" are about, while "x torch" compares fresh outputs on both
+  sides (torch allocates too).  It runs in the fastnn worker;
 * ``numpy``   -- a plain-numpy implementation, written as a competent user
   would write it (vectorized, no Python loops);
 * ``torch``   -- the torch CPU equivalent (autograd where torch users use it);
@@ -155,6 +163,14 @@ def _labels(rng, n, c):
     return rng.integers(0, c, size=n, dtype=np.int64)
 
 
+def _buffer(a):
+    """An output buffer like ``a`` (C order), allocated once per case.
+
+    The warm-up calls of the timing touch its pages before any sample.
+    """
+    return np.empty(a.shape, dtype=a.dtype)
+
+
 def _torch():
     import torch
     return torch
@@ -250,17 +266,19 @@ def _bn_stats(D):
     return D["running_mean"].copy(), D["running_var"].copy()
 
 
-def _bn_train_fastnn(D, backward):
+def _bn_train_fastnn(D, backward, out=False):
     import fastnn.functional as F
     x, dy, w, b = D["x"], D["dy"], D["w"], D["b"]
     rm, rv = _bn_stats(D)
+    y_buf = _buffer(x) if out else None
+    dx_buf = _buffer(x) if out and backward else None
 
     def run():
         y, mean, invstd = F.batch_norm(x, rm, rv, w, b, training=True,
-                                       momentum=MOMENTUM, eps=EPS)
+                                       momentum=MOMENTUM, eps=EPS, out=y_buf)
         if not backward:
             return (y,)
-        dx, dw, db = F.batch_norm_backward(dy, x, mean, invstd, w, training=True)
+        dx, dw, db = F.batch_norm_backward(dy, x, mean, invstd, w, training=True, out=dx_buf)
         return y, dx, dw, db
     return run
 
@@ -307,10 +325,11 @@ def _bn_train_torch(D, backward):
     return run
 
 
-def _bn_eval_fastnn(D):
+def _bn_eval_fastnn(D, out=False):
     import fastnn.functional as F
     x, w, b, rm, rv = D["x"], D["w"], D["b"], D["running_mean"], D["running_var"]
-    return lambda: (F.batch_norm(x, rm, rv, w, b, training=False, eps=EPS)[0],)
+    buf = _buffer(x) if out else None
+    return lambda: (F.batch_norm(x, rm, rv, w, b, training=False, eps=EPS, out=buf)[0],)
 
 
 def _bn_eval_numpy(D):
@@ -344,16 +363,18 @@ def _dropout_setup(n, d, dtype):
     return dict(x=_normal(rng, (n, d), dtype), dy=_normal(rng, (n, d), dtype))
 
 
-def _dropout_fwd_fastnn(D):
+def _dropout_fwd_fastnn(D, out=False):
     import fastnn.functional as F
     x = D["x"]
-    return lambda: (F.dropout(x, p=P_DROP, training=True, seed=SEED),)
+    buf = _buffer(x) if out else None
+    return lambda: (F.dropout(x, p=P_DROP, training=True, seed=SEED, out=buf),)
 
 
-def _dropout_bwd_fastnn(D):
+def _dropout_bwd_fastnn(D, out=False):
     import fastnn.functional as F
     dy = D["dy"]
-    return lambda: (F.dropout_backward(dy, P_DROP, SEED),)
+    buf = _buffer(dy) if out else None
+    return lambda: (F.dropout_backward(dy, P_DROP, SEED, out=buf),)
 
 
 def _dropout_fwd_numpy(D):
@@ -432,10 +453,11 @@ def _softmax_torch(D):
     return lambda: (torch.softmax(x, dim=1),)
 
 
-def _ce_fastnn(D):
+def _ce_fastnn(D, out=False):
     import fastnn.functional as F
     x, t = D["x"], D["target"]
-    return lambda: F.cross_entropy_with_grad(x, t)
+    buf = _buffer(x) if out else None
+    return lambda: F.cross_entropy_with_grad(x, t, out=buf)
 
 
 def _ce_numpy(D):
@@ -467,10 +489,11 @@ def _ce_torch(D):
 
 
 # ------------------------------------------------------------------ hinge
-def _hinge_fastnn(D):
+def _hinge_fastnn(D, out=False):
     import fastnn.functional as F
     s, t = D["x"], D["target"]
-    return lambda: F.hinge_loss_with_grad(s, t, margin=1.0)
+    buf = _buffer(s) if out else None
+    return lambda: F.hinge_loss_with_grad(s, t, margin=1.0, out=buf)
 
 
 def _hinge_numpy(D):
@@ -511,16 +534,18 @@ def _reg_setup(n, d, dtype):
     return dict(pred=_normal(rng, (n, d), dtype), target=_normal(rng, (n, d), dtype))
 
 
-def _mse_fastnn(D):
+def _mse_fastnn(D, out=False):
     import fastnn.functional as F
     p, t = D["pred"], D["target"]
-    return lambda: F.mse_loss_with_grad(p, t)
+    buf = _buffer(p) if out else None
+    return lambda: F.mse_loss_with_grad(p, t, out=buf)
 
 
-def _l1_fastnn(D):
+def _l1_fastnn(D, out=False):
     import fastnn.functional as F
     p, t = D["pred"], D["target"]
-    return lambda: F.l1_loss_with_grad(p, t)
+    buf = _buffer(p) if out else None
+    return lambda: F.l1_loss_with_grad(p, t, out=buf)
 
 
 def _mse_numpy(D):
@@ -568,16 +593,18 @@ def _w_setup(n, d, dtype):
     return dict(w=_normal(_rng(), (n, d), dtype))
 
 
-def _l2_fastnn(D):
+def _l2_fastnn(D, out=False):
     import fastnn.functional as F
     w = D["w"]
-    return lambda: F.l2_penalty(w, LAM)
+    buf = _buffer(w) if out else None
+    return lambda: F.l2_penalty(w, LAM, out=buf)
 
 
-def _l1p_fastnn(D):
+def _l1p_fastnn(D, out=False):
     import fastnn.functional as F
     w = D["w"]
-    return lambda: F.l1_penalty(w, LAM)
+    buf = _buffer(w) if out else None
+    return lambda: F.l1_penalty(w, LAM, out=buf)
 
 
 def _l2_numpy(D):
@@ -742,45 +769,56 @@ KERNELS = [
            shape_label=_lin_label),
     Kernel("batch_norm_train_fwd", ("functional.batch_norm",), _bn_setup,
            dict(fastnn=_bind(_bn_train_fastnn, backward=False),
+                fastnn_out=_bind(_bn_train_fastnn, backward=False, out=True),
                 numpy=_bind(_bn_train_numpy, backward=False),
                 torch=_bind(_bn_train_torch, backward=False)),
            doc="batch norm, training forward (batch statistics, running stats updated)"),
     Kernel("batch_norm_train_fwd_bwd", ("functional.batch_norm", "functional.batch_norm_backward"),
            _bn_setup,
            dict(fastnn=_bind(_bn_train_fastnn, backward=True),
+                fastnn_out=_bind(_bn_train_fastnn, backward=True, out=True),
                 numpy=_bind(_bn_train_numpy, backward=True),
                 torch=_bind(_bn_train_torch, backward=True)),
            doc="batch norm, training forward + backward (torch: autograd)"),
     Kernel("batch_norm_eval_fwd", ("functional.batch_norm",), _bn_setup,
-           dict(fastnn=_bn_eval_fastnn, numpy=_bn_eval_numpy, torch=_bn_eval_torch),
+           dict(fastnn=_bn_eval_fastnn, fastnn_out=_bind(_bn_eval_fastnn, out=True),
+                numpy=_bn_eval_numpy, torch=_bn_eval_torch),
            doc="batch norm, eval forward (running statistics)"),
     Kernel("dropout_fwd", ("functional.dropout",), _dropout_setup,
-           dict(fastnn=_dropout_fwd_fastnn, numpy=_dropout_fwd_numpy, torch=_dropout_fwd_torch),
+           dict(fastnn=_dropout_fwd_fastnn, fastnn_out=_bind(_dropout_fwd_fastnn, out=True),
+                numpy=_dropout_fwd_numpy, torch=_dropout_fwd_torch),
            doc="inverted dropout forward, p = 0.5", compare="dropout"),
     Kernel("dropout_bwd", ("functional.dropout_backward",), _dropout_setup,
-           dict(fastnn=_dropout_bwd_fastnn, numpy=_dropout_bwd_numpy, torch=_dropout_bwd_torch),
+           dict(fastnn=_dropout_bwd_fastnn, fastnn_out=_bind(_dropout_bwd_fastnn, out=True),
+                numpy=_dropout_bwd_numpy, torch=_dropout_bwd_torch),
            doc="dropout backward, p = 0.5 (numpy/torch: stored mask)", compare="dropout"),
     Kernel("softmax", ("functional.softmax",), _ce_setup,
            dict(fastnn=_softmax_fastnn, numpy=_softmax_numpy, torch=_softmax_torch),
            doc="softmax over the last axis"),
     Kernel("cross_entropy_fwd_bwd", ("functional.cross_entropy_with_grad",), _ce_setup,
-           dict(fastnn=_ce_fastnn, numpy=_ce_numpy, torch=_ce_torch),
+           dict(fastnn=_ce_fastnn, fastnn_out=_bind(_ce_fastnn, out=True),
+                numpy=_ce_numpy, torch=_ce_torch),
            doc="fused softmax cross-entropy, loss + dlogits, N x C",
            extra_sizes=((4096, 1000), (1024, 32768))),
     Kernel("hinge_fwd_bwd", ("functional.hinge_loss_with_grad",), _ce_setup,
-           dict(fastnn=_hinge_fastnn, numpy=_hinge_numpy, torch=_hinge_torch),
+           dict(fastnn=_hinge_fastnn, fastnn_out=_bind(_hinge_fastnn, out=True),
+                numpy=_hinge_numpy, torch=_hinge_torch),
            doc="multiclass SVM loss + dscores (torch: multi_margin_loss x C)"),
     Kernel("mse_fwd_bwd", ("functional.mse_loss_with_grad",), _reg_setup,
-           dict(fastnn=_mse_fastnn, numpy=_mse_numpy, torch=_reg_torch("mse_loss")),
+           dict(fastnn=_mse_fastnn, fastnn_out=_bind(_mse_fastnn, out=True),
+                numpy=_mse_numpy, torch=_reg_torch("mse_loss")),
            doc="MSE loss + dpred"),
     Kernel("l1_loss_fwd_bwd", ("functional.l1_loss_with_grad",), _reg_setup,
-           dict(fastnn=_l1_fastnn, numpy=_l1_numpy, torch=_reg_torch("l1_loss")),
+           dict(fastnn=_l1_fastnn, fastnn_out=_bind(_l1_fastnn, out=True),
+                numpy=_l1_numpy, torch=_reg_torch("l1_loss")),
            doc="L1 (MAE) loss + dpred"),
     Kernel("l2_penalty", ("functional.l2_penalty",), _w_setup,
-           dict(fastnn=_l2_fastnn, numpy=_l2_numpy, torch=_l2_torch),
+           dict(fastnn=_l2_fastnn, fastnn_out=_bind(_l2_fastnn, out=True),
+                numpy=_l2_numpy, torch=_l2_torch),
            doc="lam * sum(w**2) and its gradient"),
     Kernel("l1_penalty", ("functional.l1_penalty",), _w_setup,
-           dict(fastnn=_l1p_fastnn, numpy=_l1p_numpy, torch=_l1p_torch),
+           dict(fastnn=_l1p_fastnn, fastnn_out=_bind(_l1p_fastnn, out=True),
+                numpy=_l1p_numpy, torch=_l1p_torch),
            doc="lam * sum(|w|) and its gradient"),
     Kernel("max_norm_", ("functional.max_norm_",), _maxnorm_setup,
            dict(fastnn=_maxnorm_fastnn, numpy=_maxnorm_numpy, torch=_maxnorm_torch),
@@ -797,7 +835,7 @@ KERNELS_BY_NAME = {k.name: k for k in KERNELS}
 
 # Implementation -> the worker process (group) that runs it.  Each group is a
 # separate process so thread pools never share a process.
-GROUP_OF = {"fastnn": "fastnn", "numpy": "numpy", "gemm": "numpy", "torch": "torch",
+GROUP_OF = {"fastnn": "fastnn", "fastnn_out": "fastnn", "numpy": "numpy", "gemm": "numpy", "torch": "torch",
             "sklearn": "sklearn"}
 COMPETITORS = ("numpy", "torch", "sklearn")
 
