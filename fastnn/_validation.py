@@ -133,6 +133,10 @@ def class_labels(target, n_samples, n_classes, name="target", ignore_index=None)
     if arr.ndim != 1 or arr.shape[0] != n_samples:
         raise ValueError(f"{name} must have shape ({n_samples},), got {arr.shape}")
     arr = np.ascontiguousarray(arr, dtype=np.int64)
+    # Two reductions settle the common case; the elementwise mask (a few
+    # microseconds more) is built only when some label is out of range.
+    if arr.size == 0 or (arr.min() >= 0 and arr.max() < n_classes):
+        return arr
     bad = (arr < 0) | (arr >= n_classes)
     if ignore_index is not None:
         bad &= arr != ignore_index
