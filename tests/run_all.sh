@@ -33,3 +33,11 @@ NUMBA_ENABLE_CUDASIM=1 NUMBA_CACHE_DIR="$cache_root/cudasim" \
 NUMBA_ENABLE_CUDASIM=1 NUMBA_CACHE_DIR="$cache_root/cudasim" python benchmarks/gpu_check.py --simulate
 FASTNN_TEST_CUDA_LOWERING=1 NUMBA_CACHE_DIR="$cache_root/cudalower" \
     python -m pytest -p no:cacheprovider tests/cuda/test_lowering.py "$@"
+
+# asv smoke run: every benchmark class once, offline, against this
+# environment, at the small size only (FASTNN_ASV_SIZES) so it fits in CI.
+# asv exits non-zero when a benchmark fails.
+step "asv smoke run (small size)"
+export FASTNN_ASV_SIZES=64x256
+asv machine --yes > /dev/null
+asv run -E existing --quick --show-stderr
