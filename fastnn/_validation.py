@@ -107,8 +107,21 @@ def real_scalar(value, name, low=None, high=None, low_open=False, high_open=Fals
     return v
 
 
-def integer(value, name, low=None):
-    """Return ``value`` as a Python int (numpy integers accepted, bool refused)."""
+def boolean(value, name):
+    """Return ``value`` as a Python bool; only True/False (or numpy bools) pass.
+
+    A truthiness test would silently read ``"False"`` or ``0.5`` as True.
+    """
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def integer(value, name, low=None, high=None):
+    """Return ``value`` as a Python int (numpy integers accepted, bool refused).
+
+    ``low``/``high`` are inclusive bounds.
+    """
     if isinstance(value, bool):
         raise TypeError(f"{name} must be an integer, got {value!r}")
     try:
@@ -117,6 +130,8 @@ def integer(value, name, low=None):
         raise TypeError(f"{name} must be an integer, got {value!r}") from None
     if low is not None and v < low:
         raise ValueError(f"{name} must be >= {low}, got {v}")
+    if high is not None and v > high:
+        raise ValueError(f"{name} must be <= {high}, got {v}")
     return v
 
 
@@ -132,6 +147,11 @@ def class_labels(target, n_samples, n_classes, name="target", ignore_index=None)
         raise TypeError(f"{name} must hold integer class indices, got dtype {arr.dtype}")
     if arr.ndim != 1 or arr.shape[0] != n_samples:
         raise ValueError(f"{name} must have shape ({n_samples},), got {arr.shape}")
+    if arr.dtype.kind == "u" and arr.size and arr.max() >= n_classes:
+        # Checked before the int64 conversion, which would wrap 2**64 - 100
+        # around to -100 (the default ignore_index) and drop the sample silently.
+        i = int(np.argmax(arr >= n_classes))
+        raise IndexError(f"{name}[{i}] = {arr[i]} is out of range for {n_classes} classes")
     arr = np.ascontiguousarray(arr, dtype=np.int64)
     # Two reductions settle the common case; the elementwise mask (a few
     # microseconds more) is built only when some label is out of range.

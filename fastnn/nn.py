@@ -25,7 +25,7 @@ import numpy as np
 
 import fastnn.functional as F
 from fastnn import init as _init
-from fastnn._validation import as_rng, check_choice, integer, real_scalar
+from fastnn._validation import as_rng, boolean, check_choice, integer, real_scalar
 
 __all__ = ["Parameter", "Module", "Linear", "ReLU", "LeakyReLU", "Tanh", "Sigmoid",
            "BatchNorm1d", "Dropout", "Sequential"]
@@ -131,8 +131,9 @@ class Module:
 
     def train(self, mode=True):
         """Training mode (batch statistics, dropout on); returns self."""
+        mode = boolean(mode, "mode")
         for m in self.modules():
-            m.training = bool(mode)
+            m.training = mode
         return self
 
     def eval(self):
@@ -344,7 +345,9 @@ class ReLU(_Activation):
         return np.maximum(x, 0)  # np.maximum propagates NaN
 
     def _grad(self, dy, y):
-        return np.where(y > 0, dy, 0).astype(dy.dtype, copy=False)
+        # y <= 0 is False for NaN, so the gradient passes through a NaN output
+        # (as in the fused kernel and torch's threshold_backward).
+        return np.where(y <= 0, 0, dy).astype(dy.dtype, copy=False)
 
 
 class LeakyReLU(_Activation):

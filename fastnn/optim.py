@@ -23,7 +23,7 @@ import math
 
 import numpy as np
 
-from fastnn._validation import integer, real_scalar
+from fastnn._validation import boolean, integer, real_scalar
 
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "Schedule", "constant", "step_decay",
            "warmup_cosine"]
@@ -101,7 +101,7 @@ class SGD(Optimizer):
         super().__init__(params, lr)
         self.momentum = real_scalar(momentum, "momentum", low=0.0)
         self.weight_decay = real_scalar(weight_decay, "weight_decay", low=0.0)
-        self.nesterov = bool(nesterov)
+        self.nesterov = boolean(nesterov, "nesterov")
         if self.nesterov and self.momentum == 0:
             raise ValueError("nesterov=True requires momentum > 0")
 

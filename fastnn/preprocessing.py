@@ -11,14 +11,13 @@ normalization to zero mean and unit variance (``StandardScaler()``), and PCA
 whitening (``PCA(whiten=True)``), which rotates onto the principal axes and
 makes every direction have unit variance.
 """
-import numbers
 
 import numba
 import numpy as np
 
 from ._config import PARALLEL_THRESHOLD
 from ._cpu import preprocessing as _k
-from ._validation import float_array, integer, real_scalar
+from ._validation import boolean, float_array, integer, real_scalar
 
 __all__ = ["NotFittedError", "StandardScaler", "PCA"]
 
@@ -43,12 +42,6 @@ def _as_samples(X, name="X"):
                          "use X.reshape(-1, 1) for a single feature or X.reshape(1, -1) "
                          "for a single sample")
     return float_array(arr, name, ndim=2)
-
-
-def _check_bool(value, name):
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be True or False, got {value!r}")
-    return bool(value)
 
 
 def _n_chunks(n_elements):
@@ -132,8 +125,8 @@ class StandardScaler(_Estimator):
     """
 
     def __init__(self, with_mean=True, with_std=True):
-        self.with_mean = _check_bool(with_mean, "with_mean")
-        self.with_std = _check_bool(with_std, "with_std")
+        self.with_mean = boolean(with_mean, "with_mean")
+        self.with_std = boolean(with_std, "with_std")
         self.mean_ = None
 
     def _params(self):
@@ -352,7 +345,7 @@ class PCA(_Estimator):
         if n_components is not None:
             n_components = integer(n_components, "n_components", low=1)
         self.n_components = n_components
-        self.whiten = _check_bool(whiten, "whiten")
+        self.whiten = boolean(whiten, "whiten")
         self.eps = real_scalar(eps, "eps", low=0.0, low_open=True)
         self.components_ = None
 

@@ -254,6 +254,7 @@ def fit(model, X, y, loss="cross_entropy", optimizer=None, epochs=10, batch_size
     batches = _batches(n, batch_size)
     bar = _progress_bar(epochs, progress, "fit")
     model.train()
+    buffers = [b for _, b in model.named_buffers()]
     step = 0
     try:
         for epoch in range(1, epochs + 1):
@@ -268,10 +269,15 @@ def fit(model, X, y, loss="cross_entropy", optimizer=None, epochs=10, batch_size
                     xb, yb = X[idx], y[idx]
                 if schedule is not None:
                     optimizer.lr = real_scalar(schedule(step), "schedule(step)", low=0.0)
+                # The forward updates batch-norm running statistics in place; a
+                # diverging batch must not leave NaN in them for eval mode.
+                saved = [buf.copy() for buf in buffers]
                 out = model.forward(xb)
                 value, dout = loss_fn(out, yb)
                 value = float(value)
                 if not math.isfinite(value):
+                    for buf, old in zip(buffers, saved):
+                        buf[...] = old
                     raise DivergenceError(epoch, b, len(batches), step, value, history)
                 model.zero_grad()
                 model.backward(dout)

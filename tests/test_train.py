@@ -232,6 +232,18 @@ def test_divergence_names_epoch_and_step():
         fit(_small(), Xnan, y, epochs=1, batch_size=64, shuffle=False, progress=False)
 
 
+def test_divergence_leaves_batch_norm_running_stats_finite():
+    """The diverging batch's NaN statistics must not be left in the running buffers."""
+    X, y = _blobs(n=64)
+    model = _small(bn=True)
+    Xnan = X.copy()
+    Xnan[5, 2] = np.nan
+    with pytest.raises(DivergenceError):
+        fit(model, Xnan, y, epochs=1, batch_size=64, shuffle=False, progress=False)
+    for name, buf in model.named_buffers():
+        assert np.all(np.isfinite(buf)), name
+
+
 def test_l2_penalty_equals_sgd_weight_decay():
     """lambda * sum w^2 has gradient 2 lambda w: SGD weight_decay = 2 lambda, same steps."""
     X, y = _blobs(dtype=np.float64)

@@ -20,7 +20,11 @@ from fastnn._cuda import require_cuda
 
 cuda = require_cuda()   # a clear RuntimeError here when no CUDA device is usable
 
-from fastnn._cpu.rng import MAX_SEED, seed_key  # noqa: E402
+from fastnn._cpu.rng import seed_key  # noqa: E402
+# The argument rules are the CPU side's own helpers, so the two cannot drift.
+from fastnn.functional._dropout import _seed, _threshold  # noqa: E402
+from fastnn.functional._losses import _mean  # noqa: E402
+from fastnn.functional._regularization import _lam  # noqa: E402
 from fastnn._cuda import _common as _c  # noqa: E402
 from fastnn._cuda import batchnorm as _bn  # noqa: E402
 from fastnn._cuda import dropout as _do  # noqa: E402
@@ -28,7 +32,7 @@ from fastnn._cuda import linear as _li  # noqa: E402
 from fastnn._cuda import losses as _lo  # noqa: E402
 from fastnn._cuda import regularization as _re  # noqa: E402
 from fastnn._cuda import softmax as _sm  # noqa: E402
-from fastnn._validation import (FLOAT_DTYPES, check_reduction, check_shape,  # noqa: E402
+from fastnn._validation import (FLOAT_DTYPES, boolean, check_reduction, check_shape,  # noqa: E402
                                 integer, real_scalar)
 from fastnn.functional import _linear as _cpu_linear  # noqa: E402
 
@@ -138,11 +142,6 @@ def _zeros(n, dtype):
 def _empty(dtype):
     return cuda.device_array(0, dtype=dtype)
 
-
-def _flag(value, name):
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be a bool, got {value!r}")
-    return bool(value)
 
 
 def _launch_elementwise(kernel, n, *args):
@@ -254,7 +253,7 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=Fa
     x = float_array(x, "x", ndim=2, contiguous_=False)
     n, c = x.shape
     dtype = x.dtype
-    training = _flag(training, "training")
+    training = boolean(training, "training")
     momentum = real_scalar(momentum, "momentum", low=0.0, high=1.0)
     eps = real_scalar(eps, "eps", low=0.0, low_open=True)
     weight = _per_column(weight, "weight", c, dtype)
@@ -304,7 +303,7 @@ def batch_norm_backward(dy, x, mean, invstd, weight=None, training=True):
     dtype = x.dtype
     dy = float_array(dy, "dy", ndim=2, dtype=dtype, contiguous_=False)
     check_shape(dy, x.shape, "dy")
-    training = _flag(training, "training")
+    training = boolean(training, "training")
     stats = []
     for a, name in ((mean, "mean"), (invstd, "invstd")):
         a = float_array(a, name, ndim=1)
@@ -324,17 +323,6 @@ def batch_norm_backward(dy, x, mean, invstd, weight=None, training=True):
 
 
 # ------------------------------------------------------------------ dropout
-
-def _seed(seed):
-    s = integer(seed, "seed", low=0)
-    if s > MAX_SEED:
-        raise ValueError(f"seed must be < 2**64, got {s}")
-    return s
-
-
-def _threshold(p):
-    return np.int64(round(p * 2.0 ** 32))
-
 
 def _dropout_apply(arr, p, seed, out, identity):
     dest = output_array(out, arr.shape, arr.dtype)
@@ -428,7 +416,7 @@ def _cross_entropy(logits, target, weight, ignore_index, reduction, label_smooth
     n, c = logits.shape
     if c == 0:
         raise ValueError(f"logits must have at least one class, got shape {tuple(logits.shape)}")
-    ignore_index = integer(ignore_index, "ignore_index")
+    ignore_index = integer(ignore_index, "ignore_index", low=-2**63, high=2**63 - 1)
     target = class_labels(target, n, c, "target", ignore_index=ignore_index)
     reduction = check_reduction(reduction)
     smoothing = real_scalar(label_smoothing, "label_smoothing", 0.0, 1.0)
@@ -467,10 +455,6 @@ def cross_entropy_with_grad(logits, target, weight=None, ignore_index=-100, redu
 
 
 # ------------------------------------------------------------------ hinge / MSE / MAE
-
-def _mean(total, count):
-    return total / count if count else math.nan
-
 
 def _hinge(scores, target, margin, reduction, with_grad, out=None):
     s = float_array(scores, "scores", ndim=2)
@@ -555,13 +539,6 @@ def l1_loss_with_grad(pred, target, reduction="mean", out=None):
 
 
 # ------------------------------------------------------------------ regularization
-
-def _lam(lam):
-    lam = real_scalar(lam, "lam", low=0.0)
-    if math.isinf(lam):
-        raise ValueError("lam must be finite, got inf")
-    return lam
-
 
 def _penalty(kernel, w, lam, out):
     arr = float_array(w, "w")

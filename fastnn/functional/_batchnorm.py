@@ -3,7 +3,7 @@ import numpy as np
 from numba import get_num_threads
 
 from fastnn._cpu import batchnorm as _k
-from fastnn._validation import check_shape, float_array, output_array, real_scalar
+from fastnn._validation import boolean, check_shape, float_array, output_array, real_scalar
 
 __all__ = ["batch_norm", "batch_norm_backward"]
 
@@ -20,12 +20,6 @@ def _pick(dual, n_elements):
     a parallel kernel would defeat cache=True)."""
     kernel = dual.pick(n_elements)
     return kernel, (get_num_threads() if kernel is dual.parallel else 1)
-
-
-def _flag(value, name):
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be a bool, got {value!r}")
-    return bool(value)
 
 
 def _per_column(a, name, c, dtype):
@@ -134,7 +128,7 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=Fa
     x = float_array(x, "x", ndim=2)
     n, c = x.shape
     dtype = x.dtype
-    training = _flag(training, "training")
+    training = boolean(training, "training")
     momentum = real_scalar(momentum, "momentum", low=0.0, high=1.0)
     eps = real_scalar(eps, "eps", low=0.0, low_open=True)
     weight = _per_column(weight, "weight", c, dtype)
@@ -234,7 +228,7 @@ def batch_norm_backward(dy, x, mean, invstd, weight=None, training=True, out=Non
     dtype = x.dtype
     dy = float_array(dy, "dy", ndim=2, dtype=dtype)
     check_shape(dy, x.shape, "dy")
-    training = _flag(training, "training")
+    training = boolean(training, "training")
     stats = []
     for a, name in ((mean, "mean"), (invstd, "invstd")):
         a = float_array(a, name, ndim=1)

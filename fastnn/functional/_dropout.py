@@ -7,16 +7,13 @@ import numpy as np
 from fastnn._config import PARALLEL_THRESHOLD
 from fastnn._cpu import dropout as _k
 from fastnn._cpu.rng import MAX_SEED, seed_key
-from fastnn._validation import float_array, integer, output_array, real_scalar
+from fastnn._validation import boolean, float_array, integer, output_array, real_scalar
 
 __all__ = ["dropout", "dropout_backward", "dropout_mask"]
 
 
 def _seed(seed):
-    s = integer(seed, "seed", low=0)
-    if s > MAX_SEED:
-        raise ValueError(f"seed must be < 2**64, got {s}")
-    return s
+    return integer(seed, "seed", low=0, high=MAX_SEED)
 
 
 def _threshold(p):
@@ -91,8 +88,7 @@ def dropout(x, p=0.5, training=True, seed=0, out=None):
     """
     arr = float_array(x, "x")
     p = real_scalar(p, "p", 0.0, 1.0)
-    if not isinstance(training, (bool, np.bool_)):
-        raise TypeError(f"training must be a bool, got {training!r}")
+    training = boolean(training, "training")
     seed = _seed(seed)
     dest = output_array(out, arr.shape, arr.dtype, [("x", arr)])
     if not training or p == 0.0:

@@ -114,7 +114,7 @@ def _cross_entropy(logits, target, weight, ignore_index, reduction, label_smooth
     n, c = logits.shape
     if c == 0:
         raise ValueError(f"logits must have at least one class, got shape {logits.shape}")
-    ignore_index = integer(ignore_index, "ignore_index")
+    ignore_index = integer(ignore_index, "ignore_index", low=-2**63, high=2**63 - 1)
     target = class_labels(target, n, c, "target", ignore_index=ignore_index)
     reduction = check_reduction(reduction)
     smoothing = real_scalar(label_smoothing, "label_smoothing", 0.0, 1.0)
