@@ -20,7 +20,7 @@ from types import FunctionType
 # any parallel kernel runs; setdefault keeps a user's own choice.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from numba import njit  # noqa: E402
+from numba import get_num_threads, njit  # noqa: E402
 
 # Reassociation and contraction let LLVM vectorize reductions and fuse
 # multiply-adds.  The flags that assume "no NaN / no inf" (nnan, ninf, and
@@ -61,7 +61,8 @@ class DualKernel:
 
     ``prange`` is plain ``range`` in the serial twin, so one source serves
     both.  Call ``kernel.pick(n_elements)`` to get the twin for a problem
-    size, or use ``.serial`` / ``.parallel`` directly.
+    size (``kernel.pick_chunks(n_elements)`` for a chunked reduction), or
+    use ``.serial`` / ``.parallel`` directly.
     """
 
     def __init__(self, fn, **options):
@@ -81,6 +82,18 @@ class DualKernel:
     def pick(self, n_elements):
         """The twin to run for a problem of ``n_elements`` elements."""
         return self.parallel if n_elements >= PARALLEL_THRESHOLD else self.serial
+
+    def pick_chunks(self, n_elements, per_thread=1):
+        """(twin, n_chunks) for a problem of ``n_elements`` elements.
+
+        ``n_chunks`` is the row-chunk count to pass to the kernel: 1 for the
+        serial twin, ``per_thread`` chunks per numba thread for the parallel
+        one (more than one lets a fast thread take over the work of a slow,
+        shared core).  The thread count is read here, in Python:
+        numba.get_num_threads() inside a parallel kernel defeats cache=True.
+        """
+        kernel = self.pick(n_elements)
+        return kernel, (per_thread * get_num_threads() if kernel is self.parallel else 1)
 
 
 def dual_jit(fn=None, **options):

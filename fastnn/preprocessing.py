@@ -12,10 +12,8 @@ whitening (``PCA(whiten=True)``), which rotates onto the principal axes and
 makes every direction have unit variance.
 """
 
-import numba
 import numpy as np
 
-from ._config import PARALLEL_THRESHOLD
 from ._cpu import preprocessing as _k
 from ._validation import boolean, float_array, integer, real_scalar
 
@@ -44,17 +42,9 @@ def _as_samples(X, name="X"):
     return float_array(arr, name, ndim=2)
 
 
-def _n_chunks(n_elements):
-    """(kernel twin, chunk count) for a problem of ``n_elements``."""
-    if n_elements >= PARALLEL_THRESHOLD:
-        return True, numba.get_num_threads()
-    return False, 1
-
-
 def _moments(X):
-    parallel, chunks = _n_chunks(X.size)
-    kernel = _k.column_moments.parallel if parallel else _k.column_moments.serial
-    return kernel(X, chunks)
+    kernel, n_chunks = _k.column_moments.pick_chunks(X.size)
+    return kernel(X, n_chunks)
 
 
 class _Estimator:
@@ -248,9 +238,7 @@ class StandardScaler(_Estimator):
         X = self._validate_apply(X)
         shift, scale = self._coefficients()
         out = np.empty_like(X)
-        parallel, _ = _n_chunks(X.size)
-        kernel = _k.center_scale.parallel if parallel else _k.center_scale.serial
-        kernel(X, shift, 1.0 / scale, out)
+        _k.center_scale.pick(X.size)(X, shift, 1.0 / scale, out)
         return out
 
     def inverse_transform(self, X):
@@ -274,9 +262,7 @@ class StandardScaler(_Estimator):
         X = self._validate_apply(X)
         shift, scale = self._coefficients()
         out = np.empty_like(X)
-        parallel, _ = _n_chunks(X.size)
-        kernel = _k.scale_shift.parallel if parallel else _k.scale_shift.serial
-        kernel(X, scale, shift, out)
+        _k.scale_shift.pick(X.size)(X, scale, shift, out)
         return out
 
 
@@ -432,9 +418,7 @@ class PCA(_Estimator):
 
     @staticmethod
     def _center(X, mean, out):
-        parallel, _ = _n_chunks(X.size)
-        kernel = _k.center_scale.parallel if parallel else _k.center_scale.serial
-        kernel(X, mean, np.ones_like(mean), out)
+        _k.center_scale.pick(X.size)(X, mean, np.ones_like(mean), out)
 
     @staticmethod
     def _block_rows(d):
@@ -545,7 +529,5 @@ class PCA(_Estimator):
         if self.whiten:
             q = q * np.sqrt(self.explained_variance_ + self.eps)[:, None]
         out = Y @ q.astype(Y.dtype)
-        parallel, _ = _n_chunks(out.size)
-        kernel = _k.scale_shift.parallel if parallel else _k.scale_shift.serial
-        kernel(out, np.ones(self.n_features_in_), self.mean_, out)
+        _k.scale_shift.pick(out.size)(out, np.ones(self.n_features_in_), self.mean_, out)
         return out

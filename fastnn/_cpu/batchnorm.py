@@ -25,6 +25,7 @@ import numpy as np
 from numba import prange
 
 from fastnn._config import dual_jit, jit
+from fastnn._cpu._moments import merge_moment
 
 
 @jit
@@ -99,11 +100,7 @@ def batch_norm_train_forward(x, weight, bias, has_weight, has_bias, eps, n_chunk
         qa = 0.0
         for k in range(n_chunks):
             nb = np.float64((k + 1) * n // n_chunks - k * n // n_chunks)
-            tot = na + nb
-            d = part_mean[k, j] - ma
-            ma += d * (nb / tot)
-            qa += part_m2[k, j] + d * d * (na * nb / tot)
-            na = tot
+            na, ma, qa = merge_moment(na, ma, qa, nb, part_mean[k, j], part_m2[k, j])
         qa = max(qa, 0.0)
         mean[j] = ma
         invstd[j] = 1.0 / np.sqrt(qa / n + eps)

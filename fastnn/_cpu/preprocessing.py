@@ -17,30 +17,8 @@ once); transform and inverse transform 8 B (read x, write y).
 import numpy as np
 from numba import prange
 
-from fastnn._config import dual_jit, jit
-
-
-@jit
-def merge_moments(n_a, mean_a, m2_a, n_b, mean_b, m2_b):
-    """Chan's pairwise merge of two per-column (count, mean, M2) triples.
-
-    Returns the merged (count, mean, M2) as new arrays; exact up to float64
-    rounding, with no cancellation for large offsets (M2 is a sum of squared
-    deviations, never E[x^2] - E[x]^2).
-    """
-    n = n_a + n_b
-    mean = np.empty_like(mean_a)
-    m2 = np.empty_like(m2_a)
-    if n == 0:
-        mean[:] = mean_a
-        m2[:] = m2_a
-        return n, mean, m2
-    fb = n_b / n
-    for j in range(mean_a.shape[0]):
-        d = mean_b[j] - mean_a[j]
-        mean[j] = mean_a[j] + d * fb
-        m2[j] = m2_a[j] + m2_b[j] + d * d * (n_a * fb)
-    return n, mean, m2
+from fastnn._config import dual_jit
+from fastnn._cpu._moments import merge_moment, merge_moments
 
 
 # Rows per block in column_moments: a block of about 32768 elements (128 KiB
@@ -110,13 +88,9 @@ def column_moments(x, n_chunks):
                     t = row[j] - s[j]
                     q[j] += t * t
                 i += 1
-            total = count + nb
-            fb = nb / total
             for j in range(d):
-                delta = s[j] - pm[j]
-                pm[j] += delta * fb
-                pq[j] += q[j] + delta * delta * (count * fb)
-            count = total
+                _, pm[j], pq[j] = merge_moment(count, pm[j], pq[j], nb, s[j], q[j])
+            count += nb
         part_n[k] = count
 
     total = 0.0

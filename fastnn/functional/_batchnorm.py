@@ -1,6 +1,5 @@
 """Public batchnorm functions (validation + dispatch to fastnn._cpu.batchnorm)."""
 import numpy as np
-from numba import get_num_threads
 
 from fastnn._cpu import batchnorm as _k
 from fastnn._validation import boolean, check_shape, float_array, output_array, real_scalar
@@ -11,15 +10,6 @@ __all__ = ["batch_norm", "batch_norm_backward"]
 # and never read them, and a shared empty array costs no allocation per call.
 _EMPTY = {np.dtype(np.float32): np.empty(0, np.float32),
           np.dtype(np.float64): np.empty(0, np.float64)}
-
-
-def _pick(dual, n_elements):
-    """The twin of ``dual`` for this size and its number of row chunks: one
-    per thread for the parallel twin, one for the serial twin (only asked for
-    when needed: get_num_threads() costs microseconds, and calling it inside
-    a parallel kernel would defeat cache=True)."""
-    kernel = dual.pick(n_elements)
-    return kernel, (get_num_threads() if kernel is dual.parallel else 1)
 
 
 def _per_column(a, name, c, dtype):
@@ -163,7 +153,7 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=Fa
     w, has_w = (weight, True) if weight is not None else (empty, False)
     b, has_b = (bias, True) if bias is not None else (empty, False)
     if training:
-        kernel, n_chunks = _pick(_k.batch_norm_train_forward, n * c)
+        kernel, n_chunks = _k.batch_norm_train_forward.pick_chunks(n * c)
         kernel(x, w, b, has_w, has_b, eps, n_chunks, running_mean, running_var,
                update, momentum, y, mean, invstd)
     else:
@@ -245,6 +235,6 @@ def batch_norm_backward(dy, x, mean, invstd, weight=None, training=True, out=Non
     dweight = np.empty(c, dtype=dtype)
     dbias = np.empty(c, dtype=dtype)
     dual = _k.batch_norm_train_backward if training else _k.batch_norm_eval_backward
-    kernel, n_chunks = _pick(dual, n * c)
+    kernel, n_chunks = dual.pick_chunks(n * c)
     kernel(dy, x, mean, invstd, w, has_w, n_chunks, dx, dweight, dbias)
     return dx, dweight, dbias

@@ -1,10 +1,8 @@
 """Public dropout functions (validation + dispatch to fastnn._cpu.dropout)."""
 import numbers
 
-import numba
 import numpy as np
 
-from fastnn._config import PARALLEL_THRESHOLD
 from fastnn._cpu import dropout as _k
 from fastnn._cpu.rng import MAX_SEED, seed_key
 from fastnn._validation import boolean, float_array, integer, output_array, real_scalar
@@ -22,16 +20,16 @@ def _threshold(p):
     return np.int64(round(p * 2.0 ** 32))
 
 
-def _n_chunks(n):
-    # A few chunks per thread so one slow (shared) core does not hold the rest up.
-    return 1 if n < PARALLEL_THRESHOLD else 4 * numba.get_num_threads()
+# Row chunks per thread in the parallel twins: a few, so that one slow
+# (shared) core does not hold the rest up.
+_CHUNKS_PER_THREAD = 4
 
 
 def _apply(arr, p, seed, out):
     n = arr.size
     scale = arr.dtype.type(0.0 if p == 1.0 else 1.0 / (1.0 - p))
-    _k.dropout_scale.pick(n)(arr.reshape(-1), out.reshape(-1), seed_key(seed),
-                             _threshold(p), scale, _n_chunks(n))
+    kernel, n_chunks = _k.dropout_scale.pick_chunks(n, _CHUNKS_PER_THREAD)
+    kernel(arr.reshape(-1), out.reshape(-1), seed_key(seed), _threshold(p), scale, n_chunks)
     return out
 
 
@@ -189,5 +187,6 @@ def dropout_mask(shape, p, seed):
     seed = _seed(seed)
     out = np.empty(shape, dtype=np.bool_)
     n = out.size
-    _k.dropout_mask.pick(n)(out.reshape(-1), seed_key(seed), _threshold(p), _n_chunks(n))
+    kernel, n_chunks = _k.dropout_mask.pick_chunks(n, _CHUNKS_PER_THREAD)
+    kernel(out.reshape(-1), seed_key(seed), _threshold(p), n_chunks)
     return out

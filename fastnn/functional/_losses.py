@@ -8,10 +8,8 @@ of the per-sample losses.
 """
 import math
 
-import numba
 import numpy as np
 
-from fastnn._config import PARALLEL_THRESHOLD
 from fastnn._cpu import losses as _k
 from fastnn._validation import (check_reduction, check_shape, class_labels,
                                 float_array, output_array, real_scalar)
@@ -20,8 +18,9 @@ __all__ = ["hinge_loss", "hinge_loss_with_grad", "mse_loss", "mse_loss_with_grad
            "l1_loss", "l1_loss_with_grad"]
 
 
-def _n_chunks(n):
-    return 1 if n < PARALLEL_THRESHOLD else 4 * numba.get_num_threads()
+# Row chunks per thread in the parallel twins: a few, so that one slow
+# (shared) core does not hold the rest up.
+_CHUNKS_PER_THREAD = 4
 
 
 def _mean(total, count):
@@ -146,7 +145,6 @@ def _regression(sum_kernel, none_kernel, grad_factor, pred, target, reduction, w
     check_shape(t, p.shape, "target")
     check_reduction(reduction)
     n = p.size
-    n_chunks = _n_chunks(n)
     if with_grad:
         grad = output_array(out, p.shape, p.dtype, [("pred", p), ("target", t)])
     else:
@@ -154,10 +152,12 @@ def _regression(sum_kernel, none_kernel, grad_factor, pred, target, reduction, w
     flat_p, flat_t, flat_g = p.reshape(-1), t.reshape(-1), grad.reshape(-1)
     if reduction == "none":
         loss = np.empty(p.shape, dtype=p.dtype)
-        none_kernel.pick(n)(flat_p, flat_t, loss.reshape(-1), flat_g, with_grad, n_chunks)
+        kernel, n_chunks = none_kernel.pick_chunks(n, _CHUNKS_PER_THREAD)
+        kernel(flat_p, flat_t, loss.reshape(-1), flat_g, with_grad, n_chunks)
     else:
         gscale = grad_factor / n if (reduction == "mean" and n) else grad_factor
-        total = float(sum_kernel.pick(n)(flat_p, flat_t, flat_g, gscale, with_grad, n_chunks))
+        kernel, n_chunks = sum_kernel.pick_chunks(n, _CHUNKS_PER_THREAD)
+        total = float(kernel(flat_p, flat_t, flat_g, gscale, with_grad, n_chunks))
         loss = total if reduction == "sum" else _mean(total, n)
     return (loss, grad) if with_grad else loss
 

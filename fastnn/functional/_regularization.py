@@ -1,18 +1,17 @@
 """Public regularization functions (validation + dispatch to fastnn._cpu.regularization)."""
 import math
 
-import numba
 import numpy as np
 
-from fastnn._config import PARALLEL_THRESHOLD
 from fastnn._cpu import regularization as _k
 from fastnn._validation import FLOAT_DTYPES, float_array, output_array, real_scalar
 
 __all__ = ["l2_penalty", "l1_penalty", "max_norm_"]
 
 
-def _n_chunks(n):
-    return 1 if n < PARALLEL_THRESHOLD else 4 * numba.get_num_threads()
+# Row chunks per thread in the parallel twins: a few, so that one slow
+# (shared) core does not hold the rest up.
+_CHUNKS_PER_THREAD = 4
 
 
 def _lam(lam):
@@ -26,8 +25,8 @@ def _penalty(kernel, w, lam, out):
     arr = float_array(w, "w")
     lam = _lam(lam)
     grad = output_array(out, arr.shape, arr.dtype, [("w", arr)])
-    n = arr.size
-    total = kernel.pick(n)(arr.reshape(-1), grad.reshape(-1), lam, _n_chunks(n))
+    twin, n_chunks = kernel.pick_chunks(arr.size, _CHUNKS_PER_THREAD)
+    total = twin(arr.reshape(-1), grad.reshape(-1), lam, n_chunks)
     return lam * float(total), grad
 
 
