@@ -18,6 +18,17 @@ def is_device_array(x):
     return hasattr(x, "__cuda_array_interface__")
 
 
+def float_dtype(dtype, name="dtype"):
+    """``dtype`` as a numpy dtype, which must be float32 or float64 (else TypeError)."""
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"{name} must be float32 or float64, got {dtype!r}") from None
+    if dt not in FLOAT_DTYPES:
+        raise TypeError(f"{name} must be float32 or float64, got {dt}")
+    return dt
+
+
 def float_array(x, name, ndim=None, dtype=None, contiguous=True):
     """Return ``x`` as a float32/float64 ndarray, C-contiguous by default.
 

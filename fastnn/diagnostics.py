@@ -20,13 +20,13 @@ Examples
 >>> diagnostics.health(model, X).verdicts
 ['healthy', 'healthy', 'healthy']
 """
-import contextlib
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from fastnn._validation import check_choice, integer
-from fastnn.nn import Dropout, Linear, Module, Sequential, Sigmoid, Tanh
+from fastnn.nn import Linear, Module, Sequential, Sigmoid, Tanh
+from fastnn.train import LOSS_WITH_GRAD, as_inputs, as_targets
 
 __all__ = ["activation_stats", "health", "Health", "COLLAPSED_RATIO", "EXPLODED_RATIO",
            "DEAD_FRACTION", "SATURATED_FRACTION", "SATURATION"]
@@ -59,32 +59,8 @@ def _saturating_kind(layer):
     return None
 
 
-@contextlib.contextmanager
-def _preserved(model, training):
-    """Run with the given mode; restore modes, buffers, dropout rngs and grads after."""
-    modules = model.modules()
-    modes = [m.training for m in modules]
-    buffers = [(b, b.copy()) for _, b in model.named_buffers()]
-    rngs = [(m, m.rng.bit_generator.state) for m in modules if isinstance(m, Dropout)]
-    grads = [(p, p.grad) for p in model.parameters()]
-    try:
-        model.train(training)
-        yield
-    finally:
-        for m, mode in zip(modules, modes):
-            m.training = mode
-        for b, saved in buffers:
-            b[...] = saved
-        for m, state in rngs:
-            m.rng.bit_generator.state = state
-        for p, g in grads:
-            p.grad = g
-
-
 def _inputs(model, X):
-    from fastnn.train import _inputs as as_model_input
-
-    X = as_model_input(model, X)
+    X = as_inputs(model, X)
     if X.shape[0] == 0:
         raise ValueError("X has no samples")
     return X
@@ -138,7 +114,7 @@ def activation_stats(model, X, bins=50, training=False):
     layers = _layers(model)
     X = _inputs(model, X)
     out = []
-    with _preserved(model, training):
+    with model.preserved(training):
         x = X
         for i, layer in enumerate(layers):
             x = layer.forward(x)
@@ -263,9 +239,7 @@ def health(model, X, y=None, loss="cross_entropy", training=False, bins=50):
     0.01 * sqrt(fan_in / 2) per layer and N(0, 1) weights grow it by
     sqrt(fan_in / 2), so both cross a threshold within a few layers.
     """
-    from fastnn.train import _LOSS_FN, _targets
-
-    loss = check_choice(loss, "loss", tuple(_LOSS_FN))
+    loss = check_choice(loss, "loss", tuple(LOSS_WITH_GRAD))
     bins = integer(bins, "bins", low=1)
     layers = _layers(model)
     X = _inputs(model, X)
@@ -273,15 +247,15 @@ def health(model, X, y=None, loss="cross_entropy", training=False, bins=50):
     if not np.isfinite(input_std) or input_std == 0:
         input_std = 1.0
     if y is not None:
-        y = _targets(model, X, y, loss)
+        y = as_targets(model, X, y, loss)
     stats, grad_norms, input_grad_norms = [], [], []
-    with _preserved(model, training):
+    with model.preserved(training):
         x = X
         for i, layer in enumerate(layers):
             x = layer.forward(x)
             stats.append(_stats(layer, i, x, bins))
         if y is not None:
-            _, dy = _LOSS_FN[loss](x, y)
+            _, dy = LOSS_WITH_GRAD[loss](x, y)
         else:
             dy = np.random.default_rng(0).standard_normal(x.shape).astype(x.dtype) / x.shape[0]
         model.zero_grad()

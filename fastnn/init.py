@@ -18,7 +18,7 @@ import numbers
 
 import numpy as np
 
-from ._validation import FLOAT_DTYPES, as_rng, check_choice, integer, real_scalar
+from ._validation import as_rng, check_choice, float_dtype, integer, real_scalar
 
 __all__ = ["zeros", "constant", "normal", "uniform", "xavier_normal", "xavier_uniform",
            "he_normal", "he_uniform", "calculate_gain"]
@@ -33,16 +33,6 @@ def _shape(shape):
     if not isinstance(shape, (tuple, list)):
         raise TypeError(f"shape must be a tuple of non-negative ints, got {shape!r}")
     return tuple(integer(s, "shape entry", low=0) for s in shape)
-
-
-def _dtype(dtype):
-    try:
-        dt = np.dtype(dtype)
-    except TypeError:
-        raise TypeError(f"dtype must be float32 or float64, got {dtype!r}") from None
-    if dt not in FLOAT_DTYPES:
-        raise TypeError(f"dtype must be float32 or float64, got {dt}")
-    return dt
 
 
 def _fans(shape):
@@ -108,7 +98,7 @@ def zeros(shape, dtype=np.float32, rng=None):
     >>> float(init.zeros((2, 3)).sum())
     0.0
     """
-    return np.zeros(_shape(shape), dtype=_dtype(dtype))
+    return np.zeros(_shape(shape), dtype=float_dtype(dtype))
 
 
 def constant(shape, value, dtype=np.float32, rng=None):
@@ -146,7 +136,7 @@ def constant(shape, value, dtype=np.float32, rng=None):
     array([0.1, 0.1])
     """
     value = real_scalar(value, "value")
-    return np.full(_shape(shape), value, dtype=_dtype(dtype))
+    return np.full(_shape(shape), value, dtype=float_dtype(dtype))
 
 
 def normal(shape, std=1.0, mean=0.0, dtype=np.float32, rng=None):
@@ -187,7 +177,7 @@ def normal(shape, std=1.0, mean=0.0, dtype=np.float32, rng=None):
     >>> w.dtype, w.shape
     (dtype('float32'), (256, 128))
     """
-    shape, dtype = _shape(shape), _dtype(dtype)
+    shape, dtype = _shape(shape), float_dtype(dtype)
     std = real_scalar(std, "std", low=0.0)
     mean = real_scalar(mean, "mean")
     return _normal(shape, std, mean, dtype, as_rng(rng))
@@ -229,7 +219,7 @@ def uniform(shape, a=0.0, b=1.0, dtype=np.float32, rng=None):
     >>> bool(abs(w).max() <= 0.1)
     True
     """
-    shape, dtype = _shape(shape), _dtype(dtype)
+    shape, dtype = _shape(shape), float_dtype(dtype)
     a = real_scalar(a, "a", low=-np.finfo(np.float64).max)
     b = real_scalar(b, "b", high=np.finfo(np.float64).max)
     if not a < b or not math.isfinite(b - a):
@@ -334,7 +324,7 @@ def xavier_normal(shape, gain=1.0, mode="fan_in", dtype=np.float32, rng=None):
     >>> bool(abs(w.var() * 256 - 1) < 0.05)
     True
     """
-    shape, dtype = _shape(shape), _dtype(dtype)
+    shape, dtype = _shape(shape), float_dtype(dtype)
     std = _xavier_std(shape, gain, mode)
     return _normal(shape, std, 0.0, dtype, as_rng(rng))
 
@@ -379,7 +369,7 @@ def xavier_uniform(shape, gain=1.0, mode="fan_in", dtype=np.float32, rng=None):
     >>> bool(abs(w).max() <= (6 / 96) ** 0.5)
     True
     """
-    shape, dtype = _shape(shape), _dtype(dtype)
+    shape, dtype = _shape(shape), float_dtype(dtype)
     bound = _SQRT3 * _xavier_std(shape, gain, mode)
     return _uniform(shape, -bound, bound, dtype, as_rng(rng))
 
@@ -432,7 +422,7 @@ def he_normal(shape, mode="fan_in", negative_slope=0.0, dtype=np.float32, rng=No
     >>> bool(abs(w.var() * 256 / 2 - 1) < 0.05)
     True
     """
-    shape, dtype = _shape(shape), _dtype(dtype)
+    shape, dtype = _shape(shape), float_dtype(dtype)
     std = _he_std(shape, mode, negative_slope)
     return _normal(shape, std, 0.0, dtype, as_rng(rng))
 
@@ -477,6 +467,6 @@ def he_uniform(shape, mode="fan_in", negative_slope=0.0, dtype=np.float32, rng=N
     >>> bool(abs(w).max() <= (6 / 32) ** 0.5)
     True
     """
-    shape, dtype = _shape(shape), _dtype(dtype)
+    shape, dtype = _shape(shape), float_dtype(dtype)
     bound = _SQRT3 * _he_std(shape, mode, negative_slope)
     return _uniform(shape, -bound, bound, dtype, as_rng(rng))

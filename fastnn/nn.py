@@ -19,13 +19,14 @@ Examples
 >>> model(np.ones((2, 4), dtype=np.float32)).shape
 (2, 3)
 """
+import contextlib
 import os
 
 import numpy as np
 
 import fastnn.functional as F
 from fastnn import init as _init
-from fastnn._validation import as_rng, boolean, check_choice, integer, real_scalar
+from fastnn._validation import as_rng, boolean, check_choice, float_dtype, integer, real_scalar
 
 __all__ = ["Parameter", "Module", "Linear", "ReLU", "LeakyReLU", "Tanh", "Sigmoid",
            "BatchNorm1d", "Dropout", "Sequential"]
@@ -140,6 +141,45 @@ class Module:
         """Evaluation mode (running statistics, dropout off); returns self."""
         return self.train(False)
 
+    @contextlib.contextmanager
+    def preserved(self, training=False):
+        """Context manager: run in the given mode, then put the model back as it was.
+
+        Inside the block the model is in training mode ``training`` (default:
+        eval).  On exit, however the block ends, every module's train/eval
+        mode, the buffers (batch-norm running statistics), the dropout
+        generators' states and the parameters' ``grad`` references are
+        restored, so a probe (an evaluation, a diagnostic forward/backward)
+        leaves no trace on training.  Parameter values are not restored.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from fastnn import nn
+        >>> model = nn.Sequential(nn.Linear(4, 2, rng=0), nn.BatchNorm1d(2))
+        >>> with model.preserved(training=True):
+        ...     _ = model(np.ones((3, 4), dtype=np.float32))
+        >>> float(model[1].running_mean[0]), model.training
+        (0.0, True)
+        """
+        modules = self.modules()
+        modes = [m.training for m in modules]
+        buffers = [(b, b.copy()) for _, b in self.named_buffers()]
+        rngs = [(m, m.rng.bit_generator.state) for m in modules if isinstance(m, Dropout)]
+        grads = [(p, p.grad) for p in self.parameters()]
+        try:
+            self.train(training)
+            yield self
+        finally:
+            for m, mode in zip(modules, modes):
+                m.training = mode
+            for b, saved in buffers:
+                b[...] = saved
+            for m, state in rngs:
+                m.rng.bit_generator.state = state
+            for p, g in grads:
+                p.grad = g
+
     # -- state -----------------------------------------------------------
     def state_dict(self):
         """Copies of every parameter and buffer, keyed as torch does ("0.weight")."""
@@ -225,13 +265,6 @@ class Module:
         return f"{type(self).__name__}({self.extra_repr()})"
 
 
-def _float_dtype(dtype):
-    dt = np.dtype(dtype)
-    if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
-        raise TypeError(f"dtype must be float32 or float64, got {dt}")
-    return dt
-
-
 class Linear(Module):
     """Fully connected layer ``y = act(x @ weight.T + bias)``.
 
@@ -270,7 +303,7 @@ class Linear(Module):
         self.negative_slope = real_scalar(negative_slope, "negative_slope", low=0.0,
                                           high=np.inf, high_open=True)
         std = real_scalar(std, "std", low=0.0)
-        dtype = _float_dtype(dtype)
+        dtype = float_dtype(dtype)
         rng = as_rng(rng)
         shape = (self.out_features, self.in_features)
         if init == "zeros":
@@ -419,7 +452,7 @@ class BatchNorm1d(Module):
         self.num_features = integer(num_features, "num_features", low=1)
         self.momentum = real_scalar(momentum, "momentum", low=0.0, high=1.0)
         self.eps = real_scalar(eps, "eps", low=0.0, low_open=True)
-        dtype = _float_dtype(dtype)
+        dtype = float_dtype(dtype)
         self.weight = Parameter(np.ones(self.num_features, dtype=dtype), decay=False)
         self.bias = Parameter(np.zeros(self.num_features, dtype=dtype), decay=False)
         self.running_mean = np.zeros(self.num_features, dtype=dtype)

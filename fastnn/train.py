@@ -12,6 +12,9 @@ Examples
 ...                  epochs=5, batch_size=32, rng=0, progress=False)
 >>> len(hist["train_loss"])
 5
+
+``as_inputs``, ``as_targets`` and ``LOSS_WITH_GRAD`` are internals shared
+with :mod:`fastnn.diagnostics` (not part of ``__all__``).
 """
 import math
 
@@ -32,7 +35,8 @@ _LOSS_VALUE = {
     "mse": lambda out, y: F.mse_loss(out, y),
     "mae": lambda out, y: F.l1_loss(out, y),
 }
-_LOSS_FN = {
+#: loss name -> fused ``(value, gradient)`` function (what a training step calls).
+LOSS_WITH_GRAD = {
     "cross_entropy": lambda out, y: F.cross_entropy_with_grad(out, y),
     "hinge": lambda out, y: F.hinge_loss_with_grad(out, y),
     "mse": lambda out, y: F.mse_loss_with_grad(out, y),
@@ -88,8 +92,12 @@ def _model_dtype(model):
     return params[0].data.dtype if params else np.dtype(np.float32)
 
 
-def _inputs(model, X, name="X"):
-    """X as a C-contiguous 2-D array of the model's dtype (ints and float64 converted)."""
+def as_inputs(model, X, name="X"):
+    """X as a C-contiguous 2-D array of the model's dtype (ints and float64 converted).
+
+    Raises TypeError for non-real dtypes and ValueError for a shape that is
+    not 2-D; ``name`` is the argument's name in the messages.
+    """
     arr = np.asarray(X)
     if arr.dtype.kind not in "fiub":
         raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
@@ -100,16 +108,18 @@ def _inputs(model, X, name="X"):
 
 def _output_width(model, X):
     """Columns of the model's output, from a forward pass on one row in eval mode."""
-    modes = [m.training for m in model.modules()]
-    try:
-        model.eval()
+    with model.preserved(training=False):
         return model.forward(X[:1]).shape[1]
-    finally:
-        for m, mode in zip(model.modules(), modes):
-            m.training = mode
 
 
-def _targets(model, X, y, loss, name="y"):
+def as_targets(model, X, y, loss, name="y"):
+    """y checked against ``as_inputs(model, X)`` for ``loss`` (one of :data:`LOSSES`).
+
+    Classification: class indices (N,) checked by ``class_labels`` against
+    the model's output width.  Regression: a C-contiguous (N, n_outputs) array of the model's
+    dtype ((N,) becomes (N, 1)).  The output width comes from one eval-mode
+    forward pass on the first row, which leaves the model as it was.
+    """
     if loss in CLASSIFICATION:
         return class_labels(y, X.shape[0], _output_width(model, X), name=name)
     arr = np.asarray(y)
@@ -216,19 +226,21 @@ def fit(model, X, y, loss="cross_entropy", optimizer=None, epochs=10, batch_size
         max_norm = real_scalar(max_norm, "max_norm", low=0.0, low_open=True)
     if schedule is not None and not callable(schedule):
         raise TypeError(f"schedule must be a callable step -> lr, got {type(schedule).__name__}")
-    X = _inputs(model, X)
+    X = as_inputs(model, X)
     if X.shape[0] == 0:
         raise ValueError("X has no samples")
-    y = _targets(model, X, y, loss)
+    y = as_targets(model, X, y, loss)
     if validation is not None:
         try:
             X_val, y_val = validation
         except (TypeError, ValueError):
             raise ValueError("validation must be a pair (X_val, y_val)") from None
-        X_val = _inputs(model, X_val, "X_val")
+        X_val = as_inputs(model, X_val, "X_val")
+        if X_val.shape[0] == 0:
+            raise ValueError("X_val has no samples")
         if X_val.shape[1] != X.shape[1]:
             raise ValueError(f"X_val has {X_val.shape[1]} features but X has {X.shape[1]}")
-        y_val = _targets(model, X_val, y_val, loss, "y_val")
+        y_val = as_targets(model, X_val, y_val, loss, "y_val")
     if optimizer is None:
         optimizer = Adam(model.parameters(), lr=1e-3)
     elif not isinstance(optimizer, Optimizer):
@@ -239,7 +251,7 @@ def fit(model, X, y, loss="cross_entropy", optimizer=None, epochs=10, batch_size
             layer.rng = np.random.default_rng(rng.integers(2 ** 63))
     decayed = [p for p in model.parameters() if p.decay]
     constrained = [p for p in decayed if p.data.ndim == 2]
-    loss_fn = _LOSS_FN[loss]
+    loss_fn = LOSS_WITH_GRAD[loss]
     classify = loss in CLASSIFICATION
 
     history = {"epoch": [], "train_loss": [], "penalty": [], "lr": [], "step_loss": []}
@@ -305,7 +317,7 @@ def fit(model, X, y, loss="cross_entropy", optimizer=None, epochs=10, batch_size
             if classify:
                 history["train_accuracy"].append(correct / n)
             if validation is not None:
-                scores = evaluate(model, X_val, y_val, loss=loss)
+                scores = _evaluate(model, X_val, y_val, loss, _EVAL_BATCH)
                 history["val_loss"].append(scores["loss"])
                 if classify:
                     history["val_accuracy"].append(scores["accuracy"])
@@ -321,19 +333,26 @@ def fit(model, X, y, loss="cross_entropy", optimizer=None, epochs=10, batch_size
     return history
 
 
+_EVAL_BATCH = 4096  # the default batch_size of predict / evaluate (and fit's validation)
+
+
 def _eval_forward(model, X, batch_size):
-    """Forward in eval mode, in chunks; the model's modes are restored."""
-    modes = [m.training for m in model.modules()]
-    try:
-        model.eval()
+    """Forward in eval mode, in chunks, on validated non-empty X; the model is left as it was."""
+    with model.preserved(training=False):
         chunks = [model.forward(X[i:i + batch_size]) for i in range(0, X.shape[0], batch_size)]
-    finally:
-        for m, mode in zip(model.modules(), modes):
-            m.training = mode
     return chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
 
 
-def predict(model, X, batch_size=4096):
+def _evaluate(model, X, y, loss, batch_size):
+    """:func:`evaluate` on arrays already validated by as_inputs / as_targets (X non-empty)."""
+    out = _eval_forward(model, X, batch_size)
+    result = {"loss": float(_LOSS_VALUE[loss](out, y))}
+    if loss in CLASSIFICATION:
+        result["accuracy"] = float(np.mean(out.argmax(axis=1) == y))
+    return result
+
+
+def predict(model, X, batch_size=_EVAL_BATCH):
     """The model's raw outputs (scores / regression values) in eval mode.
 
     Class labels are ``predict(model, X).argmax(axis=1)``.  The model's
@@ -351,19 +370,19 @@ def predict(model, X, batch_size=4096):
     -------
     ndarray, shape (N, out_features)
     """
-    X = _inputs(model, X)
+    X = as_inputs(model, X)
     batch_size = integer(batch_size, "batch_size", low=1)
     if X.shape[0] == 0:
         raise ValueError("X has no samples")
     return _eval_forward(model, X, batch_size)
 
 
-def predict_proba(model, X, batch_size=4096):
+def predict_proba(model, X, batch_size=_EVAL_BATCH):
     """Class probabilities, ``softmax(predict(model, X))``, shape (N, n_classes)."""
     return F.softmax(predict(model, X, batch_size=batch_size), axis=1)
 
 
-def evaluate(model, X, y, loss="cross_entropy", batch_size=4096):
+def evaluate(model, X, y, loss="cross_entropy", batch_size=_EVAL_BATCH):
     """Loss (and accuracy for classification) of the model in eval mode.
 
     Returns
@@ -373,13 +392,9 @@ def evaluate(model, X, y, loss="cross_entropy", batch_size=4096):
         (classification losses only)}.
     """
     loss = check_choice(loss, "loss", LOSSES)
-    X = _inputs(model, X)
+    X = as_inputs(model, X)
     if X.shape[0] == 0:
         raise ValueError("X has no samples")
-    y = _targets(model, X, y, loss)
-    out = predict(model, X, batch_size=batch_size)
-    value = _LOSS_VALUE[loss](out, y)
-    result = {"loss": float(value)}
-    if loss in CLASSIFICATION:
-        result["accuracy"] = float(np.mean(out.argmax(axis=1) == y))
-    return result
+    y = as_targets(model, X, y, loss)
+    batch_size = integer(batch_size, "batch_size", low=1)
+    return _evaluate(model, X, y, loss, batch_size)

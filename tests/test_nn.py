@@ -363,3 +363,29 @@ def test_linear_leaky_slope_option():
     assert_close(layer(x), np.where(z > 0, z, 0.25 * z), np.float64, kind="reduction")
     with pytest.raises(ValueError, match="negative_slope"):
         nn.LeakyReLU(-0.1)
+
+
+def test_preserved_restores_modes_buffers_rngs_and_grads():
+    model = nn.Sequential(nn.Linear(4, 6, rng=0), nn.BatchNorm1d(6), nn.ReLU(),
+                          nn.Dropout(0.5, rng=1), nn.Linear(6, 2, rng=2))
+    model.train()
+    model[1].eval()
+    x = np.random.default_rng(0).standard_normal((8, 4)).astype(np.float32)
+    grads = [np.ones_like(p.data) for p in model.parameters()]
+    for p, g in zip(model.parameters(), grads):
+        p.grad = g
+    buffers = {k: v.copy() for k, v in model.named_buffers()}
+    rng_state = model[3].rng.bit_generator.state
+    modes = [m.training for m in model.modules()]
+    with pytest.raises(RuntimeError):
+        with model.preserved(training=True) as m:
+            assert m is model and all(mod.training for mod in model.modules())
+            model(x)
+            model.zero_grad()
+            raise RuntimeError
+    assert [m.training for m in model.modules()] == modes
+    assert all(np.array_equal(v, buffers[k]) for k, v in model.named_buffers())
+    assert model[3].rng.bit_generator.state == rng_state
+    assert all(p.grad is g for p, g in zip(model.parameters(), grads))
+    with model.preserved():
+        assert not any(m.training for m in model.modules())

@@ -327,6 +327,7 @@ def test_progress_bar_is_silent_off_terminal(capsys):
     (dict(schedule=0.1), TypeError, "schedule"),
     (dict(validation=(np.zeros((3, 5)),)), ValueError, "validation"),
     (dict(validation=(np.zeros((3, 4)), np.zeros(3, int))), ValueError, "X_val"),
+    (dict(validation=(np.zeros((0, 5)), np.zeros(0, int))), ValueError, "X_val has no samples"),
 ])
 def test_fit_bad_arguments(kwargs, exc, match):
     X, y = _blobs(n=20)
@@ -354,3 +355,15 @@ def test_fit_bad_data():
         fit(model, X[:0], y[:0], progress=False)
     with pytest.raises(ValueError, match="column"):
         fit(_small(n_out=2), X, np.zeros((20, 3), np.float32), loss="mse", progress=False)
+
+
+def test_validation_costs_one_forward_per_epoch():
+    # X_val is validated once; each epoch's evaluation is one eval-mode forward.
+    X, y = _blobs(n=20)
+    model = _small()
+    calls = []
+    forward = model.forward
+    model.forward = lambda x: calls.append(x.shape[0]) or forward(x)
+    fit(model, X, y, epochs=3, batch_size=10, validation=(X[:7], y[:7]), progress=False)
+    # setup: one row each to size y and y_val; then per epoch 2 batches + 1 evaluation
+    assert calls == [1, 1] + [10, 10, 7] * 3

@@ -252,3 +252,9 @@ def _row_max_overload(row):
     if row.dtype == types.float64:
         return lambda row: _row_max_f64(row)
     return None
+
+
+@jit(inline="always")
+def _sign(v):
+    # sign(0) = 0 (the subgradient of |v| at 0) and sign(NaN) = NaN (the last select returns v)
+    return 1.0 if v > 0.0 else (-1.0 if v < 0.0 else v)

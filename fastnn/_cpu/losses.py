@@ -9,12 +9,7 @@ import numpy as np
 from numba import prange
 
 from fastnn._config import dual_jit, jit
-
-
-@jit(inline="always")
-def _sign(v):
-    # sign(0) = 0 (the subgradient of |r| at 0) and sign(NaN) = NaN
-    return 1.0 if v > 0.0 else (-1.0 if v < 0.0 else v)
+from fastnn._cpu._math import _sign
 
 
 @jit

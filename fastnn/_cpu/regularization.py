@@ -10,6 +10,7 @@ import numpy as np
 from numba import prange
 
 from fastnn._config import dual_jit, jit
+from fastnn._cpu._math import _sign
 
 
 @jit
@@ -28,8 +29,7 @@ def _l1_range(w, grad, lam):
     for i in range(w.size):
         v = np.float64(w[i])
         acc += abs(v)
-        # sign(v) with sign(0) = 0 and sign(NaN) = NaN (the last branch returns v itself)
-        grad[i] = lam * (1.0 if v > 0.0 else (-1.0 if v < 0.0 else v))
+        grad[i] = lam * _sign(v)
     return acc
 
 

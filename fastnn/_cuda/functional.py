@@ -244,11 +244,13 @@ def _per_column(a, name, c, dtype):
 
 
 def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=False,
-               momentum=0.1, eps=1e-5):
+               momentum=0.1, eps=1e-5, out=None):
     """GPU twin of :func:`fastnn.functional.batch_norm`; mean/invstd are float64 device arrays.
 
     In training the running statistics, when given, must be C-contiguous
-    device arrays of x's dtype; they are updated in place.
+    device arrays of x's dtype; they are updated in place.  ``out``: a
+    C-contiguous (N, C) device array of x's dtype for y, sharing no memory
+    with the other arguments.
     """
     x = float_array(x, "x", ndim=2, contiguous_=False)
     n, c = x.shape
@@ -282,7 +284,7 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=Fa
                              "statistics: running_mean and running_var are required")
         running_mean = _per_column(running_mean, "running_mean", c, dtype)
         running_var = _per_column(running_var, "running_var", c, dtype)
-    y = cuda.device_array((n, c), dtype=dtype)
+    y = output_array(out, (n, c), dtype)
     mean = cuda.device_array(c, dtype=np.float64)
     invstd = cuda.device_array(c, dtype=np.float64)
     w, has_w = (weight, True) if weight is not None else (_empty(dtype), False)
@@ -296,8 +298,12 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=Fa
     return y, mean, invstd
 
 
-def batch_norm_backward(dy, x, mean, invstd, weight=None, training=True):
-    """GPU twin of :func:`fastnn.functional.batch_norm_backward`."""
+def batch_norm_backward(dy, x, mean, invstd, weight=None, training=True, out=None):
+    """GPU twin of :func:`fastnn.functional.batch_norm_backward`.
+
+    ``out``: a C-contiguous (N, C) device array of x's dtype for dx, sharing
+    no memory with the other arguments.
+    """
     x = float_array(x, "x", ndim=2, contiguous_=False)
     n, c = x.shape
     dtype = x.dtype
@@ -314,7 +320,7 @@ def batch_norm_backward(dy, x, mean, invstd, weight=None, training=True):
     mean, invstd = stats
     weight = _per_column(weight, "weight", c, dtype)
     w, has_w = (weight, True) if weight is not None else (_empty(dtype), False)
-    dx = cuda.device_array((n, c), dtype=dtype)
+    dx = output_array(out, (n, c), dtype)
     dweight = cuda.device_array(c, dtype=dtype)
     dbias = cuda.device_array(c, dtype=dtype)
     kernel = _bn.batch_norm_train_backward if training else _bn.batch_norm_eval_backward

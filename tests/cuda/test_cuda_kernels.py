@@ -114,6 +114,35 @@ def test_batch_norm_eval_mode(dtype):
     same(invstdg, invstd, np.float64)
 
 
+@pytest.mark.parametrize("training", [True, False])
+def test_batch_norm_out_matches_fresh_result(training):
+    from numba import cuda
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((6, 3)).astype(np.float32)
+    w, b = rng.standard_normal(3).astype(np.float32), rng.standard_normal(3).astype(np.float32)
+    dy = rng.standard_normal((6, 3)).astype(np.float32)
+    rm = rng.standard_normal(3).astype(np.float32)
+    rv = (1 + rng.random(3)).astype(np.float32)
+    # fresh running statistics per call: training updates them in place
+    y, mean, invstd = F.batch_norm(dev(x), dev(rm), dev(rv), dev(w), dev(b), training=training)
+    buf = dev(np.full((6, 3), np.nan, np.float32))
+    got = F.batch_norm(dev(x), dev(rm), dev(rv), dev(w), dev(b), training=training, out=buf)
+    assert got[0] is buf
+    assert np.array_equal(host(buf), host(y))
+    assert np.array_equal(host(got[1]), host(mean))
+    dx, dw, db = F.batch_norm_backward(dev(dy), dev(x), mean, invstd, dev(w), training=training)
+    dbuf = dev(np.full((6, 3), np.nan, np.float32))
+    got = F.batch_norm_backward(dev(dy), dev(x), mean, invstd, dev(w), training=training,
+                                out=dbuf)
+    assert got[0] is dbuf
+    assert np.array_equal(host(dbuf), host(dx))
+    for g, want in zip(got[1:], (dw, db)):
+        assert np.array_equal(host(g), host(want))
+    with pytest.raises(ValueError, match="shape"):
+        F.batch_norm(dev(x), dev(rm), dev(rv), training=training,
+                     out=cuda.device_array((3, 6), np.float32))
+
+
 def test_batch_norm_refuses_one_sample_in_training():
     with pytest.raises(ValueError, match="more than 1 sample"):
         F.batch_norm(dev(np.ones((1, 3))), None, None, training=True)
