@@ -24,6 +24,14 @@ step "NUMBA_NUM_THREADS=1 (kernels only)"
 NUMBA_NUM_THREADS=1 NUMBA_CACHE_DIR="$cache_root/onethread" \
     python -m pytest -p no:cacheprovider -m "not slow" tests "$@"
 
+# asv smoke run: every benchmark class once, offline, against this
+# environment, at the small size only (FASTNN_ASV_SIZES) so it fits in CI.
+# asv exits non-zero when a benchmark fails.
+step "asv smoke run (small size)"
+export FASTNN_ASV_SIZES=64x256
+asv machine --yes > /dev/null
+asv run -E existing --quick --show-stderr
+
 # CUDA twins without a GPU: the kernels run as Python under numba's simulator
 # (set before numba is imported), then every kernel is type-checked and
 # lowered for the real CUDA target (no simulator; no GPU needed).
@@ -33,11 +41,3 @@ NUMBA_ENABLE_CUDASIM=1 NUMBA_CACHE_DIR="$cache_root/cudasim" \
 NUMBA_ENABLE_CUDASIM=1 NUMBA_CACHE_DIR="$cache_root/cudasim" python benchmarks/gpu_check.py --simulate
 FASTNN_TEST_CUDA_LOWERING=1 NUMBA_CACHE_DIR="$cache_root/cudalower" \
     python -m pytest -p no:cacheprovider tests/cuda/test_lowering.py "$@"
-
-# asv smoke run: every benchmark class once, offline, against this
-# environment, at the small size only (FASTNN_ASV_SIZES) so it fits in CI.
-# asv exits non-zero when a benchmark fails.
-step "asv smoke run (small size)"
-export FASTNN_ASV_SIZES=64x256
-asv machine --yes > /dev/null
-asv run -E existing --quick --show-stderr
