@@ -146,6 +146,15 @@ def integer(value, name, low=None, high=None):
     return v
 
 
+def shape_tuple(shape, name="shape"):
+    """``shape`` as a tuple of non-negative Python ints (an int means 1-D)."""
+    if isinstance(shape, numbers.Integral) and not isinstance(shape, bool):
+        shape = (shape,)
+    if not isinstance(shape, (tuple, list)):
+        raise TypeError(f"{name} must be an int or a tuple of non-negative ints, got {shape!r}")
+    return tuple(integer(s, f"{name} entry", low=0) for s in shape)
+
+
 def class_labels(target, n_samples, n_classes, name="target", ignore_index=None):
     """Return integer class labels as a contiguous int64 array of shape (N,).
 

@@ -14,25 +14,15 @@ activation variance constant through linear/tanh layers, He (variance
 ``2/fan_in``) compensates for ReLU zeroing half of them.
 """
 import math
-import numbers
 
 import numpy as np
 
-from ._validation import as_rng, check_choice, float_dtype, integer, real_scalar
+from ._validation import as_rng, check_choice, float_dtype, real_scalar, shape_tuple
 
 __all__ = ["zeros", "constant", "normal", "uniform", "xavier_normal", "xavier_uniform",
            "he_normal", "he_uniform", "calculate_gain"]
 
 _SQRT3 = math.sqrt(3.0)
-
-
-def _shape(shape):
-    """``shape`` as a tuple of non-negative Python ints (an int means 1-D)."""
-    if isinstance(shape, numbers.Integral) and not isinstance(shape, bool):
-        shape = (shape,)
-    if not isinstance(shape, (tuple, list)):
-        raise TypeError(f"shape must be a tuple of non-negative ints, got {shape!r}")
-    return tuple(integer(s, "shape entry", low=0) for s in shape)
 
 
 def _fans(shape):
@@ -98,7 +88,7 @@ def zeros(shape, dtype=np.float32, rng=None):
     >>> float(init.zeros((2, 3)).sum())
     0.0
     """
-    return np.zeros(_shape(shape), dtype=float_dtype(dtype))
+    return np.zeros(shape_tuple(shape), dtype=float_dtype(dtype))
 
 
 def constant(shape, value, dtype=np.float32, rng=None):
@@ -136,7 +126,7 @@ def constant(shape, value, dtype=np.float32, rng=None):
     array([0.1, 0.1])
     """
     value = real_scalar(value, "value")
-    return np.full(_shape(shape), value, dtype=float_dtype(dtype))
+    return np.full(shape_tuple(shape), value, dtype=float_dtype(dtype))
 
 
 def normal(shape, std=1.0, mean=0.0, dtype=np.float32, rng=None):
@@ -177,7 +167,7 @@ def normal(shape, std=1.0, mean=0.0, dtype=np.float32, rng=None):
     >>> w.dtype, w.shape
     (dtype('float32'), (256, 128))
     """
-    shape, dtype = _shape(shape), float_dtype(dtype)
+    shape, dtype = shape_tuple(shape), float_dtype(dtype)
     std = real_scalar(std, "std", low=0.0)
     mean = real_scalar(mean, "mean")
     return _normal(shape, std, mean, dtype, as_rng(rng))
@@ -219,7 +209,7 @@ def uniform(shape, a=0.0, b=1.0, dtype=np.float32, rng=None):
     >>> bool(abs(w).max() <= 0.1)
     True
     """
-    shape, dtype = _shape(shape), float_dtype(dtype)
+    shape, dtype = shape_tuple(shape), float_dtype(dtype)
     a = real_scalar(a, "a", low=-np.finfo(np.float64).max)
     b = real_scalar(b, "b", high=np.finfo(np.float64).max)
     if not a < b or not math.isfinite(b - a):
@@ -324,7 +314,7 @@ def xavier_normal(shape, gain=1.0, mode="fan_in", dtype=np.float32, rng=None):
     >>> bool(abs(w.var() * 256 - 1) < 0.05)
     True
     """
-    shape, dtype = _shape(shape), float_dtype(dtype)
+    shape, dtype = shape_tuple(shape), float_dtype(dtype)
     std = _xavier_std(shape, gain, mode)
     return _normal(shape, std, 0.0, dtype, as_rng(rng))
 
@@ -369,7 +359,7 @@ def xavier_uniform(shape, gain=1.0, mode="fan_in", dtype=np.float32, rng=None):
     >>> bool(abs(w).max() <= (6 / 96) ** 0.5)
     True
     """
-    shape, dtype = _shape(shape), float_dtype(dtype)
+    shape, dtype = shape_tuple(shape), float_dtype(dtype)
     bound = _SQRT3 * _xavier_std(shape, gain, mode)
     return _uniform(shape, -bound, bound, dtype, as_rng(rng))
 
@@ -422,7 +412,7 @@ def he_normal(shape, mode="fan_in", negative_slope=0.0, dtype=np.float32, rng=No
     >>> bool(abs(w.var() * 256 / 2 - 1) < 0.05)
     True
     """
-    shape, dtype = _shape(shape), float_dtype(dtype)
+    shape, dtype = shape_tuple(shape), float_dtype(dtype)
     std = _he_std(shape, mode, negative_slope)
     return _normal(shape, std, 0.0, dtype, as_rng(rng))
 
@@ -467,6 +457,6 @@ def he_uniform(shape, mode="fan_in", negative_slope=0.0, dtype=np.float32, rng=N
     >>> bool(abs(w).max() <= (6 / 32) ** 0.5)
     True
     """
-    shape, dtype = _shape(shape), float_dtype(dtype)
+    shape, dtype = shape_tuple(shape), float_dtype(dtype)
     bound = _SQRT3 * _he_std(shape, mode, negative_slope)
     return _uniform(shape, -bound, bound, dtype, as_rng(rng))

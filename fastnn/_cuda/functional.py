@@ -12,7 +12,6 @@ a TypeError, never a silent transfer.  Inputs are read in any strides for
 the 2-D kernels; other non-contiguous inputs are copied on the device first.
 """
 import math
-import numbers
 
 import numpy as np
 
@@ -33,7 +32,7 @@ from fastnn._cuda import losses as _lo  # noqa: E402
 from fastnn._cuda import regularization as _re  # noqa: E402
 from fastnn._cuda import softmax as _sm  # noqa: E402
 from fastnn._validation import (FLOAT_DTYPES, boolean, check_reduction, check_shape,  # noqa: E402
-                                integer, real_scalar)
+                                integer, real_scalar, shape_tuple)
 from fastnn.functional import _linear as _cpu_linear  # noqa: E402
 
 __all__ = ["linear", "linear_backward", "batch_norm", "batch_norm_backward", "dropout",
@@ -366,13 +365,7 @@ def dropout_backward(dy, p, seed, out=None):
 
 def dropout_mask(shape, p, seed):
     """The keep-mask of :func:`dropout` as a bool device array (shape, p, seed as the CPU)."""
-    if isinstance(shape, numbers.Integral) and not isinstance(shape, bool):
-        shape = (shape,)
-    if not isinstance(shape, (tuple, list)):
-        raise TypeError(f"shape must be an int or a tuple of ints, got {shape!r}")
-    shape = tuple(integer(d, "shape entry") for d in shape)
-    if any(d < 0 for d in shape):
-        raise ValueError(f"shape must not have negative dimensions, got {shape}")
+    shape = shape_tuple(shape)
     p = real_scalar(p, "p", 0.0, 1.0)
     seed = _seed(seed)
     out = cuda.device_array(shape, dtype=np.bool_)

@@ -1,11 +1,10 @@
 """Public dropout functions (validation + dispatch to fastnn._cpu.dropout)."""
-import numbers
 
 import numpy as np
 
 from fastnn._cpu import dropout as _k
 from fastnn._cpu.rng import MAX_SEED, seed_key
-from fastnn._validation import boolean, float_array, integer, output_array, real_scalar
+from fastnn._validation import boolean, float_array, integer, output_array, real_scalar, shape_tuple
 
 __all__ = ["dropout", "dropout_backward", "dropout_mask"]
 
@@ -176,13 +175,7 @@ def dropout_mask(shape, p, seed):
     >>> F.dropout_mask((2, 3), 0.0, seed=0).all()
     np.True_
     """
-    if isinstance(shape, numbers.Integral) and not isinstance(shape, bool):
-        shape = (shape,)
-    if not isinstance(shape, (tuple, list)):
-        raise TypeError(f"shape must be an int or a tuple of ints, got {shape!r}")
-    shape = tuple(integer(d, "shape entry") for d in shape)
-    if any(d < 0 for d in shape):
-        raise ValueError(f"shape must not have negative dimensions, got {shape}")
+    shape = shape_tuple(shape)
     p = real_scalar(p, "p", 0.0, 1.0)
     seed = _seed(seed)
     out = np.empty(shape, dtype=np.bool_)
