@@ -9,6 +9,8 @@ import operator
 
 import numpy as np
 
+from fastnn._cpu._common import first_bad_label
+
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 REDUCTIONS = ("mean", "sum", "none")
 
@@ -173,15 +175,11 @@ def class_labels(target, n_samples, n_classes, name="target", ignore_index=None)
         i = int(np.argmax(arr >= n_classes))
         raise IndexError(f"{name}[{i}] = {arr[i]} is out of range for {n_classes} classes")
     arr = np.ascontiguousarray(arr, dtype=np.int64)
-    # Two reductions settle the common case; the elementwise mask (a few
-    # microseconds more) is built only when some label is out of range.
-    if arr.size == 0 or (arr.min() >= 0 and arr.max() < n_classes):
-        return arr
-    bad = (arr < 0) | (arr >= n_classes)
-    if ignore_index is not None:
-        bad &= arr != ignore_index
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
+    # One compiled pass (~1 us at small N) instead of numpy's min and max
+    # (~1.5 us of call overhead each).
+    i = first_bad_label(arr, n_classes, 0 if ignore_index is None else ignore_index,
+                        ignore_index is not None)
+    if i >= 0:
         raise IndexError(f"{name}[{i}] = {arr[i]} is out of range for {n_classes} classes"
                          + (f" (ignore_index={ignore_index})" if ignore_index is not None else ""))
     return arr
