@@ -12,55 +12,76 @@ import numpy as np
 from numba import prange
 
 from fastnn._config import dual_jit, jit
-from fastnn._cpu.rng import high_word, low_word, pair_bits
+from fastnn._cpu.rng import block_key, segment, uniform32
+
+
+@jit
+def _uint32_threshold(threshold):
+    """(threshold as uint32, keep_none): round(p * 2**32) is 2**32 for p ~ 1."""
+    return np.uint32(min(threshold, 0xFFFFFFFF)), threshold > 0xFFFFFFFF
+
+
+@jit
+def _scale_segment(inp, out, low, a, b, threshold, scale):
+    zero = scale * np.float32(0.0)  # 0 in the dtype of scale
+    for j in range(inp.size):
+        u = uniform32(np.uint32(low + np.uint32(j)), a, b)
+        out[j] = inp[j] * (scale if u >= threshold else zero)
+
+
+@jit
+def _mask_segment(out, low, a, b, threshold):
+    for j in range(out.size):
+        out[j] = uniform32(np.uint32(low + np.uint32(j)), a, b) >= threshold
 
 
 @jit
 def _scale_range(inp, out, key, threshold, scale, start):
-    """out = inp * mask * scale on 1-D views whose first element has global index ``start`` (even)."""
-    zero = scale * np.float32(0.0)  # 0 in the dtype of scale
-    first = np.uint64(start) >> np.uint64(1)
-    n = inp.size
-    for j in range(n // 2):
-        z = pair_bits(key, first + np.uint64(j))
-        out[2 * j] = inp[2 * j] * (scale if low_word(z) >= threshold else zero)
-        out[2 * j + 1] = inp[2 * j + 1] * (scale if high_word(z) >= threshold else zero)
-    if n % 2:
-        z = pair_bits(key, first + np.uint64(n // 2))
-        out[n - 1] = inp[n - 1] * (scale if low_word(z) >= threshold else zero)
+    """out = inp * mask * scale on 1-D views whose first element has global index ``start``."""
+    thr, keep_none = _uint32_threshold(threshold)
+    if keep_none:
+        scale = scale * np.float32(0.0)
+    pos = 0
+    while pos < inp.size:
+        block, low, length = segment(start + pos, inp.size - pos)
+        a, b = block_key(key, block)
+        _scale_segment(inp[pos:pos + length], out[pos:pos + length], low, a, b, thr, scale)
+        pos += length
 
 
 @jit
 def _mask_range(out, key, threshold, start):
-    first = np.uint64(start) >> np.uint64(1)
-    n = out.size
-    for j in range(n // 2):
-        z = pair_bits(key, first + np.uint64(j))
-        out[2 * j] = low_word(z) >= threshold
-        out[2 * j + 1] = high_word(z) >= threshold
-    if n % 2:
-        out[n - 1] = low_word(pair_bits(key, first + np.uint64(n // 2))) >= threshold
+    thr, keep_none = _uint32_threshold(threshold)
+    if keep_none:
+        out[:] = False
+        return
+    pos = 0
+    while pos < out.size:
+        block, low, length = segment(start + pos, out.size - pos)
+        a, b = block_key(key, block)
+        _mask_segment(out[pos:pos + length], low, a, b, thr)
+        pos += length
 
 
 @dual_jit
 def dropout_scale(inp, out, key, threshold, scale, n_chunks):
     """out = inp * mask * scale for flat C-contiguous ``inp``/``out``.
 
-    Chunk boundaries fall on even indices so that each element pair (one
-    hash) belongs to one chunk.  ``scale`` has the dtype of ``inp``.
+    ``threshold`` is round(p * 2**32) as an int64 (2**32 keeps nothing);
+    ``scale`` has the dtype of ``inp``.
     """
-    n_pairs = inp.size // 2
+    n = inp.size
     for c in prange(n_chunks):  # range in the serial twin
-        lo = 2 * (c * n_pairs // n_chunks)
-        hi = inp.size if c == n_chunks - 1 else 2 * ((c + 1) * n_pairs // n_chunks)
+        lo = c * n // n_chunks
+        hi = (c + 1) * n // n_chunks
         _scale_range(inp[lo:hi], out[lo:hi], key, threshold, scale, lo)
 
 
 @dual_jit
 def dropout_mask(out, key, threshold, n_chunks):
     """out[i] = (u(i) >= threshold) for a flat C-contiguous bool array."""
-    n_pairs = out.size // 2
+    n = out.size
     for c in prange(n_chunks):
-        lo = 2 * (c * n_pairs // n_chunks)
-        hi = out.size if c == n_chunks - 1 else 2 * ((c + 1) * n_pairs // n_chunks)
+        lo = c * n // n_chunks
+        hi = (c + 1) * n // n_chunks
         _mask_range(out[lo:hi], key, threshold, lo)

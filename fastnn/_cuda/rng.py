@@ -32,18 +32,28 @@ def device_twin(cpu_kernel, **rebind):
 
 
 mix64 = device_twin(_cpu.mix64)
-pair_bits = device_twin(_cpu.pair_bits, mix64=mix64)
-low_word = device_twin(_cpu.low_word)
-high_word = device_twin(_cpu.high_word)
+block_key = device_twin(_cpu.block_key, mix64=mix64)
+hash32 = device_twin(_cpu.hash32)
+uniform32 = device_twin(_cpu.uniform32, hash32=hash32)
+
+
+@cuda.jit(device=True)
+def uniform(key, i, cached_block, a, b):
+    """u(i), with the block keys (a, b) of ``cached_block`` recomputed only when i leaves it.
+
+    Returns ``(u, block, a, b)``: a grid-stride loop threads the cache through
+    its iterations, so the 64-bit block hash runs once per thread, not once
+    per element.
+    """
+    block = i >> 32
+    if block != cached_block:
+        a, b = block_key(key, block)
+    return uniform32(np.uint32(i & 0xFFFFFFFF), a, b), block, a, b
 
 
 @cuda.jit
 def fill_uint32(out, key, start):
-    """out[k] = u(start + k) for a 1-D uint32 array; ``start`` must be even."""
-    n = out.size
-    first = np.uint64(start) >> np.uint64(1)
-    for j in range(cuda.grid(1), (n + 1) // 2, cuda.gridsize(1)):
-        z = pair_bits(key, first + np.uint64(j))
-        out[2 * j] = low_word(z)
-        if 2 * j + 1 < n:
-            out[2 * j + 1] = high_word(z)
+    """out[k] = u(start + k) for a 1-D uint32 array."""
+    block, a, b = -1, np.uint32(0), np.uint32(0)
+    for k in range(cuda.grid(1), out.size, cuda.gridsize(1)):
+        out[k], block, a, b = uniform(key, start + k, block, a, b)

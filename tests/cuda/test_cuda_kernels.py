@@ -171,6 +171,16 @@ def test_dropout_mask_matches_cpu_and_reference():
     assert np.array_equal(m, ref_do.dropout_mask(shape, p, seed))
 
 
+@pytest.mark.parametrize("start", [0, 2**32 - 7])   # the second crosses a 2**32 block
+def test_generator_bit_identical_to_cpu(start):
+    from numba import cuda
+    from fastnn._cpu.rng import random_uint32, seed_key
+    from fastnn._cuda import rng as gpu_rng
+    out = cuda.device_array(13, dtype=np.uint32)
+    gpu_rng.fill_uint32[2, 8](out, seed_key(77), np.int64(start))
+    assert np.array_equal(out.copy_to_host(), random_uint32(77, 13, start))
+
+
 def test_dropout_in_place_and_eval_identity():
     x = np.arange(9.0)
     xg = dev(x)

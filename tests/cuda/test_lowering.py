@@ -52,7 +52,7 @@ def _kernels(dt):
         (_common.copy_1d, (A(dt, 1, "A"), x1)),
         (_common.fill, (x1, dt)),
         (_common.first_bad_label, (A(i64, 1), i64, i64, b1, A(i64, 1))),
-        (rng.fill_uint32, (A(nt.uint32, 1), u64, u64)),
+        (rng.fill_uint32, (A(nt.uint32, 1), u64, i64)),
         (dropout.dropout_scale, (x1, x1, u64, i64, dt)),
         (dropout.dropout_mask, (A(nt.boolean, 1), u64, i64)),
         (linear.bias_activation_, (x2, x1, i64, dt)),

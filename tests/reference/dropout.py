@@ -18,14 +18,26 @@ def _mix64(z):
     return z ^ (z >> np.uint64(31))
 
 
+def _hash32(x):
+    """lowbias32 with numpy's wrapping uint32 arithmetic."""
+    x = np.asarray(x, dtype=np.uint32)
+    x = x ^ (x >> np.uint32(16))
+    x = x * np.uint32(0x7FEB352D)
+    x = x ^ (x >> np.uint32(15))
+    x = x * np.uint32(0x846CA68B)
+    return x ^ (x >> np.uint32(16))
+
+
 def random_uint32(seed, n, start=0):
-    """u(seed, i) for i in [start, start + n): SplitMix64 of the pair index, halves by parity."""
+    """u(seed, i) for i in [start, start + n): two keyed lowbias32 rounds of the index."""
     key = int(_mix64(np.uint64((seed + GOLDEN) & _MASK64)))
     i = np.arange(start, start + n, dtype=np.uint64)
     with np.errstate(over="ignore"):
-        z = _mix64(np.uint64(key) + (i >> np.uint64(1)) * np.uint64(GOLDEN))
-    shift = (i & np.uint64(1)) * np.uint64(32)
-    return ((z >> shift) & np.uint64(0xFFFFFFFF)).astype(np.uint32)
+        z = _mix64(np.uint64(key) + (i >> np.uint64(32)) * np.uint64(GOLDEN))
+        a = (z & np.uint64(0xFFFFFFFF)).astype(np.uint32)
+        b = (z >> np.uint64(32)).astype(np.uint32)
+        low = (i & np.uint64(0xFFFFFFFF)).astype(np.uint32)
+        return _hash32(_hash32(low + a) ^ b)
 
 
 def dropout_mask(shape, p, seed):
