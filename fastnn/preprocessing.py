@@ -78,6 +78,13 @@ class StandardScaler(_Estimator):
         Subtract the per-feature mean (the lesson's mean subtraction).
     with_std : bool
         Divide by the per-feature standard deviation (normalization).
+    copy : bool
+        As scikit-learn's: when False, ``transform`` and
+        ``inverse_transform`` overwrite X and return it, if X is a writeable
+        C-contiguous float32/float64 ndarray (anything else is still copied).
+        In place saves the output's memory and the page faults of a fresh
+        array (the kernel zeroes every new page: an extra write of the
+        whole output).
 
     Attributes
     ----------
@@ -114,13 +121,14 @@ class StandardScaler(_Estimator):
            [ 1.22474487,  0.        ]])
     """
 
-    def __init__(self, with_mean=True, with_std=True):
+    def __init__(self, with_mean=True, with_std=True, copy=True):
         self.with_mean = boolean(with_mean, "with_mean")
         self.with_std = boolean(with_std, "with_std")
+        self.copy = boolean(copy, "copy")
         self.mean_ = None
 
     def _params(self):
-        return {"with_mean": self.with_mean, "with_std": self.with_std}
+        return {"with_mean": self.with_mean, "with_std": self.with_std, "copy": self.copy}
 
     def fit(self, X):
         """Compute the per-feature mean and variance of ``X``.
@@ -208,10 +216,13 @@ class StandardScaler(_Estimator):
         return shift, scale
 
     def _validate_apply(self, X):
+        """(X as a checked sample array, the array to write the result into)."""
         self._check_fitted()
-        X = _as_samples(X)
-        self._check_features(X, self.n_features_in_)
-        return X
+        arr = _as_samples(X)
+        self._check_features(arr, self.n_features_in_)
+        # The kernels read each element before writing it, so out may be X.
+        in_place = not self.copy and arr is X and arr.flags.writeable
+        return arr, (arr if in_place else np.empty_like(arr))
 
     def transform(self, X):
         """Standardize ``X`` with the fitted statistics.
@@ -219,12 +230,14 @@ class StandardScaler(_Estimator):
         Parameters
         ----------
         X : array_like, shape (n_samples, n_features)
-            Float or integer samples (any layout; not modified).
+            Float or integer samples (any layout; not modified unless
+            ``copy=False``).
 
         Returns
         -------
         numpy.ndarray
-            ``(X - mean_) / scale_``, with X's dtype (float64 for integers).
+            ``(X - mean_) / scale_``, with X's dtype (float64 for integers);
+            X itself when ``copy=False`` allowed writing in place.
 
         Raises
         ------
@@ -235,9 +248,8 @@ class StandardScaler(_Estimator):
         TypeError
             Unsupported dtype.
         """
-        X = self._validate_apply(X)
+        X, out = self._validate_apply(X)
         shift, scale = self._coefficients()
-        out = np.empty_like(X)
         _k.center_scale.pick(X.size)(X, shift, 1.0 / scale, out)
         return out
 
@@ -252,16 +264,16 @@ class StandardScaler(_Estimator):
         Returns
         -------
         numpy.ndarray
-            The samples in the original units, with X's dtype.
+            The samples in the original units, with X's dtype (X itself
+            when ``copy=False`` allowed writing in place).
 
         Raises
         ------
         NotFittedError, ValueError, TypeError
             As :meth:`transform`.
         """
-        X = self._validate_apply(X)
+        X, out = self._validate_apply(X)
         shift, scale = self._coefficients()
-        out = np.empty_like(X)
         _k.scale_shift.pick(X.size)(X, scale, shift, out)
         return out
 

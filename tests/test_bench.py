@@ -45,9 +45,11 @@ def test_every_kernel_has_fastnn_numpy_and_a_library_competitor():
 
 
 def _accepts_out(dotted):
+    """A function with ``out=``, or an estimator with scikit-learn's in-place ``copy=``."""
     module, _, attr = dotted.rpartition(".")
     fn = getattr(importlib.import_module("fastnn." + module), attr)
-    return "out" in inspect.signature(fn).parameters
+    params = inspect.signature(fn).parameters
+    return "out" in params or (inspect.isclass(fn) and "copy" in params)
 
 
 def test_fastnn_out_exactly_where_every_public_function_accepts_out():
@@ -225,7 +227,7 @@ def test_rates_use_the_out_time_and_ratios_the_fresh_time():
             assert r["rate_impl"] == "fastnn_out"
             assert r["rate"] == pytest.approx(r["work"] / r["times"]["fastnn_out"]["median"] / 1e9)
             assert "fastnn_out" not in r["speedup"]
-            assert r["speedup"]["torch"] == pytest.approx(1e-3)
+            assert r["speedup"] and all(v == pytest.approx(1e-3) for v in r["speedup"].values())
         else:
             assert r["rate_impl"] == "fastnn"
     text, _, _, _ = _report.check(run)

@@ -69,7 +69,7 @@ def dropout(x, p=0.5, training=True, seed=0, out=None):
     Element ``i`` (flat C-order index of the logical shape, so every memory
     layout gets the same mask) is kept iff ``u(seed, i) >= round(p * 2**32)``,
     where ``u`` is the 32-bit counter-based stream of :mod:`fastnn._cpu.rng`
-    (SplitMix64 of the index).  Survivors are scaled by ``1 / (1 - p)`` so
+    (two keyed 32-bit hash rounds of the index).  Survivors are scaled by ``1 / (1 - p)`` so
     that ``E[y] = x``; at test time no scaling is needed.  ``p = 0`` and
     ``training=False`` return an exact copy; ``p = 1`` returns zeros.  As in
     torch, the mask is multiplied in, so NaN or inf in a dropped position
