@@ -11,6 +11,13 @@ A :class:`Sequential` runs a :class:`Linear` followed by an activation layer
 as one fused kernel call (matrix product, bias and activation in one
 epilogue), forward and backward.
 
+``model.to("cuda")`` moves every parameter and buffer to the GPU (numba-cuda
+device arrays); the layers then run the CUDA twins of their kernels on
+device inputs and return device arrays, and the optimizers of
+:mod:`fastnn.optim` update the parameters on the device.  As in torch, the
+input must be moved by you (a host array given to a GPU model is a
+TypeError), and the optimizer is built after the move.
+
 Examples
 --------
 >>> import numpy as np
@@ -18,6 +25,12 @@ Examples
 >>> model = nn.Sequential(nn.Linear(4, 8, rng=0), nn.ReLU(), nn.Linear(8, 3, rng=1))
 >>> model(np.ones((2, 4), dtype=np.float32)).shape
 (2, 3)
+
+On a machine with an NVIDIA GPU (and numba-cuda)::
+
+    from numba import cuda
+    model.to("cuda")                                  # parameters and buffers to the GPU
+    y = model(cuda.to_device(x)).copy_to_host()       # device in, device out
 """
 import contextlib
 import os
@@ -26,6 +39,8 @@ import numpy as np
 
 import fastnn.functional as F
 from fastnn import init as _init
+from fastnn._cuda import on_device as _on_device
+from fastnn._cuda import require_cuda
 from fastnn._validation import as_rng, boolean, check_choice, float_dtype, integer, real_scalar
 
 __all__ = ["Parameter", "Module", "Linear", "ReLU", "LeakyReLU", "Tanh", "Sigmoid",
@@ -33,6 +48,59 @@ __all__ = ["Parameter", "Module", "Linear", "ReLU", "LeakyReLU", "Tanh", "Sigmoi
 
 INITS = ("zeros", "normal", "xavier", "he")
 ACTIVATIONS = (None, "relu", "leaky_relu", "tanh", "sigmoid")
+DEVICES = ("cpu", "cuda")
+
+
+def _gpu():
+    """fastnn._cuda.nn (imported on first use: numba.cuda only for GPU models)."""
+    from fastnn._cuda import nn as gpu
+    return gpu
+
+
+def _device_of(a):
+    return "cpu" if type(a) is np.ndarray or not _on_device(a) else "cuda"
+
+
+def _move(a, device):
+    """``a`` on ``device`` ("cpu" or "cuda"): ``a`` itself if it is there already."""
+    if a is None or _device_of(a) == device:
+        return a
+    return _gpu().to_device(a) if device == "cuda" else _gpu().to_host(a)
+
+
+def _copy(a):
+    """A copy of the array ``a`` on its own device."""
+    return a.copy() if type(a) is np.ndarray else _gpu().copy(a)
+
+
+def _assign(dest, src):
+    """``dest[...] = src`` in place, ``dest`` a host or device array, ``src`` host or same device."""
+    if type(dest) is np.ndarray:
+        dest[...] = src
+    else:
+        _gpu().assign(dest, src)
+
+
+def _to_host(a):
+    return a.copy() if type(a) is np.ndarray else _gpu().to_host(a)
+
+
+def _check_input(x, weight, layer):
+    """TypeError naming the fix when x and the layer's weights are on different devices.
+
+    (fastnn.functional would refuse the pair too, but naming the operands,
+    not the layer and the cure.)
+    """
+    x_dev = _device_of(x)
+    w_dev = _device_of(weight)
+    if x_dev != w_dev:
+        if w_dev == "cuda":
+            fix = ("move the input to the GPU first (numba.cuda.to_device(x), or a CuPy / "
+                   "torch CUDA array), or the model back with model.to('cpu')")
+        else:
+            fix = "call model.to('cuda') first, or pass a host numpy array"
+        raise TypeError(f"{type(layer).__name__} is on the {w_dev} but its input is on the "
+                        f"{x_dev}; {fix} (fastnn never transfers silently)")
 
 
 class Parameter:
@@ -40,9 +108,10 @@ class Parameter:
 
     Attributes
     ----------
-    data : ndarray
+    data : ndarray or device array
         The values; optimizers update it in place, so references stay valid.
-    grad : ndarray or None
+        A numba device array after ``Module.to("cuda")``.
+    grad : ndarray, device array or None
         The gradient of the loss with respect to ``data``.  ``backward``
         accumulates into it (as in torch); ``zero_grad`` resets it to None,
         and optimizers skip parameters whose grad is None.
@@ -67,27 +136,44 @@ class Parameter:
     def dtype(self):
         return self.data.dtype
 
+    @property
+    def device(self):
+        """"cpu" or "cuda": where ``data`` lives."""
+        return _device_of(self.data)
+
     def accumulate(self, g):
-        """Add ``g`` to ``grad`` (taking ``g`` itself when grad is None)."""
+        """Add ``g`` to ``grad`` (taking ``g`` itself when grad is None).
+
+        ``g`` must be on the parameter's device; on the GPU the sum is one
+        in-place elementwise kernel.
+        """
         if self.grad is None:
             self.grad = g
-        else:
+        elif type(self.grad) is np.ndarray:
             self.grad += g
+        else:
+            _gpu().accumulate_(self.grad, g)
 
     def __repr__(self):
-        return f"Parameter(shape={self.data.shape}, dtype={self.data.dtype}, decay={self.decay})"
+        where = ", device='cuda'" if self.device == "cuda" else ""
+        return (f"Parameter(shape={tuple(self.data.shape)}, dtype={self.data.dtype}, "
+                f"decay={self.decay}{where})")
 
 
 class Module:
     """Base class: parameters, buffers, train/eval mode, state dicts, files.
 
     Subclasses implement ``forward`` and ``backward`` and list their arrays in
-    ``_params`` (trainable) and ``_buffers`` (running statistics).
+    ``_params`` (trainable) and ``_buffers`` (running statistics); what a
+    layer saves for its backward is listed in ``_saved_attrs`` (dropped by
+    :meth:`to`).
     """
 
     training = True
     _params = ()
     _buffers = ()
+    _saved_attrs = ()
+    _device = "cpu"   # for modules without arrays; set by to()
 
     def __call__(self, x):
         return self.forward(x)
@@ -130,6 +216,78 @@ class Module:
         for p in self.parameters():
             p.grad = None
 
+    @property
+    def device(self):
+        """"cpu" or "cuda": where the parameters and buffers are.
+
+        A module without arrays (an activation layer) reports the device of
+        its last :meth:`to` ("cpu" by default); it runs wherever its input is.
+
+        Raises
+        ------
+        RuntimeError
+            Arrays on both devices (modules moved one by one); call
+            :meth:`to` on the whole model.
+        """
+        where = {_device_of(p.data) for p in self.parameters()}
+        where.update(_device_of(b) for _, b in self.named_buffers())
+        if len(where) > 1:
+            raise RuntimeError("the model has arrays on both the cpu and cuda; move it as a "
+                               "whole with model.to(device)")
+        return where.pop() if where else self._device
+
+    def to(self, device):
+        """Move every parameter (data and grad) and buffer to ``device``; returns self.
+
+        Parameters
+        ----------
+        device : {"cpu", "cuda"}
+            "cuda" puts the arrays on the current CUDA device as numba device
+            arrays (C-contiguous); "cpu" brings them back as numpy arrays.
+            Arrays already on ``device`` are left as they are (moving to
+            where the model is is a no-op), so references to them stay valid.
+
+        Returns
+        -------
+        self
+
+        Raises
+        ------
+        ValueError
+            ``device`` is not "cpu" or "cuda" (the message names it).
+        RuntimeError
+            "cuda" without numba-cuda or a usable CUDA driver and GPU.
+
+        Notes
+        -----
+        As in torch, move the model BEFORE building its optimizer: the
+        optimizer's state is allocated where the parameters are at its first
+        step.  What layers kept for backward is dropped (run a forward on
+        the new device before the next backward).  Dropout keeps only a
+        seed: its masks are the same on both devices.
+
+        Examples
+        --------
+        >>> from fastnn import nn
+        >>> model = nn.Sequential(nn.Linear(4, 2, rng=0), nn.ReLU())
+        >>> model.to("cpu") is model, model.device
+        (True, 'cpu')
+        """
+        device = check_choice(device, "device", DEVICES)
+        if device == "cuda":
+            require_cuda(f"model.to({device!r}) was called")
+        for m in self.modules():
+            for name in m._params:
+                p = getattr(m, name)
+                p.data = _move(p.data, device)
+                p.grad = _move(p.grad, device)
+            for name in m._buffers:
+                setattr(m, name, _move(getattr(m, name), device))
+            for name in m._saved_attrs:
+                setattr(m, name, None)
+            m._device = device
+        return self
+
     def train(self, mode=True):
         """Training mode (batch statistics, dropout on); returns self."""
         mode = boolean(mode, "mode")
@@ -164,7 +322,7 @@ class Module:
         """
         modules = self.modules()
         modes = [m.training for m in modules]
-        buffers = [(b, b.copy()) for _, b in self.named_buffers()]
+        buffers = [(b, _copy(b)) for _, b in self.named_buffers()]
         rngs = [(m, m.rng.bit_generator.state) for m in modules if isinstance(m, Dropout)]
         grads = [(p, p.grad) for p in self.parameters()]
         try:
@@ -174,7 +332,7 @@ class Module:
             for m, mode in zip(modules, modes):
                 m.training = mode
             for b, saved in buffers:
-                b[...] = saved
+                _assign(b, saved)
             for m, state in rngs:
                 m.rng.bit_generator.state = state
             for p, g in grads:
@@ -182,9 +340,13 @@ class Module:
 
     # -- state -----------------------------------------------------------
     def state_dict(self):
-        """Copies of every parameter and buffer, keyed as torch does ("0.weight")."""
-        out = {name: p.data.copy() for name, p in self.named_parameters()}
-        out.update((name, b.copy()) for name, b in self.named_buffers())
+        """Host numpy copies of every parameter and buffer, keyed as torch does ("0.weight").
+
+        Always host arrays, wherever the model is, so a state saved from a GPU
+        model loads into a CPU one and back.
+        """
+        out = {name: _to_host(p.data) for name, p in self.named_parameters()}
+        out.update((name, _to_host(b)) for name, b in self.named_buffers())
         return out
 
     def load_state_dict(self, state):
@@ -193,7 +355,9 @@ class Module:
         Every key of :meth:`state_dict` must be present with the same shape,
         and no other key may be.  Values are converted to the model's dtype.
         Everything is checked before anything is copied, so a refused state
-        leaves the model unchanged.
+        leaves the model unchanged.  The values are host arrays (as
+        :meth:`state_dict` returns); on a GPU model they are copied onto the
+        device, into the existing device arrays.
 
         Raises
         ------
@@ -211,15 +375,19 @@ class Module:
                            f"unexpected {unexpected}")
         converted = {}
         for name, dest in targets.items():
-            value = np.asarray(state[name])
+            value = state[name]
+            if _on_device(value):
+                raise TypeError(f"state[{name!r}] is a GPU array; state dicts hold host numpy "
+                                "arrays (copy it to the host first)")
+            value = np.asarray(value)
             if value.dtype.kind not in "fiu":
                 raise ValueError(f"state[{name!r}] must hold real numbers, got dtype {value.dtype}")
-            if value.shape != dest.shape:
+            if value.shape != tuple(dest.shape):
                 raise ValueError(f"state[{name!r}] has shape {value.shape}, "
-                                 f"the model expects {dest.shape}")
+                                 f"the model expects {tuple(dest.shape)}")
             converted[name] = value.astype(dest.dtype, copy=False)
         for name, dest in targets.items():
-            dest[...] = converted[name]
+            _assign(dest, converted[name])
         return self
 
     def save(self, path):
@@ -319,7 +487,11 @@ class Linear(Module):
         self._params = ("weight", "bias") if bias else ("weight",)
         self._saved = None  # (x, y, activation, slope) of the last forward
 
+    _saved_attrs = ("_saved",)
+
     def _forward(self, x, activation, slope):
+        if type(x) is not type(self.weight.data):   # cheap test first: same type, same device
+            _check_input(x, self.weight.data, self)
         b = None if self.bias is None else self.bias.data
         y = F.linear(x, self.weight.data, b, activation=activation, negative_slope=slope)
         self._saved = (x, y, activation, slope)
@@ -355,17 +527,31 @@ class _Activation(Module):
 
     fused_name = None  # the F.linear epilogue equivalent to this layer
     negative_slope = 0.01
+    _saved_attrs = ("_y",)
 
     def __init__(self):
         self._y = None
 
     def forward(self, x):
-        self._y = self._apply(np.asarray(x))
+        # No parameters: the layer runs where its input is.  On the GPU it is
+        # the fused linear kernel's activation, applied alone.
+        if type(x) is not np.ndarray and _on_device(x):
+            self._y = _gpu().activation(x, self.fused_name, self.negative_slope)
+        else:
+            self._y = self._apply(np.asarray(x))
         return self._y
 
     def backward(self, dy):
         if self._y is None:
             raise RuntimeError(f"{type(self).__name__}.backward called before forward")
+        if type(self._y) is not np.ndarray:
+            if not _on_device(dy):
+                raise TypeError(f"{type(self).__name__}: dy is a host array but the forward ran "
+                                "on the GPU; pass a device array")
+            return _gpu().activation_grad(dy, self._y, self.fused_name, self.negative_slope)
+        if _on_device(dy):
+            raise TypeError(f"{type(self).__name__}: dy is a GPU array but the forward ran on "
+                            "the CPU; pass a host array")
         return self._grad(np.asarray(dy), self._y)
 
 
@@ -441,12 +627,14 @@ class BatchNorm1d(Module):
     weight, bias : Parameter, shape (num_features,)
         The learnable scale gamma (ones) and shift beta (zeros); excluded
         from weight decay.
-    running_mean, running_var : ndarray, shape (num_features,)
-        Buffers (zeros and ones at the start), saved by :meth:`state_dict`.
+    running_mean, running_var : ndarray or device array, shape (num_features,)
+        Buffers (zeros and ones at the start), saved by :meth:`state_dict`
+        and moved by :meth:`~Module.to`.
     """
 
     _params = ("weight", "bias")
     _buffers = ("running_mean", "running_var")
+    _saved_attrs = ("_saved",)
 
     def __init__(self, num_features, momentum=0.1, eps=1e-5, dtype=np.float32):
         self.num_features = integer(num_features, "num_features", low=1)
@@ -460,6 +648,8 @@ class BatchNorm1d(Module):
         self._saved = None  # (x, mean, invstd, training)
 
     def forward(self, x):
+        if type(x) is not type(self.weight.data):
+            _check_input(x, self.weight.data, self)
         y, mean, invstd = F.batch_norm(x, self.running_mean, self.running_var, self.weight.data,
                                        self.bias.data, training=self.training,
                                        momentum=self.momentum, eps=self.eps)
@@ -547,6 +737,8 @@ class Sequential(Module):
         self.layers = list(layers)
         self._plan = self._fusion_plan()
         self._ran = None  # the plan steps of the last forward, for backward
+
+    _saved_attrs = ("_ran",)
 
     def _fusion_plan(self):
         """[(layer index, fused activation layer or None)]."""

@@ -6,6 +6,16 @@ a torch model given the same gradients take the same steps.  One difference
 by design: weight decay applies only to parameters whose ``decay`` flag is
 True, which by default excludes biases and batch-norm scale/shift.
 
+Each update rule is written ONCE, as a plain per-element function
+(:func:`sgd_rule`, :func:`adam_rule`, float64 in and out).  The CPU step
+compiles it with numba into one fused loop per parameter (no temporaries);
+for parameters on the GPU (``model.to("cuda")``) the same function is
+compiled as a CUDA device function into one fused kernel per parameter
+(:mod:`fastnn._cuda.optim`), with the optimizer state on the device.  As in
+torch, move the model BEFORE building its optimizer: the state lives where
+the parameters were at the first step, and a parameter that moves later is
+refused with a RuntimeError.
+
 Schedules are callables ``step -> lr`` (``step`` counts optimizer steps from
 0); :func:`fastnn.train.fit` sets ``optimizer.lr = schedule(step)`` before
 each step.
@@ -22,11 +32,119 @@ Examples
 import math
 
 import numpy as np
+from numba import prange
 
+from fastnn._config import dual_jit, jit
+from fastnn._cuda import on_device
 from fastnn._validation import boolean, integer, real_scalar
 
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "Schedule", "constant", "step_decay",
            "warmup_cosine"]
+
+
+# -- the update rules, one element at a time ---------------------------------
+#
+# Plain Python on float64 scalars; compiled for the CPU below and as CUDA
+# device functions in fastnn._cuda.optim, so both devices run the same math.
+# Results are rounded to the parameter's dtype only when stored.
+
+def sgd_rule(w, g, buf, lr, weight_decay, momentum, nesterov, first):
+    """One element of an SGD step: returns (new w, new momentum buffer).
+
+    ``buf`` is ignored when ``first`` (the buffer starts as the gradient, as
+    in torch) and returned unchanged without momentum.
+    """
+    if weight_decay != 0.0:   # skipped, not multiplied by 0: inf * 0 would be NaN
+        g = g + weight_decay * w
+    if momentum != 0.0:
+        buf = g if first else momentum * buf + g
+        g = g + momentum * buf if nesterov else buf
+    return w - lr * g, buf
+
+
+def adam_rule(w, g, m, v, lr, beta1, beta2, bias1, bias2_sqrt, eps, weight_decay, decoupled):
+    """One element of an Adam / AdamW step: returns (new w, new m, new v).
+
+    ``bias1 = 1 - beta1**t`` and ``bias2_sqrt = sqrt(1 - beta2**t)`` are the
+    bias corrections of step t (from 1), computed once per parameter.
+    """
+    if weight_decay != 0.0:
+        if decoupled:
+            w = w * (1.0 - lr * weight_decay)
+        else:
+            g = g + weight_decay * w
+    m = beta1 * m + (1.0 - beta1) * g
+    v = beta2 * v + (1.0 - beta2) * g * g
+    return w - (lr / bias1) * m / (math.sqrt(v) / bias2_sqrt + eps), m, v
+
+
+_sgd_rule = jit(sgd_rule)
+_adam_rule = jit(adam_rule)
+
+
+@dual_jit
+def _sgd_step(w, g, buf, lr, weight_decay, momentum, nesterov, first):
+    """In place over 2-D views: w (and buf, with momentum) updated by :func:`sgd_rule`."""
+    n, m = w.shape
+    for i in prange(n):
+        for j in range(m):
+            b = np.float64(buf[i, j]) if momentum != 0.0 and not first else 0.0
+            nw, nb = _sgd_rule(np.float64(w[i, j]), np.float64(g[i, j]), b, lr, weight_decay,
+                               momentum, nesterov, first)
+            w[i, j] = nw
+            if momentum != 0.0:
+                buf[i, j] = nb
+
+
+@dual_jit
+def _adam_step(w, g, m, v, lr, beta1, beta2, bias1, bias2_sqrt, eps, weight_decay, decoupled):
+    """In place over 2-D views: w, m, v updated by :func:`adam_rule`."""
+    n, k = w.shape
+    for i in prange(n):
+        for j in range(k):
+            nw, nm, nv = _adam_rule(np.float64(w[i, j]), np.float64(g[i, j]),
+                                    np.float64(m[i, j]), np.float64(v[i, j]), lr, beta1, beta2,
+                                    bias1, bias2_sqrt, eps, weight_decay, decoupled)
+            w[i, j] = nw
+            m[i, j] = nm
+            v[i, j] = nv
+
+
+def _view2d(a):
+    """A 2-D view of ``a`` (a view, never a copy: the kernels update in place)."""
+    if a.ndim == 2:
+        return a
+    if a.ndim == 1:
+        return a[np.newaxis]
+    if a.flags.c_contiguous:
+        return a.reshape(1, -1)
+    raise ValueError(f"parameters with {a.ndim} dimensions must be C-contiguous, "
+                     f"got strides {a.strides}")
+
+
+class _CPU:
+    """The host launchers (the GPU's are fastnn._cuda.optim's functions of the same names)."""
+
+    @staticmethod
+    def zeros_like(a):
+        return np.zeros_like(a)
+
+    @staticmethod
+    def sgd_step(w, g, buf, lr, weight_decay, momentum, nesterov, first):
+        w2 = _view2d(w)
+        _sgd_step.pick(w.size)(w2, _view2d(g), w2 if buf is None else _view2d(buf), lr,
+                               weight_decay, momentum, nesterov, first)
+
+    @staticmethod
+    def adam_step(w, g, m, v, *scalars):
+        _adam_step.pick(w.size)(_view2d(w), _view2d(g), _view2d(m), _view2d(v), *scalars)
+
+
+def _backend(on_gpu):
+    if on_gpu:
+        from fastnn._cuda import optim as gpu  # lazy: numba.cuda only for GPU parameters
+        return gpu
+    return _CPU
 
 
 class Optimizer:
@@ -34,6 +152,18 @@ class Optimizer:
 
     ``lr`` is a plain attribute; a schedule (or you) may change it between
     steps.  Parameters whose ``grad`` is None are skipped by :meth:`step`.
+
+    The parameters must all be on one device (all host arrays, or all on the
+    GPU after ``model.to("cuda")``); the state buffers are allocated there at
+    the first step.
+
+    Raises
+    ------
+    ValueError
+        An empty list, a parameter given twice, or parameters on different
+        devices (move the whole model first, then build the optimizer).
+    TypeError
+        Something that is not a :class:`fastnn.nn.Parameter`.
     """
 
     def __init__(self, params, lr):
@@ -48,6 +178,12 @@ class Optimizer:
                                 "(pass model.parameters())")
         if len({id(p) for p in self.params}) != len(self.params):
             raise ValueError("optimizer got the same parameter twice")
+        where = [on_device(p.data) for p in self.params]
+        if any(where) and not all(where):
+            i, j = where.index(False), where.index(True)
+            raise ValueError(f"optimizer got parameters on different devices (params[{i}] on "
+                             f"the cpu, params[{j}] on cuda); move the whole model with "
+                             "model.to(device) before building the optimizer")
         self.lr = real_scalar(lr, "lr", low=0.0)
         self.state = [dict() for _ in self.params]
 
@@ -57,12 +193,33 @@ class Optimizer:
             p.grad = None
 
     def step(self):
-        """Update every parameter that has a gradient, in place."""
-        for p, state in zip(self.params, self.state):
-            if p.grad is not None:
-                self._update(p, p.grad, state)
+        """Update every parameter that has a gradient, in place.
 
-    def _update(self, p, grad, state):
+        Raises
+        ------
+        ValueError
+            A gradient whose shape differs from its parameter's.
+        RuntimeError
+            A gradient, or optimizer state, on another device than its
+            parameter (the model was moved after the optimizer's first step).
+        """
+        for i, (p, state) in enumerate(zip(self.params, self.state)):
+            if p.grad is None:
+                continue
+            gpu = on_device(p.data)
+            if tuple(p.grad.shape) != tuple(p.data.shape):
+                raise ValueError(f"params[{i}].grad has shape {tuple(p.grad.shape)}, the "
+                                 f"parameter {tuple(p.data.shape)}")
+            moved = [k for k, a in state.items() if hasattr(a, "shape") and on_device(a) != gpu]
+            if on_device(p.grad) != gpu or moved:
+                where = "cuda" if gpu else "cpu"
+                raise RuntimeError(
+                    f"params[{i}] is on the {where} but its "
+                    + ("optimizer state" if moved else "grad")
+                    + f" is not; build the optimizer after model.to({where!r})")
+            self._update(p, p.grad, state, _backend(gpu))
+
+    def _update(self, p, grad, state, backend):
         raise NotImplementedError
 
     def _decay(self, p):
@@ -105,18 +262,15 @@ class SGD(Optimizer):
         if self.nesterov and self.momentum == 0:
             raise ValueError("nesterov=True requires momentum > 0")
 
-    def _update(self, p, grad, state):
-        wd = self._decay(p)
-        g = grad + p.data.dtype.type(wd) * p.data if wd else grad
+    def _update(self, p, grad, state, backend):
+        buf, first = None, False
         if self.momentum:
             buf = state.get("momentum_buffer")
             if buf is None:
-                buf = state["momentum_buffer"] = np.array(g, copy=True)
-            else:
-                buf *= p.data.dtype.type(self.momentum)
-                buf += g
-            g = g + p.data.dtype.type(self.momentum) * buf if self.nesterov else buf
-        p.data -= p.data.dtype.type(self.lr) * g
+                buf = state["momentum_buffer"] = backend.zeros_like(p.data)
+                first = True
+        backend.sgd_step(p.data, grad, buf, self.lr, self._decay(p), self.momentum,
+                         self.nesterov, first)
 
 
 class Adam(Optimizer):
@@ -159,30 +313,17 @@ class Adam(Optimizer):
         self.eps = real_scalar(eps, "eps", low=0.0)
         self.weight_decay = real_scalar(weight_decay, "weight_decay", low=0.0)
 
-    def _update(self, p, grad, state):
-        t = np.dtype(p.data.dtype).type
+    def _update(self, p, grad, state, backend):
         b1, b2 = self.betas
-        wd = self._decay(p)
-        if wd and self._decoupled:
-            p.data *= t(1.0 - self.lr * wd)
-        elif wd:
-            grad = grad + t(wd) * p.data
         if not state:
             state["step"] = 0
-            state["exp_avg"] = np.zeros_like(p.data)
-            state["exp_avg_sq"] = np.zeros_like(p.data)
+            state["exp_avg"] = backend.zeros_like(p.data)
+            state["exp_avg_sq"] = backend.zeros_like(p.data)
         state["step"] += 1
-        step = state["step"]
-        m, v = state["exp_avg"], state["exp_avg_sq"]
-        m *= t(b1)
-        m += t(1.0 - b1) * grad
-        v *= t(b2)
-        v += t(1.0 - b2) * grad * grad
-        step_size = self.lr / (1.0 - b1 ** step)
-        denom = np.sqrt(v)
-        denom /= t(math.sqrt(1.0 - b2 ** step))
-        denom += t(self.eps)
-        p.data -= t(step_size) * m / denom
+        t = state["step"]
+        backend.adam_step(p.data, grad, state["exp_avg"], state["exp_avg_sq"], self.lr, b1, b2,
+                          1.0 - b1 ** t, math.sqrt(1.0 - b2 ** t), self.eps, self._decay(p),
+                          self._decoupled)
 
 
 class AdamW(Adam):

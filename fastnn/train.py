@@ -13,6 +13,11 @@ Examples
 >>> len(hist["train_loss"])
 5
 
+A model moved to the GPU (``model.to("cuda")``) trains and predicts with
+the same calls and the same host (numpy) X and y: every batch is gathered on
+the host (after shuffling) and copied to the device, so X may be larger than
+the GPU's memory; outputs come back as host arrays.
+
 ``as_inputs``, ``as_targets`` and ``LOSS_WITH_GRAD`` are internals shared
 with :mod:`fastnn.diagnostics` (not part of ``__all__``).
 """
@@ -21,8 +26,9 @@ import math
 import numpy as np
 
 import fastnn.functional as F
+from fastnn._cuda import on_device
 from fastnn._validation import as_rng, check_choice, class_labels, integer, real_scalar
-from fastnn.nn import Dropout
+from fastnn.nn import Dropout, _assign, _copy, _move, _to_host
 
 __all__ = ["fit", "predict", "predict_proba", "evaluate", "steps_per_epoch", "DivergenceError",
            "LOSSES"]
@@ -92,12 +98,27 @@ def _model_dtype(model):
     return params[0].data.dtype if params else np.dtype(np.float32)
 
 
+def _model_device(model):
+    """"cuda" when the model's parameters are on the GPU, else "cpu"."""
+    params = model.parameters()
+    return "cuda" if params and on_device(params[0].data) else "cpu"
+
+
+def _host(a):
+    """``a`` itself if it is a host array, else a host copy of the device array."""
+    return a if type(a) is np.ndarray else _to_host(a)
+
+
 def as_inputs(model, X, name="X"):
     """X as a C-contiguous 2-D array of the model's dtype (ints and float64 converted).
 
-    Raises TypeError for non-real dtypes and ValueError for a shape that is
-    not 2-D; ``name`` is the argument's name in the messages.
+    Raises TypeError for non-real dtypes and for GPU arrays (these functions
+    take host data, whatever the model's device), ValueError for a shape
+    that is not 2-D; ``name`` is the argument's name in the messages.
     """
+    if on_device(X):
+        raise TypeError(f"{name} is a GPU array; fit / predict / evaluate take host (numpy) "
+                        "data and copy each batch to the model's device themselves")
     arr = np.asarray(X)
     if arr.dtype.kind not in "fiub":
         raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
@@ -109,7 +130,7 @@ def as_inputs(model, X, name="X"):
 def _output_width(model, X):
     """Columns of the model's output, from a forward pass on one row in eval mode."""
     with model.preserved(training=False):
-        return model.forward(X[:1]).shape[1]
+        return model.forward(_move(X[:1], _model_device(model))).shape[1]
 
 
 def as_targets(model, X, y, loss, name="y"):
@@ -120,6 +141,8 @@ def as_targets(model, X, y, loss, name="y"):
     dtype ((N,) becomes (N, 1)).  The output width comes from one eval-mode
     forward pass on the first row, which leaves the model as it was.
     """
+    if on_device(y):
+        raise TypeError(f"{name} is a GPU array; pass host (numpy) targets")
     if loss in CLASSIFICATION:
         return class_labels(y, X.shape[0], _output_width(model, X), name=name)
     arr = np.asarray(y)
@@ -214,6 +237,11 @@ def fit(model, X, y, loss="cross_entropy", optimizer=None, epochs=10, batch_size
     Each step: forward in training mode, loss and its gradient in one fused
     call, ``model.backward``, penalty gradients added, ``optimizer.step()``,
     then the max-norm constraint.
+
+    With the model on the GPU (build the optimizer after ``model.to("cuda")``)
+    every step runs there: the batch (X and y rows, gathered on the host) is
+    copied to the device, and only the loss (a float) and, for the
+    accuracy of classification losses, the batch's outputs come back.
     """
     from fastnn.optim import Adam, Optimizer
 
@@ -249,6 +277,7 @@ def fit(model, X, y, loss="cross_entropy", optimizer=None, epochs=10, batch_size
     for layer in model.modules():
         if isinstance(layer, Dropout):
             layer.rng = np.random.default_rng(rng.integers(2 ** 63))
+    device = _model_device(model)
     decayed = [p for p in model.parameters() if p.decay]
     constrained = [p for p in decayed if p.data.ndim == 2]
     loss_fn = LOSS_WITH_GRAD[loss]
@@ -279,17 +308,18 @@ def fit(model, X, y, loss="cross_entropy", optimizer=None, epochs=10, batch_size
                 else:
                     idx = order[start:stop]
                     xb, yb = X[idx], y[idx]
+                xb_in, yb_in = _move(xb, device), _move(yb, device)
                 if schedule is not None:
                     optimizer.lr = real_scalar(schedule(step), "schedule(step)", low=0.0)
                 # The forward updates batch-norm running statistics in place; a
                 # diverging batch must not leave NaN in them for eval mode.
-                saved = [buf.copy() for buf in buffers]
-                out = model.forward(xb)
-                value, dout = loss_fn(out, yb)
+                saved = [_copy(buf) for buf in buffers]
+                out = model.forward(xb_in)
+                value, dout = loss_fn(out, yb_in)
                 value = float(value)
                 if not math.isfinite(value):
                     for buf, old in zip(buffers, saved):
-                        buf[...] = old
+                        _assign(buf, old)
                     raise DivergenceError(epoch, b, len(batches), step, value, history)
                 model.zero_grad()
                 model.backward(dout)
@@ -308,7 +338,7 @@ def fit(model, X, y, loss="cross_entropy", optimizer=None, epochs=10, batch_size
                 total_loss += value * (stop - start)
                 total_penalty += penalty
                 if classify:
-                    correct += int(np.count_nonzero(out.argmax(axis=1) == yb))
+                    correct += int(np.count_nonzero(_host(out).argmax(axis=1) == yb))
                 step += 1
             history["epoch"].append(epoch)
             history["train_loss"].append(total_loss / n)
@@ -337,9 +367,17 @@ _EVAL_BATCH = 4096  # the default batch_size of predict / evaluate (and fit's va
 
 
 def _eval_forward(model, X, batch_size):
-    """Forward in eval mode, in chunks, on validated non-empty X; the model is left as it was."""
+    """Forward in eval mode, in chunks, on validated non-empty host X; host outputs.
+
+    The model is left as it was.  A GPU model gets each chunk copied to the
+    device and its outputs copied back.
+    """
+    device = _model_device(model)
     with model.preserved(training=False):
-        chunks = [model.forward(X[i:i + batch_size]) for i in range(0, X.shape[0], batch_size)]
+        chunks = [model.forward(_move(X[i:i + batch_size], device))
+                  for i in range(0, X.shape[0], batch_size)]
+    if device == "cuda":
+        chunks = [_host(c) for c in chunks]
     return chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
 
 
@@ -369,6 +407,8 @@ def predict(model, X, batch_size=_EVAL_BATCH):
     Returns
     -------
     ndarray, shape (N, out_features)
+        A host array, also for a model on the GPU (each batch is copied to
+        the device and its outputs back).
     """
     X = as_inputs(model, X)
     batch_size = integer(batch_size, "batch_size", low=1)

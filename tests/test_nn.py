@@ -389,3 +389,30 @@ def test_preserved_restores_modes_buffers_rngs_and_grads():
     assert all(p.grad is g for p, g in zip(model.parameters(), grads))
     with model.preserved():
         assert not any(m.training for m in model.modules())
+
+
+# -- devices (what needs no GPU; the GPU paths are in tests/cuda/test_nn_cuda.py) --------
+@pytest.mark.parametrize("device", ["gpu", "cuda:0", "CPU", None, 0])
+def test_to_refuses_unknown_devices(device):
+    model = nn.Sequential(nn.Linear(3, 2, rng=0), nn.BatchNorm1d(2))
+    with pytest.raises(ValueError, match="device"):
+        model.to(device)
+    assert model.device == "cpu"
+
+
+def test_to_cpu_is_a_no_op_keeping_the_arrays():
+    model = nn.Sequential(nn.Linear(3, 2, rng=0), nn.BatchNorm1d(2), nn.ReLU())
+    arrays = [p.data for p in model.parameters()] + [model[1].running_mean]
+    assert model.to("cpu") is model and model.device == "cpu" and model[2].device == "cpu"
+    assert all(a is b for a, b in zip(arrays, [p.data for p in model.parameters()]
+                                      + [model[1].running_mean]))
+
+
+def test_to_cuda_without_cuda_is_a_clear_runtime_error():
+    from fastnn._cuda import is_available, simulator_enabled
+    if simulator_enabled() or is_available():
+        pytest.skip("a CUDA device (or the simulator) is present")
+    model = nn.Sequential(nn.Linear(3, 2, rng=0))
+    with pytest.raises(RuntimeError, match=r"model.to\('cuda'\)"):
+        model.to("cuda")
+    assert model.device == "cpu" and type(model[0].weight.data) is np.ndarray

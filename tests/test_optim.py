@@ -199,3 +199,38 @@ def test_step_decay_and_constant():
     with pytest.raises(ValueError, match="lr"):
         optim.constant(-1)
     assert math.isclose(optim.step_decay(0.1, 10)(25), 0.001)
+
+
+class _FakeDeviceArray:
+    """Stands for a GPU array (only its __cuda_array_interface__ is looked at)."""
+    __cuda_array_interface__ = {}
+    shape = (2,)
+
+
+def test_parameters_on_mixed_devices_are_refused():
+    with pytest.raises(ValueError, match="different devices.*model.to"):
+        optim.Adam([Parameter(np.zeros(2)), Parameter(_FakeDeviceArray())])
+
+
+def test_grad_of_the_wrong_shape_or_device_is_refused():
+    w = Parameter(np.ones(3))
+    opt = optim.SGD([w], lr=0.1)
+    w.grad = np.ones(4)
+    with pytest.raises(ValueError, match="shape"):
+        opt.step()
+    w.grad = _FakeDeviceArray()
+    w.grad.shape = (3,)
+    with pytest.raises(RuntimeError, match="grad"):
+        opt.step()
+    np.testing.assert_array_equal(w.data, 1)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_2d_strided_parameters_update_in_place(dtype):
+    base = np.ones((4, 6), dtype)
+    w = Parameter(base[:, ::2])              # a non-contiguous view, updated through
+    opt = optim.Adam([w], lr=0.1)
+    w.grad = np.ones((4, 3), dtype)
+    opt.step()
+    np.testing.assert_allclose(base[:, ::2], 0.9, rtol=1e-6)
+    np.testing.assert_array_equal(base[:, 1::2], 1)

@@ -13,7 +13,7 @@ taken for a real device: :func:`is_available` says False under it unless
 """
 import os
 
-__all__ = ["is_available", "simulator_enabled", "require_cuda"]
+__all__ = ["is_available", "simulator_enabled", "require_cuda", "on_device"]
 
 
 def simulator_enabled():
@@ -21,11 +21,23 @@ def simulator_enabled():
     return os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0")
 
 
-def _import_cuda():
+def on_device(x):
+    """True for a GPU array: anything with ``__cuda_array_interface__``, or a simulator array.
+
+    Pure Python (imports nothing), so host code can ask cheaply.  numba's
+    simulated device arrays have no ``__cuda_array_interface__`` but stand
+    for device arrays all the same.
+    """
+    if hasattr(x, "__cuda_array_interface__"):
+        return True
+    return type(x).__module__.startswith("numba.cuda.simulator")
+
+
+def _import_cuda(what="a GPU array was given"):
     try:
         from numba import cuda
     except ImportError as exc:
-        raise RuntimeError("a GPU array was given, but numba.cuda does not import "
+        raise RuntimeError(f"{what}, but numba.cuda does not import "
                            f"({exc}); install the CUDA extra: pip install 'fastnn[cuda]'") from exc
     return cuda
 
@@ -45,17 +57,21 @@ def is_available(allow_simulator=False):
         return False
 
 
-def require_cuda():
-    """numba.cuda, or a RuntimeError saying why GPU arrays cannot be processed."""
-    cuda = _import_cuda()
+def require_cuda(what="a GPU array was given"):
+    """numba.cuda, or a RuntimeError saying why GPU arrays cannot be processed.
+
+    ``what`` starts the message ("a GPU array was given", "model.to('cuda')
+    was called", ...), so the error names what asked for the GPU.
+    """
+    cuda = _import_cuda(what)
     if simulator_enabled():
         return cuda
     try:
         ok = cuda.is_available()
     except Exception as exc:
-        raise RuntimeError(f"a GPU array was given, but CUDA is not usable: {exc}") from None
+        raise RuntimeError(f"{what}, but CUDA is not usable: {exc}") from None
     if not ok:
-        raise RuntimeError("a GPU array was given, but no CUDA driver or GPU is usable "
-                           "(numba.cuda.is_available() is False); pass numpy arrays to run "
-                           "on the CPU")
+        raise RuntimeError(f"{what}, but no CUDA driver or GPU is usable "
+                           "(numba.cuda.is_available() is False); use numpy arrays and the "
+                           "CPU instead")
     return cuda

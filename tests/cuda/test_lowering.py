@@ -32,6 +32,7 @@ _dispatcher.get_current_device = lambda: pytypes.SimpleNamespace(compute_capabil
 
 from fastnn._cuda import _common, batchnorm, dropout, linear, losses, regularization  # noqa: E402
 from fastnn._cuda import rng, softmax  # noqa: E402
+from fastnn._cuda import activations, optim  # noqa: E402
 
 pytestmark = pytest.mark.no_device   # needs neither a GPU nor the simulator
 
@@ -77,6 +78,11 @@ def _kernels(dt):
         (regularization._penalty_partial, (x1, x1, f64, b1, d1)),
         (regularization._max_norm_rows, (A(dt, 2, "A"), f64)),
         (_common.copy_1d, (d1, x1)),   # the float64 -> dtype cast
+        (activations.activation_forward, (x1, x1, i64, dt)),
+        (activations.activation_backward, (x1, x1, i64, dt, x1)),
+        (activations.add_, (x1, x1)),
+        (optim.sgd_kernel, (x1, x1, x1, f64, f64, f64, b1, b1)),
+        (optim.adam_kernel, (x1, x1, x1, x1) + (f64,) * 7 + (b1,)),
     ]
 
 
