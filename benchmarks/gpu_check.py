@@ -6,7 +6,8 @@
 1. Every CUDA kernel (through the public fastnn.functional API on device
    arrays) against the CPU kernels on random inputs of several shapes, odd
    ones included; the max relative error per kernel (dropout must be
-   bit-identical).
+   bit-identical); and one epoch of ``train.fit`` of a small model moved
+   with ``model.to("cuda")`` against the same fit on the CPU.
 2. Timings with CUDA events (warm-up, median of many runs) of the kernels
    with preallocated outputs, against torch CUDA when torch sees a GPU and
    against a measured device-to-device copy bandwidth; batch norm, dropout
@@ -30,6 +31,7 @@ import numpy as np  # noqa: E402
 
 import fastnn._config as config  # noqa: E402
 import fastnn.functional as F  # noqa: E402
+from fastnn import nn, optim, train  # noqa: E402
 from fastnn._cuda import is_available  # noqa: E402
 
 # Tolerances on the max relative error |gpu - cpu| / max(|cpu|, 1) (float32
@@ -122,6 +124,21 @@ def correctness(cuda, shapes_2d, rows):
             wg = dev(wm)
             F.max_norm_(wg, 1.0)
             acc.setdefault("max_norm_", []).append((wg, F.max_norm_(wm, 1.0)))
+        # model.to("cuda") end to end: one epoch of fit (batch norm, dropout,
+        # fused linear+ReLU, cross-entropy, Adam on the device) lands on the
+        # CPU's parameters.
+        n_fit = 12 if SIMULATE else 40      # the simulator runs each CUDA thread in Python
+        X = rng.standard_normal((n_fit, 9)).astype(dtype)
+        t = rng.integers(0, 4, n_fit)
+        states = []
+        for device in ("cpu", "cuda"):
+            model = nn.Sequential(nn.Linear(9, 13, bias=False, rng=0, dtype=dtype),
+                                  nn.BatchNorm1d(13, dtype=dtype), nn.ReLU(), nn.Dropout(0.2, rng=1),
+                                  nn.Linear(13, 4, rng=2, dtype=dtype)).to(device)
+            train.fit(model, X, t, optimizer=optim.Adam(model.parameters(), lr=0.01), epochs=1,
+                      batch_size=6 if SIMULATE else 8, rng=0, progress=False)
+            states.append(model.state_dict())
+        acc["nn + Adam fit, model.to('cuda')"] = [(states[1][k], states[0][k]) for k in states[0]]
         for name, pairs in acc.items():
             check(name, dtype, pairs, exact=name.startswith("dropout"))
 
