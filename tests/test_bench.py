@@ -330,3 +330,30 @@ def test_asv_sizes_can_be_restricted_by_the_environment(monkeypatch):
     finally:
         monkeypatch.delenv("FASTNN_ASV_SIZES", raising=False)
         importlib.reload(bk)
+
+
+def test_a_rows_own_stream_probe_is_its_peak():
+    # DRAM-sized memory-bound rows carry a STREAM probe taken right before
+    # them; their % of peak divides by it, other rows by the run's first probe.
+    run = _synthetic_run(fastnn_s=1e-9, other_s=1e-9)
+    run["machine"]["stream"] = {"copy_gbs": 10.0, "triad_gbs": 10.0, "array_mib": 128}
+    row = next(r for r in run["results"] if r["kernel"] == "mse_fwd_bwd")
+    _report.derive(row, run)
+    rate = row["rate"]
+    assert row["pct_peak"] == pytest.approx(10.0 * rate)
+    row["stream"] = {"copy_gbs": 40.0, "triad_gbs": 20.0}
+    _report.derive(row, run)
+    assert row["pct_peak"] == pytest.approx(5.0 * rate)      # 100 * rate / 20
+
+
+def test_the_runner_probes_stream_beside_dram_sized_cases(monkeypatch):
+    from fastnn.bench import _runner
+    monkeypatch.setattr(_runner, "_SIDE_BY_SIDE_BYTES", 0)   # every case counts as DRAM-sized
+    run = _runner.run(["l2_penalty", "linear_fwd"], sizes=["small"], against=("numpy",),
+                      quick=True, progress=False)
+    by_kernel = {r["kernel"]: r for r in run["results"]}
+    probe = by_kernel["l2_penalty"]["stream"]
+    assert probe["triad_gbs"] > 0 and probe["copy_gbs"] > 0
+    assert by_kernel["l2_penalty"]["pct_peak"] == pytest.approx(
+        100 * by_kernel["l2_penalty"]["rate"] / probe["triad_gbs"])
+    assert "stream" not in by_kernel["linear_fwd"]   # compute-bound: no bandwidth probe

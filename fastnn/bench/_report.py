@@ -52,7 +52,8 @@ def derive(row, run):
     if row["unit"] == "B":
         row["rate"] = row["work"] / t / 1e9  # GB/s
         key = {"triad": "triad_gbs", "copy": "copy_gbs"}[row["peak"]]
-        peak = (machine.get("stream") or {}).get(key)
+        # the row's own probe (DRAM-sized cases), else the run's first one
+        peak = (row.get("stream") or machine.get("stream") or {}).get(key)
     else:
         row["rate"] = row["work"] / t / 1e9  # GFLOP/s
         peak = (machine.get("sgemm") or {}).get("gflops")
@@ -133,7 +134,10 @@ def table(run):
                  "(> 1: fastnn is faster).")
     lines.append("rate: GB/s by the byte model (fastnn bench --list), GFLOP/s for matrix "
                  "products.  % peak: of the STREAM triad/copy or")
-    lines.append("SGEMM figure above (over 100% at small sizes: the data sits in cache).")
+    lines.append("SGEMM figure above (over 100% at small sizes: the data sits in cache); "
+                 "DRAM-sized memory-bound rows")
+    lines.append("use a STREAM probe taken right before them (the machine's bandwidth "
+                 "drifts during a run; JSON: row[\"stream\"]).")
     if with_out:
         lines.append("rate and % peak use the fastnn out= time where there is one (the "
                      "kernel itself, without the page faults")
