@@ -332,28 +332,32 @@ def test_asv_sizes_can_be_restricted_by_the_environment(monkeypatch):
         importlib.reload(bk)
 
 
-def test_a_rows_own_stream_probe_is_its_peak():
-    # DRAM-sized memory-bound rows carry a STREAM probe taken right before
-    # them; their % of peak divides by it, other rows by the run's first probe.
+def test_dram_rows_take_their_peak_from_the_paired_probe():
+    # DRAM-sized memory-bound rows carry rounds of (kernel call, STREAM copy,
+    # STREAM triad) timed back to back; their % of peak is the median of the
+    # per-round ratios, other rows divide by the run's first probe.
     run = _synthetic_run(fastnn_s=1e-9, other_s=1e-9)
     run["machine"]["stream"] = {"copy_gbs": 10.0, "triad_gbs": 10.0, "array_mib": 128}
     row = next(r for r in run["results"] if r["kernel"] == "mse_fwd_bwd")
     _report.derive(row, run)
-    rate = row["rate"]
-    assert row["pct_peak"] == pytest.approx(10.0 * rate)
-    row["stream"] = {"copy_gbs": 40.0, "triad_gbs": 20.0}
+    assert row["pct_peak"] == pytest.approx(10.0 * row["rate"])
+    w = row["work"]
+    # rounds at 50%, 100% (the machine slowed down for both), 25% of triad
+    row["paired_stream"] = {"kernel": [2.0, 4.0, 4.0], "triad": [1.0, 4.0, 1.0],
+                            "copy": [1.0, 1.0, 1.0], "triad_bytes": w, "copy_bytes": w}
     _report.derive(row, run)
-    assert row["pct_peak"] == pytest.approx(5.0 * rate)      # 100 * rate / 20
+    assert row["pct_peak"] == pytest.approx(50.0)
 
 
-def test_the_runner_probes_stream_beside_dram_sized_cases(monkeypatch):
+def test_the_runner_pairs_dram_sized_cases_with_stream(monkeypatch):
     from fastnn.bench import _runner
     monkeypatch.setattr(_runner, "_SIDE_BY_SIDE_BYTES", 0)   # every case counts as DRAM-sized
     run = _runner.run(["l2_penalty", "linear_fwd"], sizes=["small"], against=("numpy",),
-                      quick=True, progress=False)
+                      quick=True, progress=False, repeat=3)
     by_kernel = {r["kernel"]: r for r in run["results"]}
-    probe = by_kernel["l2_penalty"]["stream"]
-    assert probe["triad_gbs"] > 0 and probe["copy_gbs"] > 0
-    assert by_kernel["l2_penalty"]["pct_peak"] == pytest.approx(
-        100 * by_kernel["l2_penalty"]["rate"] / probe["triad_gbs"])
-    assert "stream" not in by_kernel["linear_fwd"]   # compute-bound: no bandwidth probe
+    paired = by_kernel["l2_penalty"]["paired_stream"]
+    assert paired["impl"] == "fastnn_out"
+    assert len(paired["kernel"]) == len(paired["triad"]) == len(paired["copy"]) == 3
+    assert all(t > 0 for t in paired["kernel"] + paired["triad"] + paired["copy"])
+    assert 0 < by_kernel["l2_penalty"]["pct_peak"] < 1e4
+    assert "paired_stream" not in by_kernel["linear_fwd"]   # compute-bound: no pairing

@@ -3,9 +3,10 @@
 One run measures, side by side:
 
 * the machine's limits: STREAM copy and triad (numba ``prange``, 128 MiB
-  arrays) and SGEMM through numpy's BLAS; the STREAM probe is repeated right
-  before every DRAM-sized memory-bound case, whose "% of STREAM" uses that
-  adjacent probe (the shared machine's bandwidth drifts during a run);
+  arrays) and SGEMM through numpy's BLAS; every DRAM-sized memory-bound
+  case is also timed in rounds that alternate one kernel call with a STREAM
+  copy and triad in the same process, and its "% of STREAM" is the median
+  per-round ratio (the shared machine's bandwidth drifts during a run);
 * every fastnn kernel at a tiny (call overhead), small (64 x 256), medium
   (4096 x 1024, fits in L3) and large (32768 x 1024, DRAM-sized) size, plus
   the shapes the performance targets name, against a plain-numpy
@@ -40,8 +41,8 @@ each other inside one process.  Times are medians of --repeat samples after
 warm-up (the compiling first call is not counted); a sample repeats fast
 calls until it lasts >= 2 ms.  GB/s uses the minimum-traffic byte model of
 each kernel (--list); % peak compares with STREAM triad/copy or SGEMM
-measured in the same run (for DRAM-sized memory-bound cases, with a STREAM
-probe taken right before the case).  The machine is likely shared: read
+measured in the same run (for DRAM-sized memory-bound cases, alternated
+call by call with the kernel in its own process).  The machine is likely shared: read
 ratios, not absolute times.
 
 fresh outputs vs out=: each kernel whose function accepts out= is timed

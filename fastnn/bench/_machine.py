@@ -12,6 +12,9 @@
 Each of these runs in its own worker process (see ``fastnn.bench._runner``)
 so numba's and OpenBLAS's thread pools never meet.
 """
+import gc
+import time
+
 import numpy as np
 from numba import prange
 
@@ -51,6 +54,45 @@ def measure_stream(array_mib=128, repeat=7, budget_s=3.0):
         "copy": copy,
         "triad": triad,
     }
+
+
+def paired_stream(fn, array_mib=128, pairs=7):
+    """Alternate ``fn()`` with STREAM copy and triad, one call of each per round.
+
+    The shared machine's bandwidth drifts by tens of % within seconds, so a
+    kernel's "% of STREAM" is only meaningful against a probe taken at the
+    same moment: each round times one kernel call, one copy and one triad
+    back to back in this process (the kernel's own worker and thread pool).
+
+    Returns
+    -------
+    dict
+        ``kernel``, ``copy``, ``triad``: per-round seconds; ``copy_bytes``,
+        ``triad_bytes``: the traffic the probes count.
+    """
+    n = int(array_mib) * (1 << 20) // 8
+    a = np.zeros(n)
+    b = np.full(n, 1.0)
+    c = np.full(n, 2.0)
+    probes = {"kernel": fn, "copy": lambda: stream_copy(a, b),
+              "triad": lambda: stream_triad(a, b, c, 3.0)}
+    for f in probes.values():   # page faults, thread wake-up
+        f()
+    out = {key: [] for key in probes}
+    perf = time.perf_counter
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        for _ in range(pairs):
+            for key, f in probes.items():
+                t0 = perf()
+                f()
+                out[key].append(perf() - t0)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    out.update(copy_bytes=16 * n, triad_bytes=24 * n)
+    return out
 
 
 def measure_sgemm(n=2048, repeat=7, budget_s=3.0):

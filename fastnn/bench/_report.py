@@ -9,6 +9,7 @@ there is one, so they measure the kernel, not the page faults of a new
 128 MiB output.  Runs saved before ``fastnn_out`` existed load unchanged:
 their rate comes from the fresh time, as it did then.
 """
+import statistics
 
 from . import _cases
 
@@ -51,9 +52,16 @@ def derive(row, run):
     machine = run.get("machine", {})
     if row["unit"] == "B":
         row["rate"] = row["work"] / t / 1e9  # GB/s
+        paired = row.get("paired_stream") or {}
+        if paired.get("kernel"):
+            # DRAM-sized: the median over rounds of (kernel GB/s) / (STREAM GB/s
+            # measured right after it), robust to the machine's drift.
+            probe, nbytes = paired[row["peak"]], paired[row["peak"] + "_bytes"]
+            row["pct_peak"] = 100.0 * statistics.median(
+                (row["work"] / tk) / (nbytes / tp) for tk, tp in zip(paired["kernel"], probe))
+            return row
         key = {"triad": "triad_gbs", "copy": "copy_gbs"}[row["peak"]]
-        # the row's own probe (DRAM-sized cases), else the run's first one
-        peak = (row.get("stream") or machine.get("stream") or {}).get(key)
+        peak = (machine.get("stream") or {}).get(key)
     else:
         row["rate"] = row["work"] / t / 1e9  # GFLOP/s
         peak = (machine.get("sgemm") or {}).get("gflops")
@@ -135,9 +143,11 @@ def table(run):
     lines.append("rate: GB/s by the byte model (fastnn bench --list), GFLOP/s for matrix "
                  "products.  % peak: of the STREAM triad/copy or")
     lines.append("SGEMM figure above (over 100% at small sizes: the data sits in cache); "
-                 "DRAM-sized memory-bound rows")
-    lines.append("use a STREAM probe taken right before them (the machine's bandwidth "
-                 "drifts during a run; JSON: row[\"stream\"]).")
+                 "for DRAM-sized memory-bound rows,")
+    lines.append("the median of per-round ratios of a kernel call to a STREAM call right "
+                 "after it, in the same process")
+    lines.append("(the shared machine's bandwidth drifts during a run; JSON: "
+                 "row[\"paired_stream\"]).")
     if with_out:
         lines.append("rate and % peak use the fastnn out= time where there is one (the "
                      "kernel itself, without the page faults")

@@ -201,7 +201,7 @@ def _versions():
 
 
 # Cases whose input array is at least this large (DRAM-sized: over twice
-# the 32 MiB L3) get a STREAM probe of their own (see run).
+# the 32 MiB L3) are also timed alternately with STREAM probes (see run).
 _SIDE_BY_SIDE_BYTES = 64 << 20
 
 
@@ -251,6 +251,7 @@ def run(kernel_patterns=None, sizes=_cases.DEFAULT_SIZES, dtypes=("float32",),
         rep = pool.request("stream", {"op": "stream", "args": {"array_mib": stream_mib,
                                                               "repeat": max(repeat, 3)}})
         machine["stream"] = rep.get("stream", {"error": rep.get("error")})
+        pool.close_group("stream")
         bar.update()
         time.sleep(pause)
         bar.set_description("SGEMM")
@@ -267,20 +268,19 @@ def run(kernel_patterns=None, sizes=_cases.DEFAULT_SIZES, dtypes=("float32",),
                 row["skipped"] = "not implemented yet: " + ", ".join(missing)
                 results.append(row)
                 continue
-            if unit == "B" and n * d * np.dtype(dt).itemsize >= _SIDE_BY_SIDE_BYTES:
-                # The shared machine's bandwidth drifts by tens of % within a
-                # run: a DRAM-sized memory-bound case gets its own STREAM probe,
-                # taken right before it, for its "% of STREAM".
-                bar.set_description(f"{k.name} {row['size']} {dt} [STREAM]")
-                rep = pool.request("stream", {"op": "stream", "args": {"array_mib": stream_mib,
-                                                                      "repeat": 3}})
-                if "stream" in rep:
-                    row["stream"] = {key: rep["stream"][key] for key in ("copy_gbs", "triad_gbs")}
-                time.sleep(pause)
+            # The shared machine's bandwidth drifts by tens of % within a run:
+            # a DRAM-sized memory-bound case is also timed in rounds that
+            # alternate one call with a STREAM copy and triad (its "% of STREAM").
+            paired = unit == "B" and n * d * np.dtype(dt).itemsize >= _SIDE_BY_SIDE_BYTES
             for g, names in impls.items():
                 bar.set_description(f"{k.name} {row['size']} {dt} [{g}]")
-                rep = pool.request(g, {"op": "case", "kernel": k.name, "n": n, "d": d,
-                                       "dtype": dt, "impls": names, "timing": timing})
+                req = {"op": "case", "kernel": k.name, "n": n, "d": d, "dtype": dt,
+                       "impls": names, "timing": timing}
+                if paired and g == "fastnn":
+                    req["paired_stream"] = {"array_mib": stream_mib, "pairs": repeat}
+                rep = pool.request(g, req)
+                if "paired_stream" in rep:
+                    row["paired_stream"] = rep["paired_stream"]
                 if "times" in rep:
                     row["times"].update(rep["times"])
                 else:

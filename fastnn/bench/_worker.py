@@ -66,7 +66,17 @@ def _case(req):
         except Exception as exc:
             out[impl] = {"error": f"{type(exc).__name__}: {exc}"}
             traceback.print_exc(file=sys.stderr)
-    return {"times": out}
+    res = {"times": out}
+    if req.get("paired_stream"):
+        from ._machine import paired_stream
+        impl = "fastnn_out" if "fastnn_out" in req["impls"] else req["impls"][0]
+        try:
+            run, _ = kernel.build(impl, data)
+            res["paired_stream"] = dict(paired_stream(run, **req["paired_stream"]), impl=impl)
+        except Exception as exc:
+            res["paired_stream"] = {"error": f"{type(exc).__name__}: {exc}"}
+            traceback.print_exc(file=sys.stderr)
+    return res
 
 
 def main(argv=None):
