@@ -15,6 +15,7 @@ makes every direction have unit variance.
 import numpy as np
 
 from ._cpu import preprocessing as _k
+from ._cpu._moments import merge_moments
 from ._validation import boolean, float_array, integer, real_scalar
 
 __all__ = ["NotFittedError", "StandardScaler", "PCA"]
@@ -193,7 +194,7 @@ class StandardScaler(_Estimator):
             self.mean_ = mean
             total = n
         else:
-            total, self.mean_, self._m2 = _k.merge_moments(
+            total, self.mean_, self._m2 = merge_moments(
                 float(self.n_samples_seen_), self.mean_, self._m2, n, mean, m2)
         self.n_samples_seen_ = int(total)
         self.var_ = np.maximum(self._m2 / total, 0.0)

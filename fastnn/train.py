@@ -98,12 +98,6 @@ def _model_dtype(model):
     return params[0].data.dtype if params else np.dtype(np.float32)
 
 
-def _model_device(model):
-    """"cuda" when the model's parameters are on the GPU, else "cpu"."""
-    params = model.parameters()
-    return "cuda" if params and on_device(params[0].data) else "cpu"
-
-
 def _host(a):
     """``a`` itself if it is a host array, else a host copy of the device array."""
     return a if type(a) is np.ndarray else _to_host(a)
@@ -130,7 +124,7 @@ def as_inputs(model, X, name="X"):
 def _output_width(model, X):
     """Columns of the model's output, from a forward pass on one row in eval mode."""
     with model.preserved(training=False):
-        return model.forward(_move(X[:1], _model_device(model))).shape[1]
+        return model.forward(_move(X[:1], model.device)).shape[1]
 
 
 def as_targets(model, X, y, loss, name="y"):
@@ -277,7 +271,7 @@ def fit(model, X, y, loss="cross_entropy", optimizer=None, epochs=10, batch_size
     for layer in model.modules():
         if isinstance(layer, Dropout):
             layer.rng = np.random.default_rng(rng.integers(2 ** 63))
-    device = _model_device(model)
+    device = model.device
     decayed = [p for p in model.parameters() if p.decay]
     constrained = [p for p in decayed if p.data.ndim == 2]
     loss_fn = LOSS_WITH_GRAD[loss]
@@ -372,12 +366,11 @@ def _eval_forward(model, X, batch_size):
     The model is left as it was.  A GPU model gets each chunk copied to the
     device and its outputs copied back.
     """
-    device = _model_device(model)
+    device = model.device
     with model.preserved(training=False):
-        chunks = [model.forward(_move(X[i:i + batch_size], device))
+        # each chunk's outputs come back at once: device memory stays one chunk
+        chunks = [_host(model.forward(_move(X[i:i + batch_size], device)))
                   for i in range(0, X.shape[0], batch_size)]
-    if device == "cuda":
-        chunks = [_host(c) for c in chunks]
     return chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
 
 

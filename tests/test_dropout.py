@@ -65,6 +65,23 @@ def test_rng_no_correlation_between_adjacent_indices():
         assert abs(_corr(u[:-lag], u[lag:])) < bound, lag
 
 
+@pytest.mark.parametrize("start", [2**32 - 5, 2**33 - 3])
+def test_dropout_kernels_across_a_2_32_element_block(start):
+    # Only arrays of more than 2**32 elements reach a block boundary through
+    # the public API, so the range kernels are called at such an offset directly.
+    from fastnn._cpu import dropout as kernels
+    from fastnn._cpu.rng import seed_key
+    n, threshold, scale = 1000, np.int64(round(0.3 * 2**32)), np.float32(1 / 0.7)
+    keep = ref.random_uint32(5, n, start) >= threshold
+    mask = np.empty(n, dtype=bool)
+    kernels._mask_range(mask, seed_key(5), threshold, np.int64(start))
+    np.testing.assert_array_equal(mask, keep)
+    x = np.random.default_rng(0).standard_normal(n).astype(np.float32)
+    out = np.empty_like(x)
+    kernels._scale_range(x, out, seed_key(5), threshold, scale, np.int64(start))
+    np.testing.assert_array_equal(out, x * np.where(keep, scale, np.float32(0)))
+
+
 def test_rng_is_a_permutation_within_a_block():
     # u(seed, l) is a bijection of the low 32 bits: no value repeats in a block.
     u = random_uint32(11, 1 << 20)

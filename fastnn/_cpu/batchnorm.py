@@ -25,7 +25,7 @@ import numpy as np
 from numba import prange
 
 from fastnn._config import dual_jit, jit
-from fastnn._cpu._moments import merge_moment, rows_moments
+from fastnn._cpu._moments import merge_parts, rows_moments
 
 
 @jit
@@ -74,20 +74,17 @@ def batch_norm_train_forward(x, weight, bias, has_weight, has_bias, eps, n_chunk
     """
     n, c = x.shape
     n_chunks = max(1, min(n_chunks, n))
+    part_n = np.zeros(n_chunks)
     part_mean = np.zeros((n_chunks, c))
     part_m2 = np.zeros((n_chunks, c))
     for k in prange(n_chunks):
-        rows_moments(x, k * n // n_chunks, (k + 1) * n // n_chunks, part_mean[k], part_m2[k])
+        part_n[k] = rows_moments(x, k * n // n_chunks, (k + 1) * n // n_chunks,
+                                 part_mean[k], part_m2[k])
+    _, batch_mean, batch_m2 = merge_parts(part_n, part_mean, part_m2)
 
-    # Chan's merge of the chunks' (count, mean, M2) triples.
     for j in range(c):
-        na = 0.0
-        ma = 0.0
-        qa = 0.0
-        for k in range(n_chunks):
-            nb = np.float64((k + 1) * n // n_chunks - k * n // n_chunks)
-            na, ma, qa = merge_moment(na, ma, qa, nb, part_mean[k, j], part_m2[k, j])
-        qa = max(qa, 0.0)
+        ma = batch_mean[j] if n > 0 else np.nan    # an empty batch has no mean (as torch)
+        qa = max(batch_m2[j], 0.0)
         mean[j] = ma
         invstd[j] = 1.0 / np.sqrt(qa / n + eps)
         if update_running:

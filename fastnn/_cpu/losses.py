@@ -16,11 +16,11 @@ from fastnn._cpu._math import _sign
 def _margins(s, sy, margin, grad, gscale, with_grad):
     """(sum of max(0, m_j), number of active m_j) over a span of classes j != y.
 
-    m_j = (s_j - s_y) + margin, in this order (as torch: a tie s_j - s_y =
-    -margin gives exactly 0); a margin counts only when strictly positive.  A NaN m_j makes the sum NaN (the caller then fills
-    the row's gradient with NaN).  Selects, not branches, so that the loop
-    vectorizes; the caller splits the row around y so that no per-element
-    "j != y" test is needed.
+    m_j = s_j - s_y + margin; a margin counts only when strictly positive.
+    A NaN m_j makes the sum NaN (the caller then fills the row's gradient
+    with NaN).  Selects, not branches, so that the loop vectorizes; the
+    caller splits the row around y so that no per-element "j != y" test is
+    needed.
     """
     acc = 0.0
     count = 0.0

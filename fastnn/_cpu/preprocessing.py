@@ -18,7 +18,7 @@ import numpy as np
 from numba import prange
 
 from fastnn._config import dual_jit
-from fastnn._cpu._moments import merge_moments, rows_moments
+from fastnn._cpu._moments import merge_parts, rows_moments
 
 
 @dual_jit
@@ -38,12 +38,7 @@ def column_moments(x, n_chunks):
     for k in prange(n_chunks):
         part_n[k] = rows_moments(x, k * n // n_chunks, (k + 1) * n // n_chunks,
                                  part_mean[k], part_m2[k])
-    total = 0.0
-    mean = np.zeros(d)
-    m2 = np.zeros(d)
-    for k in range(n_chunks):
-        total, mean, m2 = merge_moments(total, mean, m2, part_n[k], part_mean[k], part_m2[k])
-    return total, mean, m2
+    return merge_parts(part_n, part_mean, part_m2)
 
 
 @dual_jit

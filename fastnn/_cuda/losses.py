@@ -29,13 +29,17 @@ def _hinge_rows(scores, target, margin, gscale, row_loss, grad, with_grad):
             if j == y:
                 continue
             m = np.float64(scores[i, j]) - sy + margin
-            active = 1.0 if m > 0.0 else (0.0 if m <= 0.0 else m)   # NaN stays NaN
-            acc += m if not (m <= 0.0) else 0.0
+            active = 1.0 if m > 0.0 else 0.0
+            acc += m if not (m <= 0.0) else 0.0     # NaN propagates into the loss
             count += active
             if with_grad:
                 grad[i, j] = gscale * active
         if with_grad:
             grad[i, y] = -gscale * count
+            if acc != acc:
+                # NaN in the row (a score, or s_y): its whole gradient is NaN, as on the CPU.
+                for j in range(c):
+                    grad[i, j] = np.nan
         row_loss[i] = acc
 
 

@@ -124,7 +124,8 @@ def hinge_loss_with_grad(scores, target, margin=1.0, reduction="mean", out=None)
     Notes
     -----
     At an exact tie (margin term == 0) the term is inactive: its subgradient
-    is taken as 0.
+    is taken as 0.  A sample with a NaN score gets a NaN loss and an all-NaN
+    gradient row (on the CPU and the GPU alike).
 
     Examples
     --------

@@ -148,6 +148,16 @@ def test_batch_norm_refuses_one_sample_in_training():
         F.batch_norm(dev(np.ones((1, 3))), None, None, training=True)
 
 
+def test_hinge_nan_row_matches_cpu():
+    s = np.array([[1.0, np.nan, 0.0], [1.0, 2.0, 0.0]])
+    t = np.array([0, 0])
+    lg, gg = F.hinge_loss_with_grad(dev(s), dev(t), reduction="none")
+    lc, gc = F.hinge_loss_with_grad(s, t, reduction="none")
+    np.testing.assert_array_equal(host(lg), lc)      # NaN == NaN for assert_array_equal
+    np.testing.assert_array_equal(host(gg), gc)
+    assert np.isnan(gc[0]).all() and np.isfinite(gc[1]).all()
+
+
 # ---------------------------------------------------------------- dropout
 
 @pytest.mark.parametrize("dtype", DTYPES)
