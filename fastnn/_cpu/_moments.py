@@ -39,7 +39,6 @@ def merge_moments(n_a, mean_a, m2_a, n_b, mean_b, m2_b):
     return n, mean, m2
 
 
-
 @jit
 def merge_parts(part_n, part_mean, part_m2):
     """Merge per-chunk rows of (count, mean, M2) in chunk order; returns (n, mean, m2).
@@ -52,6 +51,7 @@ def merge_parts(part_n, part_mean, part_m2):
     for k in range(part_n.shape[0]):
         total, mean, m2 = merge_moments(total, mean, m2, part_n[k], part_mean[k], part_m2[k])
     return total, mean, m2
+
 
 # Rows per block in rows_moments: a block of about 32768 elements (128 KiB of
 # float32) stays in L2 between the two passes over it.
