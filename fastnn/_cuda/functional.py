@@ -377,36 +377,38 @@ def dropout_mask(shape, p, seed):
 
 # ------------------------------------------------------------------ softmax / CE
 
-def _rows(x, axis, name):
-    x = float_array(x, name)
+def _softmax(x, axis, log):
+    x = float_array(x, "x")
     if x.ndim == 0:
-        raise ValueError(f"{name} must have at least one dimension, got a 0-d array")
+        raise ValueError("x must have at least one dimension, got a 0-d array")
     ax = integer(axis, "axis")
     if not -x.ndim <= ax < x.ndim:
-        raise ValueError(f"axis {ax} is out of bounds for {name} of shape {tuple(x.shape)}")
-    if ax % x.ndim != x.ndim - 1:
-        raise ValueError("on the GPU, softmax runs along the last axis only "
-                         f"(axis=-1), got axis={axis}")
-    c = x.shape[x.ndim - 1]
-    return x, x.reshape(x.size // c if c else 0, c)
-
-
-def _softmax(kernel, x, axis):
-    x, rows = _rows(x, axis, "x")
-    out = cuda.device_array(rows.shape, dtype=x.dtype)
-    if rows.size:
-        kernel(rows, out)
-    return out.reshape(x.shape)
+        raise ValueError(f"axis {ax} is out of bounds for x of shape {tuple(x.shape)}")
+    ax %= x.ndim
+    shape = tuple(x.shape)
+    c = shape[ax]
+    out = cuda.device_array(shape, dtype=x.dtype)
+    if x.size == 0:
+        return out
+    if ax == x.ndim - 1:
+        rows = x.reshape(x.size // c, c)
+        (_sm.log_softmax_rows if log else _sm.softmax_rows)(rows, out.reshape(rows.shape))
+    else:
+        # (A, C, B) views of the contiguous arrays: no transposition on the device
+        n_b = math.prod(shape[ax + 1:])
+        x3 = x.reshape(x.size // (c * n_b), c, n_b)
+        _sm.softmax_axis(x3, out.reshape(x3.shape), log)
+    return out
 
 
 def softmax(x, axis=-1):
-    """GPU twin of :func:`fastnn.functional.softmax` (last axis)."""
-    return _softmax(_sm.softmax_rows, x, axis)
+    """GPU twin of :func:`fastnn.functional.softmax` (any axis)."""
+    return _softmax(x, axis, log=False)
 
 
 def log_softmax(x, axis=-1):
-    """GPU twin of :func:`fastnn.functional.log_softmax` (last axis)."""
-    return _softmax(_sm.log_softmax_rows, x, axis)
+    """GPU twin of :func:`fastnn.functional.log_softmax` (any axis)."""
+    return _softmax(x, axis, log=True)
 
 
 def _cross_entropy(logits, target, weight, ignore_index, reduction, label_smoothing, out,

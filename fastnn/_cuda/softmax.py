@@ -1,5 +1,8 @@
 """CUDA twins of :mod:`fastnn._cpu.softmax`: one block per row, block reductions.
 
+(Softmax along an axis other than the last, which the CPU side handles by
+moving the axis, has its own kernel here: one thread per column.)
+
 Each block owns a row (grid-stride over rows): a block max, then a block sum
 of ``exp(x - max)`` in float64, then the output written.  For the fused
 cross-entropy the gradient is written in the same kernel, optionally over the
@@ -11,7 +14,7 @@ import math
 import numpy as np
 
 from fastnn._cuda._common import MAX_THREADS, block_max, block_sum, cuda, launch, sum_1d
-from fastnn._cuda._common import threads_per_block
+from fastnn._cuda._common import grid_for, threads_per_block
 
 _MAX_ROW_BLOCKS = 65535 * 8
 
@@ -41,6 +44,42 @@ def _softmax_rows(x, out, log):
             inv = 1.0 / s
             for j in range(tid, c, nt):
                 out[i, j] = math.exp(np.float64(x[i, j]) - m) * inv
+
+
+@cuda.jit
+def _softmax_axis(x, out, log):
+    """Softmax along the middle axis of (A, C, B) arrays: one thread per (a, b).
+
+    For an axis other than the last: no transposition, and neighbouring
+    threads read neighbouring b, so every load of the C loop is coalesced.
+    Same arithmetic (and NaN/inf rules) as the row kernel.
+    """
+    n_a, c, n_b = x.shape
+    for k in range(cuda.grid(1), n_a * n_b, cuda.gridsize(1)):
+        a = k // n_b
+        b = k - a * n_b
+        m = -math.inf
+        for j in range(c):
+            v = np.float64(x[a, j, b])
+            if v > m or v != v:
+                m = v
+        s = 0.0
+        for j in range(c):
+            s += math.exp(np.float64(x[a, j, b]) - m)
+        if log:
+            log_s = math.log(s)
+            for j in range(c):
+                out[a, j, b] = (np.float64(x[a, j, b]) - m) - log_s
+        else:
+            inv = 1.0 / s
+            for j in range(c):
+                out[a, j, b] = math.exp(np.float64(x[a, j, b]) - m) * inv
+
+
+def softmax_axis(x, out, log):
+    """out = (log_)softmax of (A, C, B) ``x`` along its middle axis."""
+    tpb = threads_per_block()
+    launch(_softmax_axis, grid_for(x.shape[0] * x.shape[2], tpb), tpb, x, out, log)
 
 
 def _row_launch(kernel, n, *args):

@@ -212,6 +212,19 @@ def test_softmax_rows(dtype, shape):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape,axis", [((2, 3, 5), 0), ((2, 3, 5), 1), ((2, 3, 5), -3),
+                                        ((3, 1), 0), ((1, 4, 2), 1)], ids=str)
+def test_softmax_along_any_axis(dtype, shape, axis):
+    x = (np.random.default_rng(6).standard_normal(shape) * 30).astype(dtype)
+    x.flat[-1] = np.nan                              # its slice becomes NaN, the rest not
+    same(F.softmax(dev(x), axis=axis), F.softmax(x, axis=axis), dtype)
+    same(F.log_softmax(dev(x), axis=axis), F.log_softmax(x, axis=axis), dtype)
+    assert host(F.softmax(dev(x), axis=axis)).shape == shape
+    with pytest.raises(ValueError, match="out of bounds"):
+        F.softmax(dev(x), axis=len(shape))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 @pytest.mark.parametrize("smoothing", [0.0, 0.2])
 def test_cross_entropy_with_grad(dtype, reduction, smoothing):

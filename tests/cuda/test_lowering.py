@@ -69,6 +69,7 @@ def _kernels(dt):
         (batchnorm._finalize_grads, (d2, d2, i64, d1, x1, b1, x1, x1, d1, d1, d1)),
         (batchnorm._train_dx, (xa, xa, d1, d1, d1, d1, x2)),
         (softmax._softmax_rows, (x2, x2, b1)),
+        (softmax._softmax_axis, (A(dt, 3), A(dt, 3), b1)),
         (softmax._target_weight_sum, (A(i64, 1), x1, i64, d1)),
         (softmax._cross_entropy_rows, (x2, A(i64, 1), x1, i64, f64, b1, d1, d1, x2, b1)),
         (softmax._reduce_total, (d1, b1, d1)),
