@@ -38,8 +38,6 @@ _HOST_TYPES = frozenset({np.ndarray, float, int, bool, str, type(None), tuple, l
 
 
 def _on_device(a):
-    if type(a) in _HOST_TYPES:
-        return False
     # numba's CUDA simulator arrays have no __cuda_array_interface__ but stand
     # for device arrays all the same.
     return is_device_array(a) or type(a).__module__.startswith("numba.cuda.simulator")
@@ -48,20 +46,18 @@ def _on_device(a):
 def _dispatching(cpu_fn):
     """``cpu_fn``, sent to its GPU twin when any argument is a device array."""
     name = cpu_fn.__name__
+    host_only = _HOST_TYPES.issuperset
 
     @functools.wraps(cpu_fn)
     def fn(*args, **kwargs):
-        for a in args:
-            if _on_device(a):
-                break
-        else:
-            for a in kwargs.values():
-                if _on_device(a):
-                    break
-            else:
-                return cpu_fn(*args, **kwargs)
-        from fastnn._cuda import functional as gpu  # lazy: numba.cuda only when needed
-        return getattr(gpu, name)(*args, **kwargs)
+        # The usual call, all host types, is settled by two C-level set tests
+        # (~0.1 us; a Python-level test per argument cost ~0.5-0.8 us a call).
+        if host_only(map(type, args)) and (not kwargs or host_only(map(type, kwargs.values()))):
+            return cpu_fn(*args, **kwargs)
+        if any(_on_device(a) for a in (*args, *kwargs.values())):
+            from fastnn._cuda import functional as gpu  # lazy: numba.cuda only when needed
+            return getattr(gpu, name)(*args, **kwargs)
+        return cpu_fn(*args, **kwargs)
     return fn
 
 
