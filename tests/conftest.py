@@ -5,6 +5,13 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
 
+import fastnn._config
+
+# The library runs its serial twins below 2**19 elements (thread wake-up
+# costs more than it saves there); the tests' shapes (64 x 512 and up) must
+# exercise the parallel twins too.  DualKernel.pick reads this at each call.
+fastnn._config.PARALLEL_THRESHOLD = 1 << 15
+
 # Numba compiles on first call, so the first example of a property can take
 # seconds: no per-example deadline.  CI derandomizes so a red run reproduces.
 settings.register_profile("dev", deadline=None, max_examples=40,
