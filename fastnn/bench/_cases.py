@@ -100,7 +100,7 @@ class Kernel:
     doc: str = ""
     extra_sizes: tuple = ()
     compare: str = "allclose"  # "allclose" | "dropout" | "pca"
-    test_shape: tuple = (128, 512)  # 65536 elements: above PARALLEL_THRESHOLD
+    test_shape: tuple = (128, 512)  # 65536 elements: parallel twins under the tests' threshold
     shape_label: object = None  # (n, d) -> str
     notes: dict = field(default_factory=dict)  # implementation -> caveat
 
