@@ -34,6 +34,7 @@ from fastnn._cuda import softmax as _sm  # noqa: E402
 from fastnn._validation import (FLOAT_DTYPES, boolean, check_reduction, check_shape,  # noqa: E402
                                 integer, real_scalar, shape_tuple)
 from fastnn.functional import _linear as _cpu_linear  # noqa: E402
+from fastnn.functional import _softmax as _cpu_softmax  # noqa: E402
 
 __all__ = ["linear", "linear_backward", "batch_norm", "batch_norm_backward", "dropout",
            "dropout_backward", "dropout_mask", "softmax", "log_softmax", "cross_entropy",
@@ -379,12 +380,7 @@ def dropout_mask(shape, p, seed):
 
 def _softmax(x, axis, log):
     x = float_array(x, "x")
-    if x.ndim == 0:
-        raise ValueError("x must have at least one dimension, got a 0-d array")
-    ax = integer(axis, "axis")
-    if not -x.ndim <= ax < x.ndim:
-        raise ValueError(f"axis {ax} is out of bounds for x of shape {tuple(x.shape)}")
-    ax %= x.ndim
+    ax = _cpu_softmax._axis(x, axis, "x")
     shape = tuple(x.shape)
     c = shape[ax]
     out = cuda.device_array(shape, dtype=x.dtype)

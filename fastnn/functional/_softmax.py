@@ -10,15 +10,24 @@ from fastnn._validation import (check_reduction, class_labels, float_array, inte
 __all__ = ["softmax", "log_softmax", "cross_entropy", "cross_entropy_with_grad"]
 
 
-def _apply_rows(kernel, x, axis, name):
-    """Validate ``x``/``axis`` and run the row kernel along ``axis``."""
-    x = float_array(x, name, contiguous=False)
+def _axis(x, axis, name):
+    """``axis`` of the (at least 1-D) array ``x`` as a non-negative int.
+
+    Only reads ``x.ndim``/``x.shape``, so the GPU twin checks its device
+    arrays with it too.
+    """
     if x.ndim == 0:
         raise ValueError(f"{name} must have at least one dimension, got a 0-d array")
     ax = integer(axis, "axis")
     if not -x.ndim <= ax < x.ndim:
-        raise ValueError(f"axis {ax} is out of bounds for {name} of shape {x.shape}")
-    ax %= x.ndim
+        raise ValueError(f"axis {ax} is out of bounds for {name} of shape {tuple(x.shape)}")
+    return ax % x.ndim
+
+
+def _apply_rows(kernel, x, axis, name):
+    """Validate ``x``/``axis`` and run the row kernel along ``axis``."""
+    x = float_array(x, name, contiguous=False)
+    ax = _axis(x, axis, name)
     # The usual case, the last axis, needs no transposition (np.moveaxis
     # costs ~3 us per call, more than the kernel on a small batch).
     moved = x if ax == x.ndim - 1 else np.moveaxis(x, ax, -1)
