@@ -9,6 +9,7 @@ import operator
 
 import numpy as np
 
+from fastnn import memory
 from fastnn._cpu._common import first_bad_label
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -195,11 +196,12 @@ def as_rng(rng):
 
 
 def output_array(out, shape, dtype, inputs=(), inplace_ok=True):
-    """A fresh C-contiguous array, or ``out`` checked as a kernel's destination.
+    """A new C-contiguous array (:func:`fastnn.memory.empty`), or ``out`` checked.
 
     Writing into a reused buffer skips the page faults of a fresh large
     allocation (the kernel zeroes every new page: a hidden extra write of the
-    whole output, about a third of a memory-bound kernel's time).
+    whole output, about a third of a memory-bound kernel's time); the
+    output cache of :mod:`fastnn.memory` does the same for new outputs.
 
     Parameters
     ----------
@@ -219,7 +221,7 @@ def output_array(out, shape, dtype, inputs=(), inplace_ok=True):
         Wrong shape, not writeable/C-contiguous, or overlapping an input.
     """
     if out is None:
-        return np.empty(shape, dtype=dtype)
+        return memory.empty(shape, dtype)
     if not isinstance(out, np.ndarray):
         raise TypeError(f"out must be a numpy ndarray, got {type(out).__name__}")
     if out.dtype != dtype:

@@ -14,6 +14,7 @@ makes every direction have unit variance.
 
 import numpy as np
 
+from . import memory
 from ._cpu import preprocessing as _k
 from ._cpu._moments import merge_moments
 from ._validation import boolean, float_array, integer, real_scalar
@@ -223,7 +224,7 @@ class StandardScaler(_Estimator):
         self._check_features(arr, self.n_features_in_)
         # The kernels read each element before writing it, so out may be X.
         in_place = not self.copy and arr is X and arr.flags.writeable
-        return arr, (arr if in_place else np.empty_like(arr))
+        return arr, (arr if in_place else memory.empty(arr.shape, arr.dtype))
 
     def transform(self, X):
         """Standardize ``X`` with the fitted statistics.
@@ -478,7 +479,7 @@ class PCA(_Estimator):
     def _project(self, X):
         n, d = X.shape
         p = self._projection(X.dtype)
-        out = np.empty((n, self.n_components_), dtype=X.dtype)
+        out = memory.empty((n, self.n_components_), X.dtype)
         rows = self._block_rows(d)
         buf = np.empty((min(rows, n), d), dtype=X.dtype)
         ones = np.ones(d)

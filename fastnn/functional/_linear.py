@@ -3,6 +3,7 @@ import math
 
 import numpy as np
 
+from fastnn import memory
 from fastnn._cpu import linear as _k
 from fastnn._validation import check_choice, check_shape, float_array, real_scalar
 
@@ -108,7 +109,7 @@ def linear(x, weight, bias=None, activation=None, negative_slope=0.01):
         check_shape(bias, (n_out,), "bias")
     act, slope = _activation(activation, negative_slope)
 
-    y = np.empty((x.shape[0], n_out), dtype=x.dtype)
+    y = memory.empty((x.shape[0], n_out), x.dtype)
     np.matmul(x, weight.T, out=y)
     if bias is None and act == _k.NONE:
         return y
@@ -197,12 +198,12 @@ def linear_backward(dy, x, weight, y, activation=None, negative_slope=0.01):
         dz = dy
         _k.column_sum.serial(dy, partial)
     else:
-        dz = np.empty_like(dy)
+        dz = memory.empty(dy.shape, dtype)
         _k.activation_grad_bias_sum.serial(dy, y, act, dtype.type(slope), dz, partial)
     dbias = partial[0].astype(dtype)
 
-    dx = np.empty((n, x.shape[1]), dtype=dtype)
+    dx = memory.empty((n, x.shape[1]), dtype)
     np.matmul(dz, weight, out=dx)
-    dweight = np.empty((n_out, x.shape[1]), dtype=dtype)
+    dweight = memory.empty((n_out, x.shape[1]), dtype)
     np.matmul(dz.T, x, out=dweight)
     return dx, dweight, dbias

@@ -10,6 +10,7 @@ import math
 
 import numpy as np
 
+from fastnn import memory
 from fastnn._cpu import losses as _k
 from fastnn._validation import (check_reduction, check_shape, class_labels,
                                 float_array, output_array, real_scalar)
@@ -152,7 +153,7 @@ def _regression(sum_kernel, none_kernel, grad_factor, pred, target, reduction, w
         grad = np.empty((0,), dtype=p.dtype)
     flat_p, flat_t, flat_g = p.reshape(-1), t.reshape(-1), grad.reshape(-1)
     if reduction == "none":
-        loss = np.empty(p.shape, dtype=p.dtype)
+        loss = memory.empty(p.shape, p.dtype)
         kernel, n_chunks = none_kernel.pick_chunks(n, _CHUNKS_PER_THREAD)
         kernel(flat_p, flat_t, loss.reshape(-1), flat_g, with_grad, n_chunks)
     else:

@@ -3,6 +3,7 @@ import functools
 
 import numpy as np
 
+from fastnn import memory
 from fastnn._cpu import softmax as _k
 from fastnn._validation import (check_reduction, class_labels, float_array, integer, output_array,
                                 real_scalar)
@@ -34,7 +35,7 @@ def _apply_rows(kernel, x, axis, name):
     rows = np.ascontiguousarray(moved)
     c = x.shape[ax]
     rows = rows.reshape(rows.size // c if c else 0, c)
-    out = np.empty_like(rows)
+    out = memory.empty(rows.shape, rows.dtype)
     if rows.size:
         kernel.pick(rows.size)(rows, out)
     out = out.reshape(moved.shape)

@@ -1,0 +1,130 @@
+"""The output cache (fastnn.memory): reuse only what nothing uses any more."""
+import threading
+
+import numba
+import numpy as np
+import pytest
+
+import fastnn.functional as F
+from fastnn import memory
+
+MiB = 1 << 20
+
+
+@pytest.fixture
+def cache(monkeypatch):
+    """A clean cache with the library's own size floor and a 64 MiB limit."""
+    monkeypatch.setattr(memory, "MIN_BYTES", MiB)
+    memory.empty_cache()
+    old = memory.set_cache_limit(64 * MiB)
+    yield memory
+    memory.set_cache_limit(old)
+    memory.empty_cache()
+
+
+def address(a):
+    return a.__array_interface__["data"][0]
+
+
+def test_dropped_output_is_reused_and_live_one_is_not(cache):
+    a = cache.empty((512, 1024), np.float32)
+    where = address(a)
+    b = cache.empty((512, 1024), np.float32)
+    assert address(b) != where
+    assert a.flags.c_contiguous and a.flags.writeable and a.shape == (512, 1024)
+    del a
+    c = cache.empty((1024, 512), np.float32)   # same bytes, other shape
+    assert address(c) == where and c.shape == (1024, 512)
+    assert cache.cache_info()["buffers"] == 2
+
+
+@pytest.mark.parametrize("keep", ["view", "numba_view", "memoryview", "frombuffer"])
+def test_anything_derived_from_an_output_keeps_its_buffer(cache, keep):
+    a = cache.empty((256, 1024), np.float64)
+    a[:] = 7.0
+    where = address(a)
+
+    @numba.njit
+    def tail(x):
+        return x[1:]
+
+    held = {"view": lambda: a[3:, ::2], "numba_view": lambda: tail(a),
+            "memoryview": lambda: memoryview(a),
+            "frombuffer": lambda: np.frombuffer(a, np.float64)}[keep]()
+    del a
+    b = cache.empty((256, 1024), np.float64)
+    assert address(b) != where
+    b[:] = -1.0
+    assert (np.asarray(held) == 7.0).all()
+
+
+def test_small_outputs_bypass_the_cache(cache):
+    a = cache.empty((4, 8), np.float32)
+    assert a.base is None and cache.cache_info()["buffers"] == 0
+
+
+def test_limit_evicts_idle_buffers_then_falls_back(cache):
+    cache.set_cache_limit(4 * MiB)
+    a = cache.empty((MiB,), np.uint8)
+    b = cache.empty((2 * MiB,), np.uint8)
+    c = cache.empty((3 * MiB,), np.uint8)        # nothing idle to evict: not cached
+    assert c.base is None and cache.cache_info()["held"] == 3 * MiB
+    del a
+    d = cache.empty((2 * MiB,), np.uint8)        # evicts the idle 1 MiB buffer
+    assert d.base is not None and d.base is not b.base
+    assert cache.cache_info() == {"limit": 4 * MiB, "held": 4 * MiB, "idle": 0, "buffers": 2}
+    del b, c, d
+    assert cache.cache_info()["idle"] == 4 * MiB
+    cache.empty_cache()
+    assert cache.cache_info() == {"limit": 4 * MiB, "held": 0, "idle": 0, "buffers": 0}
+
+
+def test_limit_zero_turns_the_cache_off(cache):
+    keep = cache.empty((2 * MiB,), np.uint8)
+    assert cache.set_cache_limit(0) == 64 * MiB
+    assert cache.empty((2 * MiB,), np.uint8).base is None
+    assert cache.cache_info()["held"] == 2 * MiB    # still in use: not dropped
+    del keep
+    cache.empty_cache()
+    assert cache.cache_info()["held"] == 0
+
+
+@pytest.mark.parametrize("bad, exc", [(-1, ValueError), (1.5, TypeError), ("1", TypeError),
+                                      (True, TypeError)])
+def test_bad_limit_is_refused_and_changes_nothing(cache, bad, exc):
+    with pytest.raises(exc, match="nbytes"):
+        cache.set_cache_limit(bad)
+    assert cache.cache_info()["limit"] == 64 * MiB
+
+
+def test_threads_never_share_a_live_buffer(cache):
+    seen, errors = [], []
+
+    def work(tag):
+        for _ in range(200):
+            a = cache.empty((MiB // 4,), np.float32)
+            a[:] = tag
+            seen.append(address(a))
+            if not (a == tag).all():
+                errors.append(tag)
+            del a
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert cache.cache_info()["buffers"] <= 4
+
+
+def test_kernels_return_cached_outputs_that_stay_correct(cache):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((1024, 512)).astype(np.float32)
+    first = F.dropout(x, 0.5, seed=3)
+    where, expected = address(first), first.copy()
+    first[:] = np.nan
+    del first
+    again = F.dropout(x, 0.5, seed=3)          # the same buffer, rewritten
+    assert address(again) == where
+    np.testing.assert_array_equal(again, expected)
