@@ -98,8 +98,9 @@ class DualKernel:
         shared core).  The thread count is read here, in Python:
         numba.get_num_threads() inside a parallel kernel defeats cache=True.
         """
-        kernel = self.pick(n_elements)
-        return kernel, (per_thread * get_num_threads() if kernel is self.parallel else 1)
+        if n_elements < PARALLEL_THRESHOLD:
+            return self.serial, 1
+        return self.parallel, per_thread * get_num_threads()
 
 
 def dual_jit(fn=None, **options):

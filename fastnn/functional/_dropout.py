@@ -28,7 +28,8 @@ def _apply(arr, p, seed, out):
     n = arr.size
     scale = arr.dtype.type(0.0 if p == 1.0 else 1.0 / (1.0 - p))
     kernel, n_chunks = _k.dropout_scale.pick_chunks(n, _CHUNKS_PER_THREAD)
-    kernel(arr.reshape(-1), out.reshape(-1), seed_key(seed), _threshold(p), scale, n_chunks)
+    # Both arrays are C-contiguous, so ravel() returns views.
+    kernel(arr.ravel(), out.ravel(), seed_key(seed), _threshold(p), scale, n_chunks)
     return out
 
 
@@ -181,5 +182,5 @@ def dropout_mask(shape, p, seed):
     out = np.empty(shape, dtype=np.bool_)
     n = out.size
     kernel, n_chunks = _k.dropout_mask.pick_chunks(n, _CHUNKS_PER_THREAD)
-    kernel(out.reshape(-1), seed_key(seed), _threshold(p), n_chunks)
+    kernel(out.ravel(), seed_key(seed), _threshold(p), n_chunks)
     return out

@@ -151,11 +151,11 @@ def _regression(sum_kernel, none_kernel, grad_factor, pred, target, reduction, w
         grad = output_array(out, p.shape, p.dtype, [("pred", p), ("target", t)])
     else:
         grad = np.empty((0,), dtype=p.dtype)
-    flat_p, flat_t, flat_g = p.reshape(-1), t.reshape(-1), grad.reshape(-1)
+    flat_p, flat_t, flat_g = p.ravel(), t.ravel(), grad.ravel()   # C-contiguous: views
     if reduction == "none":
         loss = memory.empty(p.shape, p.dtype)
         kernel, n_chunks = none_kernel.pick_chunks(n, _CHUNKS_PER_THREAD)
-        kernel(flat_p, flat_t, loss.reshape(-1), flat_g, with_grad, n_chunks)
+        kernel(flat_p, flat_t, loss.ravel(), flat_g, with_grad, n_chunks)
     else:
         gscale = grad_factor / n if (reduction == "mean" and n) else grad_factor
         kernel, n_chunks = sum_kernel.pick_chunks(n, _CHUNKS_PER_THREAD)
