@@ -15,10 +15,26 @@ from types import FunctionType
 # after sgemm took 35 ms / 33 ms by default and 7.4 ms / 0.16 ms with
 # PASSIVE; whole linear forward+backward steps at 256 x 1024 x 1024: 443 ms
 # default, 325 ms PASSIVE (BLAS-after-numba alone was within the noise).
-# The price is a futex wake-up (microseconds) per parallel region.  libgomp
-# reads this once, when numba first starts its pool, so it must be set before
-# any parallel kernel runs; setdefault keeps a user's own choice.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# The price is a futex wake-up per parallel region, which on these VMs costs
+# ~200 us (an MSE over 128K float32 elements, back to back: 240-420 us per
+# call, of which ~30 us is the work).  So the workers first spin briefly:
+# GOMP_SPINCOUNT=3000 (libgomp counts ~100 spins per us: tens of us) catches
+# the next region of the same kernel and the next kernel call, but is over
+# long before a BLAS call could notice.  Measured, 4 interleaved rounds of
+# separate processes: batch norm forward+backward 4096 x 1024 (4 parallel
+# regions) median 5.1 ms without the spin, 3.9 ms with 3000 (3.6 with
+# 10000); a step of two 4096 x 1024 x 1024 sgemms + batch norm + dropout,
+# 141-155 ms either way; a 256^3 sgemm right after a parallel kernel,
+# 200-260 us either way at 1000-3000 spins, ~15% slower at 10000.
+# libgomp reads both variables once, when numba first starts its pool, so
+# they must be set before any parallel kernel runs; a user's own values are
+# kept.
+THREAD_ENV = {"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": "3000"}
+# The ones this import set (fastnn bench starts its competitors' workers
+# without them, so that torch's OpenMP pool runs with its own defaults).
+SET_BY_FASTNN = tuple(name for name in THREAD_ENV if name not in os.environ)
+for _name in SET_BY_FASTNN:
+    os.environ[_name] = THREAD_ENV[_name]
 
 from numba import get_num_threads, njit  # noqa: E402
 
@@ -29,9 +45,10 @@ from numba import get_num_threads, njit  # noqa: E402
 # sqrt/exp/log keep full precision.
 FASTMATH = {"nsz", "arcp", "contract", "reassoc"}
 
-# Below this many elements a kernel runs its serial twin.  Under
-# OMP_WAIT_POLICY=PASSIVE (above) the pool's threads sleep between regions and
-# waking them costs 60-150 us on these machines (measured, float32, 2 threads:
+# Below this many elements a kernel runs its serial twin.  A call that finds
+# the pool asleep (after a BLAS call, or any pause longer than the spin
+# above) pays the wake-up, 60-200 us on these machines (measured, float32,
+# 2 threads, without the spin:
 # MSE 1M elements 185 us serial vs 318 us parallel; dropout 256K 119 vs 161;
 # at 4M elements every kernel is 1.4-1.7x faster in parallel).  2**19 is a
 # compromise between the measured crossovers: ~2**17 for softmax-CE, ~2**19

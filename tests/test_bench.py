@@ -6,6 +6,9 @@ measures the right calls and reports them correctly.
 import copy
 import importlib
 import inspect
+import os
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -13,6 +16,7 @@ import pytest
 
 from fastnn.bench import _cases, _report
 from fastnn.bench._machine import measure_sgemm, measure_stream
+from fastnn.bench._runner import _environment
 from fastnn.bench._timing import measure
 
 
@@ -361,3 +365,17 @@ def test_the_runner_pairs_dram_sized_cases_with_stream(monkeypatch):
     assert all(t > 0 for t in paired["kernel"] + paired["triad"] + paired["copy"])
     assert 0 < by_kernel["l2_penalty"]["pct_peak"] < 1e4
     assert "paired_stream" not in by_kernel["linear_fwd"]   # compute-bound: no pairing
+
+
+def test_competitors_run_with_their_own_thread_pool_defaults():
+    env = dict(os.environ, OMP_WAIT_POLICY="ACTIVE")
+    env.pop("GOMP_SPINCOUNT", None)
+    code = ("import os, fastnn._config as c; from fastnn.bench._runner import _environment as e; "
+            "t = e('torch'); print(c.SET_BY_FASTNN, os.environ['OMP_WAIT_POLICY'], "
+            "os.environ['GOMP_SPINCOUNT'], e('fastnn'), t['OMP_WAIT_POLICY'], 'GOMP_SPINCOUNT' in t)")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True).stdout.split()
+    # The user's own policy is kept everywhere; the spin fastnn added is not
+    # given to torch's worker.
+    assert out == ["('GOMP_SPINCOUNT',)", "ACTIVE", "3000", "None", "ACTIVE", "False"]
+    assert _environment("stream") is None

@@ -50,8 +50,9 @@ twice in the fastnn worker: "fastnn" returns fresh outputs (as numpy and
 torch do) and "fastnn out=" writes into a buffer allocated once and reused.
 GB/s and % of STREAM (and the CE G elements/s target) measure the kernel
 with the reused output buffer; "x torch"/"x numpy" and the ratio targets
-compare fresh outputs on both sides.  (A fresh 128 MiB output costs its page
-faults and zeroing on every call: glibc maps allocations above 32 MiB anew.)
+compare fresh outputs on both sides.  (fastnn's fresh outputs of 1 MiB or
+more come from the buffer cache of fastnn.memory, so in this loop, which drops
+each result, they cost no page faults; torch and numpy allocate from glibc.)
 
 examples:
   fastnn bench                          # everything (several minutes)

@@ -7,12 +7,11 @@ data for an ``(N, D)`` size, and has one builder per implementation:
 * ``fastnn_out`` -- the same calls with ``out=`` buffers allocated once by the
   builder (outside the timing) and reused by every call: kernels whose
   public function accepts ``out`` only (StandardScaler: ``copy=False`` on a
-  working copy).  At DRAM size a fresh 128 MiB output
-  costs its page faults and zeroing on every call (glibc maps allocations
-  above 32 MiB anew each time, and page faults serialize across threads);
-  the reused buffer measures the kernel itself, which is what GB/s and
-  "% of STREAM" are about, while "x torch" compares fresh outputs on both
-  sides (torch allocates too).  It runs in the fastnn worker;
+  working copy).  The reused buffer measures the kernel itself, which is
+  what GB/s and "% of STREAM" are about, while "x torch" compares fresh
+  outputs on both sides (torch allocates too; fastnn's large fresh outputs
+  come from the buffer cache of :mod:`fastnn.memory`, which the timing loop
+  refills by dropping each result).  It runs in the fastnn worker;
 * ``numpy``   -- a plain-numpy implementation, written as a competent user
   would write it (vectorized, no Python loops);
 * ``torch``   -- the torch CPU equivalent (autograd where torch users use it);

@@ -5,8 +5,8 @@ competitor does, and ``fastnn_out`` (kernels with an ``out=`` parameter)
 writes into a buffer reused across calls.  Speed-ups ("x torch", "x numpy")
 and the ratio targets use the fresh time, so both sides pay for allocating
 their outputs; GB/s, "% of peak" and the rate targets use the out= time when
-there is one, so they measure the kernel, not the page faults of a new
-128 MiB output.  Runs saved before ``fastnn_out`` existed load unchanged:
+there is one, so they measure the kernel alone, not the allocation of its
+output (fresh outputs of 1 MiB or more come from fastnn.memory's cache).  Runs saved before ``fastnn_out`` existed load unchanged:
 their rate comes from the fresh time, as it did then.
 """
 import statistics

@@ -7,7 +7,10 @@ Method (documented in ``fastnn bench --help`` and the README):
   ``numpy`` (OpenBLAS), ``torch`` (torch's OpenMP pool), ``sklearn`` (scipy's
   OpenBLAS), and the machine probes ``stream`` (numba) and ``sgemm``
   (numpy's BLAS).  Thread pools of different libraries never share a
-  process, so none spin-waits against another inside one process.
+  process, so none spin-waits against another inside one process.  The
+  workers of numba code (``fastnn``, ``stream``) get fastnn's thread-pool
+  settings (``fastnn._config.THREAD_ENV``); the others start without the
+  ones fastnn set, so torch's OpenMP pool runs with torch's defaults.
 * Workers stay alive and the cases are interleaved: for each (kernel, size,
   dtype) every group runs in turn, so the ratios of one row are measured
   seconds apart, not minutes.  An idle worker is blocked reading its stdin;
@@ -81,6 +84,14 @@ class Worker:
                 self.proc.wait()
 
 
+def _environment(group):
+    """The environment of ``group``'s worker (None: this process's own)."""
+    if group in ("fastnn", "stream"):
+        return None
+    from fastnn._config import SET_BY_FASTNN
+    return {k: v for k, v in os.environ.items() if k not in SET_BY_FASTNN}
+
+
 class Pool:
     """Lazily started workers; a worker that dies is restarted for the next case."""
 
@@ -95,7 +106,7 @@ class Pool:
         w = self.workers.get(group)
         if w is None or w.proc.poll() is not None:
             try:
-                w = self.workers[group] = Worker(group)
+                w = self.workers[group] = Worker(group, _environment(group))
                 self.infos[group] = w.info
             except WorkerError as exc:
                 self.unavailable[group] = str(exc)

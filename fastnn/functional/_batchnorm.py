@@ -61,8 +61,8 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=Fa
         Added to the variance before the square root.
     out : ndarray, shape (N, C), x's dtype, optional
         Writeable C-contiguous buffer for y, sharing no memory with the other
-        arguments.  Reusing one across calls saves the page faults of a new
-        large array.
+        arguments.  Without it, a large y comes from the buffer cache of
+        :mod:`fastnn.memory`.
 
     Returns
     -------

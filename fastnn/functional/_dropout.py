@@ -49,8 +49,8 @@ def dropout(x, p=0.5, training=True, seed=0, out=None):
         mask; use a new seed for every training step.
     out : ndarray, optional
         Destination: a writable C-contiguous array of the shape and dtype of
-        ``x`` (``x`` itself for in-place dropout).  Reusing a buffer saves
-        the page faults of a fresh large array.
+        ``x`` (``x`` itself for in-place dropout).  Without it, a large
+        result comes from the buffer cache of :mod:`fastnn.memory`.
 
     Returns
     -------
