@@ -13,13 +13,13 @@ MiB = 1 << 20
 
 @pytest.fixture
 def cache(monkeypatch):
-    """A clean cache with the library's own size floor and a 64 MiB limit."""
+    """An empty cache of its own (the rest of the suite's buffers set aside),
+    the library's 1 MiB size floor and a 64 MiB limit."""
     monkeypatch.setattr(memory, "MIN_BYTES", MiB)
-    memory.empty_cache()
-    old = memory.set_cache_limit(64 * MiB)
-    yield memory
-    memory.set_cache_limit(old)
-    memory.empty_cache()
+    monkeypatch.setattr(memory, "_buffers", {})
+    monkeypatch.setattr(memory, "_held", 0)
+    monkeypatch.setattr(memory, "_limit", 64 * MiB)
+    return memory
 
 
 def address(a):
