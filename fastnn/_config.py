@@ -26,15 +26,15 @@ from types import FunctionType
 # 10000); a step of two 4096 x 1024 x 1024 sgemms + batch norm + dropout,
 # 141-155 ms either way; a 256^3 sgemm right after a parallel kernel,
 # 200-260 us either way at 1000-3000 spins, ~15% slower at 10000.
-# libgomp reads both variables once, when numba first starts its pool, so
-# they must be set before any parallel kernel runs; a user's own values are
-# kept.
+# libgomp reads both variables when it is loaded (numba loads it with its
+# OpenMP pool, at the first parallel kernel), so they are set at import.
+# Only when the user set neither: an explicit GOMP_SPINCOUNT overrides the
+# spin that a user's OMP_WAIT_POLICY implies.
 THREAD_ENV = {"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": "3000"}
-# The ones this import set (fastnn bench starts its competitors' workers
-# without them, so that torch's OpenMP pool runs with its own defaults).
-SET_BY_FASTNN = tuple(name for name in THREAD_ENV if name not in os.environ)
-for _name in SET_BY_FASTNN:
-    os.environ[_name] = THREAD_ENV[_name]
+# What this import set (fastnn bench removes it again in its competitors'
+# workers, so that torch's OpenMP pool runs with torch's defaults).
+SET_BY_FASTNN = () if any(name in os.environ for name in THREAD_ENV) else tuple(THREAD_ENV)
+os.environ.update({name: THREAD_ENV[name] for name in SET_BY_FASTNN})
 
 from numba import get_num_threads, njit  # noqa: E402
 

@@ -367,15 +367,24 @@ def test_the_runner_pairs_dram_sized_cases_with_stream(monkeypatch):
     assert "paired_stream" not in by_kernel["linear_fwd"]   # compute-bound: no pairing
 
 
-def test_competitors_run_with_their_own_thread_pool_defaults():
-    env = dict(os.environ, OMP_WAIT_POLICY="ACTIVE")
-    env.pop("GOMP_SPINCOUNT", None)
-    code = ("import os, fastnn._config as c; from fastnn.bench._runner import _environment as e; "
-            "t = e('torch'); print(c.SET_BY_FASTNN, os.environ['OMP_WAIT_POLICY'], "
-            "os.environ['GOMP_SPINCOUNT'], e('fastnn'), t['OMP_WAIT_POLICY'], 'GOMP_SPINCOUNT' in t)")
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                         check=True).stdout.split()
-    # The user's own policy is kept everywhere; the spin fastnn added is not
-    # given to torch's worker.
-    assert out == ["('GOMP_SPINCOUNT',)", "ACTIVE", "3000", "None", "ACTIVE", "False"]
-    assert _environment("stream") is None
+def test_fastnn_sets_its_thread_pool_defaults_only_when_the_user_set_none():
+    code = "import fastnn._config as c, os; print(c.SET_BY_FASTNN, os.environ.get('GOMP_SPINCOUNT'))"
+    for user, expected in (({}, "('OMP_WAIT_POLICY', 'GOMP_SPINCOUNT') 3000"),
+                           ({"OMP_WAIT_POLICY": "ACTIVE"}, "() None"),
+                           ({"GOMP_SPINCOUNT": "10"}, "() 10")):
+        env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+        out = subprocess.run([sys.executable, "-c", code], env=dict(env, **user),
+                             capture_output=True, text=True, check=True).stdout.strip()
+        assert out == expected, user
+
+
+def test_competitor_workers_run_without_fastnn_thread_pool_defaults():
+    from fastnn._config import SET_BY_FASTNN, THREAD_ENV
+    from fastnn.bench._runner import Worker
+    user = {name: (None if name in SET_BY_FASTNN else os.environ.get(name)) for name in THREAD_ENV}
+    for group, expected in (("numpy", user), ("fastnn", {k: os.environ.get(k) for k in THREAD_ENV})):
+        w = Worker(group, _environment(group))
+        try:
+            assert w.info["thread_env"] == expected, group
+        finally:
+            w.close()

@@ -8,9 +8,10 @@ Method (documented in ``fastnn bench --help`` and the README):
   OpenBLAS), and the machine probes ``stream`` (numba) and ``sgemm``
   (numpy's BLAS).  Thread pools of different libraries never share a
   process, so none spin-waits against another inside one process.  The
-  workers of numba code (``fastnn``, ``stream``) get fastnn's thread-pool
-  settings (``fastnn._config.THREAD_ENV``); the others start without the
-  ones fastnn set, so torch's OpenMP pool runs with torch's defaults.
+  workers of numba code (:data:`NUMBA_GROUPS`) run with fastnn's thread-pool
+  settings (``fastnn._config.THREAD_ENV``); the others without the ones
+  fastnn set (unless the user set them), so torch's OpenMP pool runs with
+  torch's defaults.
 * Workers stay alive and the cases are interleaved: for each (kernel, size,
   dtype) every group runs in turn, so the ratios of one row are measured
   seconds apart, not minutes.  An idle worker is blocked reading its stdin;
@@ -35,6 +36,8 @@ from . import _cases
 # Marks the protocol lines a worker writes on stdout (see ``_worker``).
 TAG = "@@fastnn-bench@@ "
 GROUP_ORDER = ("fastnn", "numpy", "torch", "sklearn")
+# The workers that run numba code, with fastnn's thread-pool settings.
+NUMBA_GROUPS = ("fastnn", "stream")
 
 
 class WorkerError(RuntimeError):
@@ -85,8 +88,14 @@ class Worker:
 
 
 def _environment(group):
-    """The environment of ``group``'s worker (None: this process's own)."""
-    if group in ("fastnn", "stream"):
+    """The environment of ``group``'s worker (None: this process's own).
+
+    A competitor's worker gets the user's environment, without the
+    thread-pool variables fastnn's import added; the worker, which imports
+    fastnn too, removes its own additions again before torch loads
+    (``_worker.main``).
+    """
+    if group in NUMBA_GROUPS:
         return None
     from fastnn._config import SET_BY_FASTNN
     return {k: v for k, v in os.environ.items() if k not in SET_BY_FASTNN}

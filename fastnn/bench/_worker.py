@@ -21,7 +21,9 @@ import traceback
 
 import numpy as np
 
-from ._runner import TAG
+from fastnn._config import SET_BY_FASTNN, THREAD_ENV
+
+from ._runner import NUMBA_GROUPS, TAG
 
 
 def _reply(obj, out):
@@ -30,7 +32,8 @@ def _reply(obj, out):
 
 
 def _info(group):
-    info = {"group": group, "pid": os.getpid(), "python": platform.python_version()}
+    info = {"group": group, "pid": os.getpid(), "python": platform.python_version(),
+            "thread_env": {name: os.environ.get(name) for name in THREAD_ENV}}
     if group in ("fastnn", "stream"):
         import numba
         info["numba_threads"] = numba.get_num_threads()
@@ -85,6 +88,11 @@ def main(argv=None):
     # The protocol owns the real stdout; anything else printed goes to stderr.
     proto = os.fdopen(os.dup(sys.stdout.fileno()), "w")
     sys.stdout = sys.stderr
+    if group not in NUMBA_GROUPS:
+        # Importing this module imported fastnn, which set its thread-pool
+        # defaults; a competitor runs with its own (see _runner._environment).
+        for name in SET_BY_FASTNN:
+            del os.environ[name]
     try:
         if group == "torch":
             import torch  # noqa: F401  (fail here, with a clear reply)
