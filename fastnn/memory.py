@@ -12,37 +12,46 @@ fresh against 3.5 ms into reused buffers.
 So fastnn keeps the buffers of its large outputs (>= :data:`MIN_BYTES`) once
 the caller has dropped them, as torch does for CUDA memory, and hands them
 out again to the next output of the same size: a training loop that calls a
-kernel with the same shapes every step reuses the same memory.  A buffer is
-idle when no array refers to it any more: every output (and every view of
-it) keeps its buffer as its ``base``, so the buffer's reference count says
-whether anything still uses it.  The cache never holds more than
+kernel with the same shapes every step reuses the same memory.  Each output
+is lent its buffer through a *lease*, an array object between the buffer
+and the output: every view of the output, every array numba or numpy derives
+from it, every memoryview of it keeps the lease alive, and only when the
+last of them is gone does ``weakref.finalize`` give the buffer back to the
+cache.  (A distinct type for the buffer stops numpy from collapsing the
+chain of ``base`` objects past the lease.)  The cache never holds more than
 :func:`set_cache_limit` bytes (default 1 GiB): past it, idle buffers of
 other sizes are evicted, and if that is not enough the output is a plain
 numpy allocation.  Outputs from the cache are ordinary writeable
-C-contiguous arrays whose ``base`` is the cached buffer.
+C-contiguous arrays; their ``base`` chain ends at the cached buffer, so
+``owndata`` is False and ``ndarray.resize`` refuses them.
 """
 import math
-import sys
 import threading
+import weakref
 
 import numpy as np
 
 __all__ = ["empty", "empty_cache", "set_cache_limit", "cache_info"]
 
 #: Outputs smaller than this come from numpy directly: glibc reuses small
-#: heap blocks itself, and a memory-bound kernel on 1 MiB takes tens of
-#: microseconds, next to which the cache's bookkeeping (~1 us) is noise.
+#: heap blocks itself, and lending a buffer costs ~3 us.
 MIN_BYTES = 1 << 20
 
-_lock = threading.Lock()
-_buffers = {}      # nbytes -> list of 1-D uint8 arrays
-_held = 0          # bytes of every cached buffer, idle or in use
-_limit = 1 << 30
 
-# sys.getrefcount of a cached buffer that nothing outside the cache uses,
-# seen from the loops below: the list's reference, the loop variable and
-# getrefcount's own argument.
-_IDLE_REFS = 3
+class _Buffer(np.ndarray):
+    """Memory owned by the cache (uint8, 1-D)."""
+
+
+class _Lease(np.ndarray):
+    """A cached buffer lent to one output and everything derived from it."""
+
+
+# Reentrant: a lease can die (and give its buffer back) in a garbage
+# collection triggered while this thread holds the lock.
+_lock = threading.RLock()
+_idle = {}         # nbytes -> list of idle _Buffer
+_held = 0          # bytes of every buffer the cache owns, idle or lent
+_limit = 1 << 30
 
 
 def empty(shape, dtype):
@@ -50,7 +59,7 @@ def empty(shape, dtype):
 
     Parameters
     ----------
-    shape : tuple of int
+    shape : int or tuple of int
     dtype : numpy dtype or scalar type
 
     Returns
@@ -59,54 +68,63 @@ def empty(shape, dtype):
         Writeable, C-contiguous, of ``shape`` and ``dtype``.
     """
     dtype = np.dtype(dtype)
-    nbytes = math.prod(shape) * dtype.itemsize
-    if nbytes < MIN_BYTES or nbytes > _limit:
+    try:
+        nbytes = math.prod(shape) * dtype.itemsize
+    except TypeError:          # an int shape, or one numpy will refuse itself
+        return np.empty(shape, dtype)
+    if not (max(MIN_BYTES, 1) <= nbytes <= _limit) or dtype.hasobject or dtype.subdtype:
         return np.empty(shape, dtype)
     with _lock:
         buf = _take(nbytes)
-        # Viewed through the buffer, so that the output's base is the buffer
-        # itself (numpy collapses the chain of views to the owning array).
-        return buf.view(dtype).reshape(shape) if buf is not None else np.empty(shape, dtype)
+    if buf is None:
+        return np.empty(shape, dtype)
+    lease = buf.view(_Lease)
+    weakref.finalize(lease, _give_back, buf).atexit = False
+    return lease.view(np.ndarray).view(dtype).reshape(shape)
 
 
 def _take(nbytes):
-    """An idle cached buffer of exactly ``nbytes``, a new one, or None (full)."""
+    """An idle buffer of exactly ``nbytes``, a new one, or None (cache full)."""
     global _held
-    for buf in _buffers.get(nbytes, ()):
-        if sys.getrefcount(buf) == _IDLE_REFS:
-            return buf
+    idle = _idle.get(nbytes)
+    if idle:
+        return idle.pop()
     if _held + nbytes > _limit:
         _evict(_held + nbytes - _limit)
         if _held + nbytes > _limit:
             return None
-    buf = np.empty(nbytes, np.uint8)
-    _buffers.setdefault(nbytes, []).append(buf)
     _held += nbytes
-    return buf
+    return np.ndarray.__new__(_Buffer, (nbytes,), np.uint8)
+
+
+def _give_back(buf):
+    """A lease died: its buffer is idle again (or dropped, if over the limit)."""
+    global _held
+    with _lock:
+        if _held > _limit:     # the limit was lowered while it was lent
+            _held -= buf.nbytes
+        else:
+            _idle.setdefault(buf.nbytes, []).append(buf)
 
 
 def _evict(wanted):
     """Drop idle buffers until ``wanted`` bytes are freed (or none is idle)."""
     global _held
     freed = 0
-    for nbytes, bufs in list(_buffers.items()):
-        keep = []
-        for buf in bufs:
-            if freed < wanted and sys.getrefcount(buf) == _IDLE_REFS:
-                freed += nbytes
-            else:
-                keep.append(buf)
-        if keep:
-            _buffers[nbytes] = keep
-        else:
-            del _buffers[nbytes]
+    for nbytes in list(_idle):
+        bufs = _idle[nbytes]
+        while bufs and freed < wanted:
+            bufs.pop()
+            freed += nbytes
+        if not bufs:
+            del _idle[nbytes]
     _held -= freed
 
 
 def empty_cache():
     """Give every idle cached buffer back to the system (like torch.cuda.empty_cache).
 
-    Buffers that some array still uses stay cached.
+    Buffers that some array still uses stay lent.
     """
     with _lock:
         _evict(_held)
@@ -115,7 +133,8 @@ def empty_cache():
 def set_cache_limit(nbytes):
     """Set the most bytes the cache may hold (0 turns it off); returns the old limit.
 
-    Lowering the limit evicts idle buffers at once.
+    Lowering the limit evicts idle buffers at once, and lent ones as they
+    come back.
 
     Raises
     ------
@@ -135,9 +154,7 @@ def set_cache_limit(nbytes):
 
 
 def cache_info():
-    """Dict with the cache's ``limit``, ``held`` and ``idle`` bytes and ``buffers`` count."""
+    """Dict: the cache's ``limit``, and the bytes it ``held`` (idle or lent) and holds ``idle``."""
     with _lock:
-        idle = sum(n for n, bufs in _buffers.items() for buf in bufs
-                   if sys.getrefcount(buf) == _IDLE_REFS)
-        return {"limit": _limit, "held": _held, "idle": idle,
-                "buffers": sum(len(b) for b in _buffers.values())}
+        idle = sum(nbytes * len(bufs) for nbytes, bufs in _idle.items())
+        return {"limit": _limit, "held": _held, "idle": idle}

@@ -84,9 +84,8 @@ class StandardScaler(_Estimator):
         As scikit-learn's: when False, ``transform`` and
         ``inverse_transform`` overwrite X and return it, if X is a writeable
         C-contiguous float32/float64 ndarray (anything else is still copied).
-        In place saves the output's memory and the page faults of a fresh
-        array (the kernel zeroes every new page: an extra write of the
-        whole output).
+        In place saves the output's memory (a new output comes from the
+        buffer cache of :mod:`fastnn.memory`).
 
     Attributes
     ----------

@@ -15,10 +15,11 @@ import fastnn.memory
 # conftest in benchmarks/: asv imports every module there.)
 fastnn._config.PARALLEL_THRESHOLD = 1 << 15
 
-# Every output of every kernel comes from the output cache (fastnn.memory),
-# which hands back buffers holding an earlier test's numbers: a kernel that
-# leaves any element of its output unwritten fails its test instead of
-# passing on the zeros of fresh pages.  (The library caches >= 1 MiB only.)
+# Every output the library allocates through fastnn.memory comes from its
+# cache here, which hands back buffers holding an earlier test's numbers: a
+# kernel that leaves any element of its output unwritten fails its test
+# instead of passing on the zeros of fresh pages.  (The library caches
+# outputs of 1 MiB or more only.)
 fastnn.memory.MIN_BYTES = 0
 
 # Numba compiles on first call, so the first example of a property can take

@@ -50,9 +50,10 @@ twice in the fastnn worker: "fastnn" returns fresh outputs (as numpy and
 torch do) and "fastnn out=" writes into a buffer allocated once and reused.
 GB/s and % of STREAM (and the CE G elements/s target) measure the kernel
 with the reused output buffer; "x torch"/"x numpy" and the ratio targets
-compare fresh outputs on both sides.  (fastnn's fresh outputs of 1 MiB or
-more come from the buffer cache of fastnn.memory, so in this loop, which drops
-each result, they cost no page faults; torch and numpy allocate from glibc.)
+compare fresh outputs on both sides, each library allocating them as it does
+for its users: fastnn's of 1 MiB or more come from the buffer cache of
+fastnn.memory (this loop drops each result, so they cost no page faults),
+numpy's and torch's from glibc malloc.
 
 examples:
   fastnn bench                          # everything (several minutes)

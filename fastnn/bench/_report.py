@@ -3,11 +3,12 @@
 Two fastnn times per kernel: ``fastnn`` returns fresh outputs, as every
 competitor does, and ``fastnn_out`` (kernels with an ``out=`` parameter)
 writes into a buffer reused across calls.  Speed-ups ("x torch", "x numpy")
-and the ratio targets use the fresh time, so both sides pay for allocating
-their outputs; GB/s, "% of peak" and the rate targets use the out= time when
-there is one, so they measure the kernel alone, not the allocation of its
-output (fresh outputs of 1 MiB or more come from fastnn.memory's cache).  Runs saved before ``fastnn_out`` existed load unchanged:
-their rate comes from the fresh time, as it did then.
+and the ratio targets use the fresh time: every library allocates its
+outputs as it does for its users (fastnn's of 1 MiB or more come from the
+buffer cache of fastnn.memory, torch's and numpy's from their allocators).
+GB/s, "% of peak" and the rate targets use the out= time when there is one,
+so they measure the kernel alone.  Runs saved before ``fastnn_out`` existed
+load unchanged: their rate comes from the fresh time, as it did then.
 """
 import statistics
 
@@ -150,8 +151,8 @@ def table(run):
                  "row[\"paired_stream\"]).")
     if with_out:
         lines.append("rate and % peak use the fastnn out= time where there is one (the "
-                     "kernel itself, without the page faults")
-        lines.append("of a fresh output), else the fresh time.")
+                     "kernel itself, without allocating")
+        lines.append("its output), else the fresh time.")
     if notes:
         lines.append("errors:")
         lines.extend("  " + n for n in notes)

@@ -2,6 +2,7 @@
 
 import numpy as np
 
+from fastnn import memory
 from fastnn._cpu import dropout as _k
 from fastnn._cpu.rng import MAX_SEED, seed_key
 from fastnn._validation import boolean, float_array, integer, output_array, real_scalar, shape_tuple
@@ -179,7 +180,7 @@ def dropout_mask(shape, p, seed):
     shape = shape_tuple(shape)
     p = real_scalar(p, "p", 0.0, 1.0)
     seed = _seed(seed)
-    out = np.empty(shape, dtype=np.bool_)
+    out = memory.empty(shape, np.bool_)
     n = out.size
     kernel, n_chunks = _k.dropout_mask.pick_chunks(n, _CHUNKS_PER_THREAD)
     kernel(out.ravel(), seed_key(seed), _threshold(p), n_chunks)

@@ -39,7 +39,11 @@ def _apply_rows(kernel, x, axis, name):
     if rows.size:
         kernel.pick(rows.size)(rows, out)
     out = out.reshape(moved.shape)
-    return out if moved is x else np.ascontiguousarray(np.moveaxis(out, -1, ax))
+    if moved is x:
+        return out
+    result = memory.empty(x.shape, x.dtype)
+    np.copyto(result, np.moveaxis(out, -1, ax))
+    return result
 
 
 def softmax(x, axis=-1):
