@@ -46,12 +46,53 @@ class _Lease(np.ndarray):
     """A cached buffer lent to one output and everything derived from it."""
 
 
-# Reentrant: a lease can die (and give its buffer back) in a garbage
-# collection triggered while this thread holds the lock.
-_lock = threading.RLock()
-_idle = {}         # nbytes -> list of idle _Buffer
-_held = 0          # bytes of every buffer the cache owns, idle or lent
-_limit = 1 << 30
+class _Cache:
+    """The buffers: idle ones by size, and the bytes of all, idle or lent."""
+
+    def __init__(self, limit):
+        # Reentrant: a lease can die (and give its buffer back) in a garbage
+        # collection triggered while this thread holds the lock.
+        self.lock = threading.RLock()
+        self.idle = {}         # nbytes -> list of idle _Buffer
+        self.held = 0          # bytes of every buffer owned, idle or lent
+        self.limit = limit
+
+    def take(self, nbytes):
+        """An idle buffer of exactly ``nbytes``, a new one, or None (cache full)."""
+        with self.lock:
+            idle = self.idle.get(nbytes)
+            if idle:
+                return idle.pop()
+            if self.held + nbytes > self.limit:
+                self.evict(self.held + nbytes - self.limit)
+                if self.held + nbytes > self.limit:
+                    return None
+            self.held += nbytes
+            return np.ndarray.__new__(_Buffer, (nbytes,), np.uint8)
+
+    def give_back(self, buf):
+        """A lease died: its buffer is idle again (or dropped, if over the limit)."""
+        with self.lock:
+            if self.held > self.limit:     # the limit was lowered while it was lent
+                self.held -= buf.nbytes
+            else:
+                self.idle.setdefault(buf.nbytes, []).append(buf)
+
+    def evict(self, wanted):
+        """Drop idle buffers until ``wanted`` bytes are freed (or none is idle)."""
+        with self.lock:
+            freed = 0
+            for nbytes in list(self.idle):
+                bufs = self.idle[nbytes]
+                while bufs and freed < wanted:
+                    bufs.pop()
+                    freed += nbytes
+                if not bufs:
+                    del self.idle[nbytes]
+            self.held -= freed
+
+
+_cache = _Cache(limit=1 << 30)
 
 
 def empty(shape, dtype):
@@ -72,53 +113,15 @@ def empty(shape, dtype):
         nbytes = math.prod(shape) * dtype.itemsize
     except TypeError:          # an int shape, or one numpy will refuse itself
         return np.empty(shape, dtype)
-    if not (max(MIN_BYTES, 1) <= nbytes <= _limit) or dtype.hasobject or dtype.subdtype:
+    cache = _cache
+    if not (max(MIN_BYTES, 1) <= nbytes <= cache.limit) or dtype.hasobject or dtype.subdtype:
         return np.empty(shape, dtype)
-    with _lock:
-        buf = _take(nbytes)
+    buf = cache.take(nbytes)
     if buf is None:
         return np.empty(shape, dtype)
     lease = buf.view(_Lease)
-    weakref.finalize(lease, _give_back, buf).atexit = False
+    weakref.finalize(lease, cache.give_back, buf).atexit = False
     return lease.view(np.ndarray).view(dtype).reshape(shape)
-
-
-def _take(nbytes):
-    """An idle buffer of exactly ``nbytes``, a new one, or None (cache full)."""
-    global _held
-    idle = _idle.get(nbytes)
-    if idle:
-        return idle.pop()
-    if _held + nbytes > _limit:
-        _evict(_held + nbytes - _limit)
-        if _held + nbytes > _limit:
-            return None
-    _held += nbytes
-    return np.ndarray.__new__(_Buffer, (nbytes,), np.uint8)
-
-
-def _give_back(buf):
-    """A lease died: its buffer is idle again (or dropped, if over the limit)."""
-    global _held
-    with _lock:
-        if _held > _limit:     # the limit was lowered while it was lent
-            _held -= buf.nbytes
-        else:
-            _idle.setdefault(buf.nbytes, []).append(buf)
-
-
-def _evict(wanted):
-    """Drop idle buffers until ``wanted`` bytes are freed (or none is idle)."""
-    global _held
-    freed = 0
-    for nbytes in list(_idle):
-        bufs = _idle[nbytes]
-        while bufs and freed < wanted:
-            bufs.pop()
-            freed += nbytes
-        if not bufs:
-            del _idle[nbytes]
-    _held -= freed
 
 
 def empty_cache():
@@ -126,8 +129,7 @@ def empty_cache():
 
     Buffers that some array still uses stay lent.
     """
-    with _lock:
-        _evict(_held)
+    _cache.evict(_cache.held)
 
 
 def set_cache_limit(nbytes):
@@ -144,17 +146,16 @@ def set_cache_limit(nbytes):
         ``nbytes`` is negative.
     """
     from fastnn._validation import integer  # here: _validation imports this module
-    global _limit
     nbytes = integer(nbytes, "nbytes", low=0)
-    with _lock:
-        old, _limit = _limit, nbytes
-        if _held > _limit:
-            _evict(_held - _limit)
+    with _cache.lock:
+        old, _cache.limit = _cache.limit, nbytes
+        if _cache.held > nbytes:
+            _cache.evict(_cache.held - nbytes)
     return old
 
 
 def cache_info():
     """Dict: the cache's ``limit``, and the bytes it ``held`` (idle or lent) and holds ``idle``."""
-    with _lock:
-        idle = sum(nbytes * len(bufs) for nbytes, bufs in _idle.items())
-        return {"limit": _limit, "held": _held, "idle": idle}
+    with _cache.lock:
+        idle = sum(nbytes * len(bufs) for nbytes, bufs in _cache.idle.items())
+        return {"limit": _cache.limit, "held": _cache.held, "idle": idle}

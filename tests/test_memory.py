@@ -15,12 +15,10 @@ MiB = 1 << 20
 
 @pytest.fixture
 def cache(monkeypatch):
-    """An empty cache of its own (the rest of the suite's buffers set aside),
-    the library's 1 MiB size floor and a 64 MiB limit."""
+    """An empty cache of its own, the library's 1 MiB size floor and a 64 MiB
+    limit (buffers lent before the test go back to the suite's cache)."""
     monkeypatch.setattr(memory, "MIN_BYTES", MiB)
-    monkeypatch.setattr(memory, "_idle", {})
-    monkeypatch.setattr(memory, "_held", 0)
-    monkeypatch.setattr(memory, "_limit", 64 * MiB)
+    monkeypatch.setattr(memory, "_cache", memory._Cache(limit=64 * MiB))
     return memory
 
 
