@@ -382,6 +382,12 @@ def test_bad_forward_arguments_raise_and_change_nothing(case):
         np.testing.assert_array_equal(args[k], v, err_msg=k)
 
 
+def test_float32_statistics_of_float64_data_are_refused_by_name():
+    x = np.ones((5, C))
+    with pytest.raises(TypeError, match="^mean must be float64, got float32$"):
+        F.batch_norm_backward(x, x, np.zeros(C, np.float32), np.ones(C))
+
+
 @pytest.mark.parametrize("overrides, exc", [
     (dict(dy=np.ones((5, C + 1), np.float32)), ValueError),
     (dict(dy=np.ones((5, C), np.float64)), TypeError),

@@ -31,8 +31,9 @@ from fastnn._cuda import linear as _li  # noqa: E402
 from fastnn._cuda import losses as _lo  # noqa: E402
 from fastnn._cuda import regularization as _re  # noqa: E402
 from fastnn._cuda import softmax as _sm  # noqa: E402
-from fastnn._validation import (FLOAT_DTYPES, boolean, check_reduction, check_shape,  # noqa: E402
+from fastnn._validation import (FLOAT_DTYPES, check_reduction, check_shape,  # noqa: E402
                                 integer, real_scalar, shape_tuple)
+from fastnn.functional import _batchnorm as _cpu_bn  # noqa: E402
 from fastnn.functional import _linear as _cpu_linear  # noqa: E402
 from fastnn.functional import _softmax as _cpu_softmax  # noqa: E402
 
@@ -235,11 +236,16 @@ def linear_backward(dy, x, weight, y, activation=None, negative_slope=0.01):
 
 # ------------------------------------------------------------------ batch norm
 
-def _per_column(a, name, c, dtype):
-    if a is None:
-        return None
-    a = float_array(a, name, ndim=1, dtype=dtype)
+def _bn_array(a, name, ndim, dtype):
+    # The 2-D kernels read any strides; per-column vectors are made contiguous.
+    return float_array(a, name, ndim=ndim, dtype=dtype, contiguous_=ndim != 2)
+
+
+def _bn_running_stat(a, name, c, dtype):
+    a = float_array(a, name, ndim=1, dtype=dtype, contiguous_=False)
     check_shape(a, (c,), name)
+    if not a.is_c_contiguous():
+        raise ValueError(f"{name} must be C-contiguous when training (it is updated in place)")
     return a
 
 
@@ -252,38 +258,13 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=Fa
     C-contiguous (N, C) device array of x's dtype for y, sharing no memory
     with the other arguments.
     """
-    x = float_array(x, "x", ndim=2, contiguous_=False)
+    x, running_mean, running_var, weight, bias, training, momentum, eps, update = \
+        _cpu_bn._forward_args(_bn_array, _bn_running_stat, x, running_mean, running_var,
+                              weight, bias, training, momentum, eps)
     n, c = x.shape
     dtype = x.dtype
-    training = boolean(training, "training")
-    momentum = real_scalar(momentum, "momentum", low=0.0, high=1.0)
-    eps = real_scalar(eps, "eps", low=0.0, low_open=True)
-    weight = _per_column(weight, "weight", c, dtype)
-    bias = _per_column(bias, "bias", c, dtype)
-    if (running_mean is None) != (running_var is None):
-        raise ValueError("running_mean and running_var must both be given or both be None")
-    if training:
-        if n == 1:
-            raise ValueError(f"batch norm in training needs more than 1 sample per feature "
-                             f"(the batch variance is undefined), got x of shape {tuple(x.shape)}")
-        update = running_mean is not None and n > 0
-        if running_mean is not None:
-            rm = float_array(running_mean, "running_mean", ndim=1, dtype=dtype, contiguous_=False)
-            rv = float_array(running_var, "running_var", ndim=1, dtype=dtype, contiguous_=False)
-            for a, name in ((rm, "running_mean"), (rv, "running_var")):
-                check_shape(a, (c,), name)
-                if not a.is_c_contiguous():
-                    raise ValueError(f"{name} must be C-contiguous when training (it is updated "
-                                     "in place)")
-            running_mean, running_var = rm, rv
-        else:
-            running_mean = running_var = _empty(dtype)
-    else:
-        if running_mean is None:
-            raise ValueError("eval mode (training=False) normalizes with the running "
-                             "statistics: running_mean and running_var are required")
-        running_mean = _per_column(running_mean, "running_mean", c, dtype)
-        running_var = _per_column(running_var, "running_var", c, dtype)
+    if running_mean is None:
+        running_mean = running_var = _empty(dtype)
     y = output_array(out, (n, c), dtype)
     mean = cuda.device_array(c, dtype=np.float64)
     invstd = cuda.device_array(c, dtype=np.float64)
@@ -304,21 +285,12 @@ def batch_norm_backward(dy, x, mean, invstd, weight=None, training=True, out=Non
     ``out``: a C-contiguous (N, C) device array of x's dtype for dx, sharing
     no memory with the other arguments.
     """
-    x = float_array(x, "x", ndim=2, contiguous_=False)
+    dy, x, mean, invstd, weight, training = _cpu_bn._backward_args(_bn_array, dy, x, mean,
+                                                                    invstd, weight, training)
     n, c = x.shape
     dtype = x.dtype
-    dy = float_array(dy, "dy", ndim=2, dtype=dtype, contiguous_=False)
-    check_shape(dy, x.shape, "dy")
-    training = boolean(training, "training")
-    stats = []
-    for a, name in ((mean, "mean"), (invstd, "invstd")):
-        a = float_array(a, name, ndim=1)
-        if a.dtype != np.float64 and a.dtype != dtype:
-            raise TypeError(f"{name} must be float64 or {dtype}, got {a.dtype}")
-        check_shape(a, (c,), name)
-        stats.append(_as_dtype(a, np.dtype(np.float64)))
-    mean, invstd = stats
-    weight = _per_column(weight, "weight", c, dtype)
+    mean = _as_dtype(mean, np.dtype(np.float64))
+    invstd = _as_dtype(invstd, np.dtype(np.float64))
     w, has_w = (weight, True) if weight is not None else (_empty(dtype), False)
     dx = output_array(out, (n, c), dtype)
     dweight = cuda.device_array(c, dtype=dtype)

@@ -12,13 +12,79 @@ _EMPTY = {np.dtype(np.float32): np.empty(0, np.float32),
           np.dtype(np.float64): np.empty(0, np.float64)}
 
 
-def _per_column(a, name, c, dtype):
-    """An optional (C,) parameter of x's dtype, contiguous (read only)."""
+# ------------------------------------------------------------ argument rules
+# Written once for both devices: ``as_array(a, name, ndim, dtype)`` checks one
+# array operand (host: fastnn._validation.float_array; the GPU twin in
+# fastnn._cuda.functional passes its device counterpart), and
+# ``as_running_stat(a, name, c, dtype)`` a running statistic that training
+# updates in place.
+
+def _per_column(as_array, a, name, c, dtype):
+    """An optional (C,) parameter of x's dtype (read only)."""
     if a is None:
         return None
-    a = float_array(a, name, ndim=1, dtype=dtype)
+    a = as_array(a, name, 1, dtype)
     check_shape(a, (c,), name)
     return a
+
+
+def _forward_args(as_array, as_running_stat, x, running_mean, running_var, weight, bias,
+                  training, momentum, eps):
+    """The checked arguments of :func:`batch_norm`, in its order, and ``update``.
+
+    Absent running statistics in training stay None (nothing is tracked);
+    ``update`` says whether the kernel updates them.
+    """
+    x = as_array(x, "x", 2, None)
+    n, c = x.shape
+    training = boolean(training, "training")
+    momentum = real_scalar(momentum, "momentum", low=0.0, high=1.0)
+    eps = real_scalar(eps, "eps", low=0.0, low_open=True)
+    weight = _per_column(as_array, weight, "weight", c, x.dtype)
+    bias = _per_column(as_array, bias, "bias", c, x.dtype)
+    if (running_mean is None) != (running_var is None):
+        raise ValueError("running_mean and running_var must both be given or both be None")
+    if training:
+        if n == 1:
+            raise ValueError(f"batch norm in training needs more than 1 sample per feature "
+                             f"(the batch variance is undefined), got x of shape {tuple(x.shape)}")
+        if running_mean is not None:
+            running_mean = as_running_stat(running_mean, "running_mean", c, x.dtype)
+            running_var = as_running_stat(running_var, "running_var", c, x.dtype)
+    else:
+        if running_mean is None:
+            raise ValueError("eval mode (training=False) normalizes with the running "
+                             "statistics: running_mean and running_var are required")
+        running_mean = _per_column(as_array, running_mean, "running_mean", c, x.dtype)
+        running_var = _per_column(as_array, running_var, "running_var", c, x.dtype)
+    update = training and running_mean is not None and n > 0
+    return x, running_mean, running_var, weight, bias, training, momentum, eps, update
+
+
+def _backward_args(as_array, dy, x, mean, invstd, weight, training):
+    """The checked arguments of :func:`batch_norm_backward`, in its order.
+
+    ``mean`` and ``invstd`` keep their dtype (float64 or x's): the caller
+    converts them to float64.
+    """
+    x = as_array(x, "x", 2, None)
+    c = x.shape[1]
+    dy = as_array(dy, "dy", 2, x.dtype)
+    check_shape(dy, x.shape, "dy")
+    stats = []
+    for a, name in ((mean, "mean"), (invstd, "invstd")):
+        a = as_array(a, name, 1, None)
+        if a.dtype != np.float64 and a.dtype != x.dtype:
+            allowed = "float64" + ("" if x.dtype == np.float64 else f" or {x.dtype}")
+            raise TypeError(f"{name} must be {allowed}, got {a.dtype}")
+        check_shape(a, (c,), name)
+        stats.append(a)
+    weight = _per_column(as_array, weight, "weight", c, x.dtype)
+    return dy, x, stats[0], stats[1], weight, boolean(training, "training")
+
+
+def _host_array(a, name, ndim, dtype):
+    return float_array(a, name, ndim=ndim, dtype=dtype)
 
 
 def _running_stat(a, name, c, dtype):
@@ -115,36 +181,16 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=Fa
     >>> rm, rv
     (array([0.2, 2. ]), array([ 1.1, 20.9]))
     """
-    x = float_array(x, "x", ndim=2)
+    x, running_mean, running_var, weight, bias, training, momentum, eps, update = _forward_args(
+        _host_array, _running_stat, x, running_mean, running_var, weight, bias, training,
+        momentum, eps)
     n, c = x.shape
     dtype = x.dtype
-    training = boolean(training, "training")
-    momentum = real_scalar(momentum, "momentum", low=0.0, high=1.0)
-    eps = real_scalar(eps, "eps", low=0.0, low_open=True)
-    weight = _per_column(weight, "weight", c, dtype)
-    bias = _per_column(bias, "bias", c, dtype)
-    if (running_mean is None) != (running_var is None):
-        raise ValueError("running_mean and running_var must both be given or both be None")
-    if training:
-        if n == 1:
-            raise ValueError(f"batch norm in training needs more than 1 sample per feature "
-                             f"(the batch variance is undefined), got x of shape {x.shape}")
-        update = running_mean is not None and n > 0
-        if running_mean is not None:
-            running_mean = _running_stat(running_mean, "running_mean", c, dtype)
-            running_var = _running_stat(running_var, "running_var", c, dtype)
-            if np.may_share_memory(running_mean, running_var):
-                raise ValueError("running_mean and running_var must not share memory")
-        else:
-            running_mean = running_var = _EMPTY[dtype]
-    else:
-        if running_mean is None:
-            raise ValueError("eval mode (training=False) normalizes with the running "
-                             "statistics: running_mean and running_var are required")
-        running_mean = _per_column(running_mean, "running_mean", c, dtype)
-        running_var = _per_column(running_var, "running_var", c, dtype)
-
     empty = _EMPTY[dtype]
+    if running_mean is None:
+        running_mean = running_var = empty
+    elif training and np.may_share_memory(running_mean, running_var):
+        raise ValueError("running_mean and running_var must not share memory")
     y = output_array(out, (n, c), dtype, inplace_ok=False,
                      inputs=(("x", x), ("weight", weight), ("bias", bias),
                              ("running_mean", running_mean), ("running_var", running_var)))
@@ -213,21 +259,12 @@ def batch_norm_backward(dy, x, mean, invstd, weight=None, training=True, out=Non
     >>> db, np.round(dw, 4)
     (array([1.]), array([-1.]))
     """
-    x = float_array(x, "x", ndim=2)
+    dy, x, mean, invstd, weight, training = _backward_args(_host_array, dy, x, mean, invstd,
+                                                           weight, training)
     n, c = x.shape
     dtype = x.dtype
-    dy = float_array(dy, "dy", ndim=2, dtype=dtype)
-    check_shape(dy, x.shape, "dy")
-    training = boolean(training, "training")
-    stats = []
-    for a, name in ((mean, "mean"), (invstd, "invstd")):
-        a = float_array(a, name, ndim=1)
-        if a.dtype != np.float64 and a.dtype != dtype:
-            raise TypeError(f"{name} must be float64 or {dtype}, got {a.dtype}")
-        check_shape(a, (c,), name)
-        stats.append(np.ascontiguousarray(a, dtype=np.float64))
-    mean, invstd = stats
-    weight = _per_column(weight, "weight", c, dtype)
+    mean = np.ascontiguousarray(mean, dtype=np.float64)
+    invstd = np.ascontiguousarray(invstd, dtype=np.float64)
     w, has_w = (weight, True) if weight is not None else (_EMPTY[dtype], False)
 
     dx = output_array(out, (n, c), dtype, inplace_ok=False,

@@ -148,6 +148,33 @@ def test_batch_norm_refuses_one_sample_in_training():
         F.batch_norm(dev(np.ones((1, 3))), None, None, training=True)
 
 
+_X, _V = np.ones((4, 3)), np.ones(3)
+
+
+@pytest.mark.parametrize("call", [
+    lambda to: F.batch_norm(to(_X), to(_V), None, training=True),
+    lambda to: F.batch_norm(to(_X), None, None, training=False),
+    lambda to: F.batch_norm(to(_X), to(_V), to(_V), training="yes"),
+    lambda to: F.batch_norm(to(_X), to(_V), to(_V), momentum=1.5),
+    lambda to: F.batch_norm(to(_X), to(_V), to(_V), eps=0.0),
+    lambda to: F.batch_norm(to(_X), to(_V), to(_V), weight=to(np.ones(4))),
+    lambda to: F.batch_norm(to(_X), to(np.ones(4)), to(np.ones(4)), training=True),
+    lambda to: F.batch_norm(to(_X), to(_V.astype(np.float32)), to(_V), training=False),
+    lambda to: F.batch_norm_backward(to(_X), to(_X), to(_V.astype(np.float32)), to(_V)),
+    lambda to: F.batch_norm_backward(to(np.ones((4, 2))), to(_X), to(_V), to(_V)),
+    lambda to: F.batch_norm_backward(to(_X), to(_X), to(np.ones(2)), to(_V)),
+], ids=["one running stat", "eval without stats", "training not bool", "momentum",
+        "eps", "weight shape", "running stat shape", "running stat dtype", "mean dtype",
+        "dy shape", "mean shape"])
+def test_batch_norm_argument_errors_are_the_cpu_ones(call):
+    """One set of argument rules serves both devices: same exception, same message."""
+    with pytest.raises((TypeError, ValueError)) as cpu:
+        call(lambda a: a)
+    with pytest.raises(cpu.type) as gpu:
+        call(dev)
+    assert str(gpu.value) == str(cpu.value)
+
+
 def test_hinge_nan_row_matches_cpu():
     s = np.array([[1.0, np.nan, 0.0], [1.0, 2.0, 0.0]])
     t = np.array([0, 0])
