@@ -33,6 +33,33 @@ def _grid(n, c):
     return (gx, gy), (tx, ty)
 
 
+@cuda.jit(device=True)
+def _tile(n):
+    """This thread's place in a (column block) x (row chunk) grid of _grid.
+
+    Returns (tx, ty, bx, by, j, g, lo, hi): thread and block sizes, column
+    ``j``, row chunk ``g`` and its rows ``lo:hi``; lane ``ty`` takes rows
+    lo + ty, lo + ty + by, ...
+    """
+    tx = cuda.threadIdx.x
+    ty = cuda.threadIdx.y
+    bx = cuda.blockDim.x
+    by = cuda.blockDim.y
+    g = cuda.blockIdx.y
+    gy = cuda.gridDim.y
+    return tx, ty, bx, by, cuda.blockIdx.x * bx + tx, g, g * n // gy, (g + 1) * n // gy
+
+
+@cuda.jit(device=True)
+def _half_span(by):
+    """The first stride of a tree reduction over ``by`` lanes: the largest
+    power of two below ``by`` (lanes ty + s >= by have no partner)."""
+    s = 1
+    while s < by:
+        s *= 2
+    return s // 2
+
+
 @cuda.jit
 def _partial_stats(x, part_n, part_mean, part_m2):
     """Per (row chunk, column): Welford over the chunk's rows, lanes merged by Chan."""
@@ -40,15 +67,7 @@ def _partial_stats(x, part_n, part_mean, part_m2):
     sm = cuda.shared.array(MAX_THREADS, np.float64)
     sq = cuda.shared.array(MAX_THREADS, np.float64)
     n, c = x.shape
-    tx = cuda.threadIdx.x
-    ty = cuda.threadIdx.y
-    bx = cuda.blockDim.x
-    by = cuda.blockDim.y
-    j = cuda.blockIdx.x * bx + tx
-    g = cuda.blockIdx.y
-    gy = cuda.gridDim.y
-    lo = g * n // gy
-    hi = (g + 1) * n // gy
+    tx, ty, bx, by, j, g, lo, hi = _tile(n)
     cnt = 0.0
     mu = 0.0
     m2 = 0.0
@@ -64,10 +83,7 @@ def _partial_stats(x, part_n, part_mean, part_m2):
     sm[slot] = mu
     sq[slot] = m2
     cuda.syncthreads()
-    s = 1
-    while s < by:
-        s *= 2
-    s //= 2
+    s = _half_span(by)
     while s > 0:
         if ty < s and ty + s < by:
             o = (ty + s) * bx + tx
@@ -185,15 +201,7 @@ def _partial_grad_sums(dy, x, mean, invstd, weight, has_weight, write_dx, dx,
     s1s = cuda.shared.array(MAX_THREADS, np.float64)
     s2s = cuda.shared.array(MAX_THREADS, np.float64)
     n, c = x.shape
-    tx = cuda.threadIdx.x
-    ty = cuda.threadIdx.y
-    bx = cuda.blockDim.x
-    by = cuda.blockDim.y
-    j = cuda.blockIdx.x * bx + tx
-    g = cuda.blockIdx.y
-    gy = cuda.gridDim.y
-    lo = g * n // gy
-    hi = (g + 1) * n // gy
+    tx, ty, bx, by, j, g, lo, hi = _tile(n)
     s1 = 0.0
     s2 = 0.0
     if j < c:
@@ -209,10 +217,7 @@ def _partial_grad_sums(dy, x, mean, invstd, weight, has_weight, write_dx, dx,
     s1s[slot] = s1
     s2s[slot] = s2
     cuda.syncthreads()
-    s = 1
-    while s < by:
-        s *= 2
-    s //= 2
+    s = _half_span(by)
     while s > 0:
         if ty < s and ty + s < by:
             o = (ty + s) * bx + tx
