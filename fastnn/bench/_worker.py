@@ -34,7 +34,7 @@ def _reply(obj, out):
 def _info(group):
     info = {"group": group, "pid": os.getpid(), "python": platform.python_version(),
             "thread_env": {name: os.environ.get(name) for name in THREAD_ENV}}
-    if group in ("fastnn", "stream"):
+    if group in NUMBA_GROUPS:
         import numba
         info["numba_threads"] = numba.get_num_threads()
         try:
@@ -92,7 +92,7 @@ def main(argv=None):
         # Importing this module imported fastnn, which set its thread-pool
         # defaults; a competitor runs with its own (see _runner._environment).
         for name in SET_BY_FASTNN:
-            del os.environ[name]
+            os.environ.pop(name, None)
     try:
         if group == "torch":
             import torch  # noqa: F401  (fail here, with a clear reply)
