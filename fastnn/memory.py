@@ -26,6 +26,7 @@ C-contiguous arrays; their ``base`` chain ends at the cached buffer, so
 ``owndata`` is False and ``ndarray.resize`` refuses them.
 """
 import math
+import os
 import threading
 import weakref
 
@@ -93,6 +94,14 @@ class _Cache:
 
 
 _cache = _Cache(limit=1 << 30)
+
+
+def _fresh_lock_after_fork():
+    # A child forked while another thread held the lock would wait forever.
+    _cache.lock = threading.RLock()
+
+
+os.register_at_fork(after_in_child=_fresh_lock_after_fork)
 
 
 def empty(shape, dtype):

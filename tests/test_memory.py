@@ -54,17 +54,20 @@ def test_anything_derived_from_an_output_keeps_its_buffer(cache, keep):
     class Node:
         pass
 
-    def cycle():
-        node = Node()
-        node.me, node.data = node, a[5]
-        return node.data
+    def derived(a):
+        def cycle():
+            node = Node()
+            node.me, node.data = node, a[5]
+            return node.data
 
-    held = {"view": lambda: a[3:, ::2], "transpose": lambda: a.T[::2],
-            "numba_view": lambda: tail(a), "memoryview": lambda: memoryview(a),
-            "frombuffer": lambda: np.frombuffer(a, np.float64),
-            "as_strided": lambda: np.lib.stride_tricks.as_strided(a, (10,), (8,)),
-            "pickle5_buffer": lambda: pickle.PickleBuffer(a).raw(),
-            "cycle": cycle}[keep]()
+        return {"view": lambda: a[3:, ::2], "transpose": lambda: a.T[::2],
+                "numba_view": lambda: tail(a), "memoryview": lambda: memoryview(a),
+                "frombuffer": lambda: np.frombuffer(a, np.float64),
+                "as_strided": lambda: np.lib.stride_tricks.as_strided(a, (10,), (8,)),
+                "pickle5_buffer": lambda: pickle.PickleBuffer(a).raw(),
+                "cycle": cycle}[keep]()
+
+    held = derived(a)
     del a
     gc.collect()
     b = cache.empty((256, 1024), np.float64)
@@ -161,3 +164,27 @@ def test_kernels_return_cached_outputs_that_stay_correct(cache):
     again = F.dropout(x, 0.5, seed=3)          # the same buffer, rewritten
     assert address(again) == where
     np.testing.assert_array_equal(again, expected)
+
+
+def test_a_forked_child_can_allocate_while_a_thread_holds_the_lock(cache):
+    import os
+    holding, release = threading.Event(), threading.Event()
+
+    def hold():
+        with cache._cache.lock:
+            holding.set()
+            release.wait(10)
+
+    t = threading.Thread(target=hold)
+    t.start()
+    holding.wait(10)
+    try:
+        pid = os.fork()
+        if pid == 0:   # the child: the lock must be usable at once
+            ok = cache.empty((MiB,), np.uint8).base is not None
+            os._exit(0 if ok else 1)
+        _, status = os.waitpid(pid, 0)
+    finally:
+        release.set()
+        t.join()
+    assert os.waitstatus_to_exitcode(status) == 0
