@@ -101,7 +101,8 @@ def _fresh_lock_after_fork():
     _cache.lock = threading.RLock()
 
 
-os.register_at_fork(after_in_child=_fresh_lock_after_fork)
+if hasattr(os, "register_at_fork"):      # not on Windows
+    os.register_at_fork(after_in_child=_fresh_lock_after_fork)
 
 
 def empty(shape, dtype):

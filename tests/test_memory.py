@@ -1,7 +1,10 @@
 """The output cache (fastnn.memory): reuse only what nothing uses any more."""
 import gc
+import os
 import pickle
+import signal
 import threading
+import time
 
 import numba
 import numpy as np
@@ -166,8 +169,8 @@ def test_kernels_return_cached_outputs_that_stay_correct(cache):
     np.testing.assert_array_equal(again, expected)
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 def test_a_forked_child_can_allocate_while_a_thread_holds_the_lock(cache):
-    import os
     holding, release = threading.Event(), threading.Event()
 
     def hold():
@@ -177,14 +180,23 @@ def test_a_forked_child_can_allocate_while_a_thread_holds_the_lock(cache):
 
     t = threading.Thread(target=hold)
     t.start()
-    holding.wait(10)
     try:
+        assert holding.wait(10)
         pid = os.fork()
         if pid == 0:   # the child: the lock must be usable at once
-            ok = cache.empty((MiB,), np.uint8).base is not None
-            os._exit(0 if ok else 1)
-        _, status = os.waitpid(pid, 0)
+            code = 2
+            try:
+                code = 0 if cache.empty((MiB,), np.uint8).base is not None else 1
+            finally:
+                os._exit(code)
+        deadline = time.monotonic() + 10
+        while (done := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if done[0] == 0:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            pytest.fail("the forked child blocked on the cache's lock")
     finally:
         release.set()
         t.join()
-    assert os.waitstatus_to_exitcode(status) == 0
+    assert os.waitstatus_to_exitcode(done[1]) == 0

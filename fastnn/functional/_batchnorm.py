@@ -71,6 +71,7 @@ def _backward_args(as_array, dy, x, mean, invstd, weight, training):
     c = x.shape[1]
     dy = as_array(dy, "dy", 2, x.dtype)
     check_shape(dy, x.shape, "dy")
+    training = boolean(training, "training")
     stats = []
     for a, name in ((mean, "mean"), (invstd, "invstd")):
         a = as_array(a, name, 1, None)
@@ -80,7 +81,7 @@ def _backward_args(as_array, dy, x, mean, invstd, weight, training):
         check_shape(a, (c,), name)
         stats.append(a)
     weight = _per_column(as_array, weight, "weight", c, x.dtype)
-    return dy, x, stats[0], stats[1], weight, boolean(training, "training")
+    return dy, x, stats[0], stats[1], weight, training
 
 
 def _host_array(a, name, ndim, dtype):

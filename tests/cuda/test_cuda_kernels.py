@@ -163,11 +163,18 @@ _X, _V = np.ones((4, 3)), np.ones(3)
     lambda to: F.batch_norm_backward(to(_X), to(_X), to(_V.astype(np.float32)), to(_V)),
     lambda to: F.batch_norm_backward(to(np.ones((4, 2))), to(_X), to(_V), to(_V)),
     lambda to: F.batch_norm_backward(to(_X), to(_X), to(np.ones(2)), to(_V)),
+    lambda to: F.batch_norm(to(_X), to(_V.astype(np.float32)), to(_V), training=True),
+    lambda to: F.batch_norm(to(_X), to(np.ones(4)), to(_V.astype(np.float32)),
+                            weight=to(np.ones(2)), momentum=2.0, training=True),
+    lambda to: F.batch_norm_backward(to(_X), to(_X), to(_V.astype(np.float32)), to(_V),
+                                     weight=to(np.ones(2)), training="yes"),
 ], ids=["one running stat", "eval without stats", "training not bool", "momentum",
         "eps", "weight shape", "running stat shape", "running stat dtype", "mean dtype",
-        "dy shape", "mean shape"])
+        "dy shape", "mean shape", "training running stat dtype", "several faults (forward)",
+        "several faults (backward)"])
 def test_batch_norm_argument_errors_are_the_cpu_ones(call):
-    """One set of argument rules serves both devices: same exception, same message."""
+    """One set of argument rules serves both devices: same exception, same message
+    (several faults in one call: the same one is reported first)."""
     with pytest.raises((TypeError, ValueError)) as cpu:
         call(lambda a: a)
     with pytest.raises(cpu.type) as gpu:
