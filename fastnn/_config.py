@@ -115,9 +115,8 @@ class DualKernel:
         shared core).  The thread count is read here, in Python:
         numba.get_num_threads() inside a parallel kernel defeats cache=True.
         """
-        if n_elements < PARALLEL_THRESHOLD:
-            return self.serial, 1
-        return self.parallel, per_thread * get_num_threads()
+        kernel = self.pick(n_elements)
+        return kernel, (per_thread * get_num_threads() if kernel is self.parallel else 1)
 
 
 def dual_jit(fn=None, **options):
