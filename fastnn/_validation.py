@@ -228,14 +228,15 @@ def output_array(out, shape, dtype, inputs=(), inplace_ok=True):
     """
     if out is None:
         return memory.empty(shape, dtype)
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"out must be a numpy ndarray, got {type(out).__name__}")
     if type(out) is not np.ndarray:
         # A subclass would be returned as the result, with its own semantics
         # (np.matrix's ravel() stays 2-D and made the kernels write far past
         # the buffer); np.asarray(out) is a plain view of the same memory.
-        kind = "an ndarray subclass" if isinstance(out, np.ndarray) else "not an ndarray"
-        raise TypeError(f"out must be a plain numpy.ndarray, got {type(out).__module__}."
-                        f"{type(out).__name__} ({kind}); pass out=np.asarray(out) to write "
-                        "into its memory")
+        raise TypeError(f"out must be a plain numpy.ndarray, got the subclass "
+                        f"{type(out).__module__}.{type(out).__name__}; pass "
+                        "out=np.asarray(out) to write into its memory")
     if out.dtype != dtype:
         raise TypeError(f"out must have dtype {np.dtype(dtype)}, got {out.dtype}")
     if out.shape != tuple(shape):

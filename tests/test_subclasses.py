@@ -53,7 +53,7 @@ def test_matrix_inputs_give_the_plain_arrays_results(name):
 @pytest.mark.parametrize("name", sorted(CALLS))
 def test_matrix_out_is_refused_before_anything_is_written(name):
     out = np.matrix(np.full(A.shape, 7.0, np.float32))
-    with pytest.raises(TypeError, match=r"out must be a plain numpy.ndarray, got numpy.matrix"):
+    with pytest.raises(TypeError, match=r"out must be a plain numpy.ndarray, got the subclass numpy.matrix"):
         CALLS[name](A, out=out)
     assert np.all(out == 7.0)
 
