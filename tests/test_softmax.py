@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 import fastnn.functional as F
-from fastnn._cpu import softmax as k
+from fastnn._cpu import softmax as kernels
 from tests.conftest import assert_close, hostile_layouts
 from tests.gradcheck import assert_grad_close, numerical_vjp
 from tests.reference import softmax as ref
@@ -385,11 +385,11 @@ def test_row_kernels_do_not_depend_on_where_the_output_lies(dtype, c):
 
     def run(out):
         res = []
-        for kern in (k.softmax_rows.serial, k.log_softmax_rows.serial):
+        for kern in (kernels.softmax_rows.serial, kernels.log_softmax_rows.serial):
             kern(xx, out)
             res.append(out.copy())
         losses = np.empty(n)
-        k.cross_entropy_rows.serial(xx, t, w, -100, 0.1, True, losses, out, True)
+        kernels.cross_entropy_rows.serial(xx, t, w, -100, 0.1, True, losses, out, True)
         return res + [out.copy(), losses]
 
     xx = x.copy()
