@@ -213,7 +213,7 @@ def fit(model, X, y, loss="cross_entropy", optimizer=None, epochs=10, batch_size
     progress : bool
         A tqdm bar over epochs when tqdm is installed and stderr is a terminal.
     l2, l1 : float >= 0
-        Penalties ``l2 * sum(w**2)`` and ``l1 * sum(|w|)`` over the
+        Finite penalties ``l2 * sum(w**2)`` and ``l1 * sum(|w|)`` over the
         parameters with ``decay`` (Linear weights), added to the gradient
         (``F.l2_penalty``, ``F.l1_penalty``).
     max_norm : float > 0, optional
@@ -255,8 +255,8 @@ def fit(model, X, y, loss="cross_entropy", optimizer=None, epochs=10, batch_size
     loss = check_choice(loss, "loss", LOSSES)
     epochs = integer(epochs, "epochs", low=0)
     batch_size = integer(batch_size, "batch_size", low=1)
-    l2 = real_scalar(l2, "l2", low=0.0)
-    l1 = real_scalar(l1, "l1", low=0.0)
+    l2 = real_scalar(l2, "l2", low=0.0, high=np.inf, high_open=True)
+    l1 = real_scalar(l1, "l1", low=0.0, high=np.inf, high_open=True)
     if max_norm is not None:
         max_norm = real_scalar(max_norm, "max_norm", low=0.0, low_open=True)
     if schedule is not None and not callable(schedule):

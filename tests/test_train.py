@@ -418,3 +418,15 @@ def test_fit_with_inputs_of_the_wrong_width_names_their_shape():
         fit(model, X[:, :4], y, epochs=1, progress=False)
     with pytest.raises(ValueError, match=r"X_val|validation|features"):
         fit(model, X, y, epochs=1, progress=False, validation=(X[:, :3], y))
+
+
+@pytest.mark.parametrize("kw", [dict(l2=np.inf), dict(l1=np.inf), dict(l2=float("inf"), l1=1e-3)])
+def test_infinite_penalties_are_refused_up_front_by_their_names(kw):
+    model = _small(bn=True)
+    X, y = _blobs(n=20)
+    before = {k: v.copy() for k, v in model.state_dict().items()}
+    name = "l2" if "l2" in kw else "l1"
+    with pytest.raises(ValueError, match=rf"^{name} must be < inf"):
+        fit(model, X, y, epochs=1, batch_size=10, progress=False, **kw)
+    for k, v in model.state_dict().items():          # no step ran: running stats untouched
+        np.testing.assert_array_equal(v, before[k], err_msg=k)
