@@ -34,7 +34,7 @@ CHROME_FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-qu
                 "--no-first-run", "--disable-background-networking",
                 "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
                 "--proxy-server=http://127.0.0.1:9", "--proxy-bypass-list=<-loopback>",
-                "--window-size=1500,1000")
+                "--window-size=1500,2000")
 
 
 def _find(*names):

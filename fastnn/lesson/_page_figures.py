@@ -40,11 +40,16 @@ def _slider(anchor, label, n, value, values_text):
 # -- 1. poor vs good setup ------------------------------------------------------
 
 def setup_section(res):
+    from bokeh.models import Range1d
     figs = {}
+    # One loss axis for both, as in the PNG: the poor net's curve then reads as flat.
+    top = 1.05 * max(float(np.max(res[k][c])) for k in ("poor", "good")
+                     for c in ("train_loss", "val_loss"))
+    y_range = Range1d(0.0, top)
     for key in ("poor", "good"):
         r = res[key]
         p = _fig(f"{r['label']}: validation accuracy {r['val_accuracy']:.1%}",
-                 x_axis_label="epoch", y_axis_label="cross-entropy loss")
+                 x_axis_label="epoch", y_axis_label="cross-entropy loss", y_range=y_range)
         p.title.text_color = C.COLORS[key]
         ep = np.arange(1, len(r["train_loss"]) + 1)
         p.line(ep, r["train_loss"], color=C.COLORS["train"], line_width=2, legend_label="train")
@@ -62,10 +67,10 @@ def setup_section(res):
 def _contour_fig(key, r, names, step=3):
     cg = r["contour"]
     steps = (f"converged in {r['steps']} steps" if r["steps"] is not None
-             else f"not converged after {len(r['path']) - 1} steps")
+             else f"not converged in {len(r['path']) - 1} steps")
     c, h = cg["centre"], cg["half"]
-    p = _fig(f"{key} features: condition number {r['kappa']:.3g}, {steps}", width=430,
-             height=430, x_range=(c[0] - h, c[0] + h), y_range=(c[1] - h, c[1] + h),
+    p = _fig(f"{key}: condition number {r['kappa']:.3g}, {steps}", width=440,
+             height=440, x_range=(c[0] - h, c[0] + h), y_range=(c[1] - h, c[1] + h),
              x_axis_label=f"w1 x std(x1), x1 = {names[0]}",
              y_axis_label=f"w2 x std(x2), x2 = {names[1]}", match_aspect=True)
     from bokeh.palettes import Viridis256
@@ -107,7 +112,7 @@ def _layer_title(j, layer):
 
 
 def _init_grid(passes):
-    from bokeh.models import ColumnDataSource, Range1d
+    from bokeh.models import BasicTickFormatter, ColumnDataSource, Range1d
     rows = []
     for key, label, _, _ in exp3_init.INITS:
         row = []
@@ -124,6 +129,9 @@ def _init_grid(passes):
             p.quad(left="left", right="right", top="top", bottom=HIST_FLOOR, source=src,
                    fill_color="color", line_color="color", fill_alpha=0.8)
             p.xaxis.major_label_text_font_size = "8px"
+            p.xaxis.ticker.desired_num_ticks = 4
+            p.xaxis.formatter = BasicTickFormatter(precision=1, power_limit_high=3,
+                                                   power_limit_low=-2)
             p.yaxis.major_label_text_font_size = "8px"
             if j == 0:
                 p.yaxis.axis_label = label
@@ -135,14 +143,15 @@ def _init_grid(passes):
 
 def _variance_fig(res):
     p = _fig("10-layer ReLU net: activation variance per layer (zeros: exactly 0, not drawn)",
-             width=520, height=300, y_axis_type="log", x_axis_label="hidden layer",
+             width=640, height=320, y_axis_type="log", x_axis_label="hidden layer",
              y_axis_label="activation variance")
     for key, label, _, _ in exp3_init.INITS[1:]:
         v = res[(key, 10)]["variance"]
         layers = np.arange(1, len(v) + 1)
         p.line(layers, v, color=C.COLORS[key], line_width=2, legend_label=label)
         p.scatter(layers, v, color=C.COLORS[key], size=6)
-    _legend(p, "top_left")
+    _legend(p)
+    p.add_layout(p.legend[0], "right")  # outside: the lines fill the whole plot
     return p
 
 
@@ -155,6 +164,7 @@ def init_section(res, passes):
                 f'<span class="value" id="init-value">pass 1 of {len(passes["he"])} '
                 f'for every init</span>')
     models = {"init-grid": _init_grid(passes), "init-variance": _variance_fig(res)}
+    section = {"controls": controls, "figures": ["init-grid"], "side": ["init-variance"]}
     js = {"keys": [k for k, *_ in exp3_init.INITS],
           "labels": [lab for _, lab, *_ in exp3_init.INITS],
           "colors": VERDICT_COLORS, "floor": HIST_FLOOR,
@@ -162,7 +172,7 @@ def init_section(res, passes):
                                  title=_layer_title(j, layer))
                             for j, layer in enumerate(p)] for p in passes[key]]
                      for key in passes}}
-    return models, {"controls": controls, "figures": list(models)}, js
+    return models, section, js
 
 
 # -- 4. batch norm ----------------------------------------------------------------
@@ -231,7 +241,7 @@ def _l2_fit_fig(res, k0):
     src = ColumnDataSource({"x": res["grid"], "y": res["curves"][k0]}, name="l2-fit-src")
     p.line("x", "y", source=src, color=C.COLORS["poor"], line_width=3,
            legend_label="fit at the chosen lambda")
-    _legend(p, "top_left")
+    _legend(p, "bottom_right")
     return p
 
 
@@ -255,8 +265,10 @@ def _l2_sweep_fig(res, k0):
     from bokeh.models import ColumnDataSource, LogAxis, LogScale, Range1d
     lam = [f"{x:g}" for x in res["lambdas"]]
     xs = np.arange(len(lam))
+    top = 1.3 * max(float(np.max(res["train_loss"])), float(np.max(res["val_loss"])))
     p = _fig("train loss rises with lambda; validation has a sweet spot", width=360,
-             x_axis_label="lambda (L2 strength)", y_axis_label="mean squared error")
+             x_axis_label="lambda (L2 strength)", y_axis_label="mean squared error",
+             y_range=Range1d(0.0, top))
     p.line(xs, res["train_loss"], color=C.COLORS["train"], line_width=2, legend_label="train MSE")
     p.line(xs, res["val_loss"], color=C.COLORS["val"], line_width=2,
            legend_label="validation MSE")

@@ -105,13 +105,16 @@ def collect(quick=False, n_passes=exp3_init.N_PASSES):
             "lr_sweep": exp8_lr.sweep(quick)}
 
 
-def _section(anchor, heading, sentence, controls, figure_divs, text):
-    figures = "\n".join(figure_divs)
+def _section(anchor, heading, sentence, controls, figure_divs, side_divs, text):
+    """One section: heading, the lesson's sentence, controls, figures, and beside
+    them (or below, on a narrow window) the side figures and the printed numbers."""
+    figures, side = "\n".join(figure_divs), "\n".join(side_divs)
     return (f'<section id="{anchor}">\n<h2>{html.escape(heading)}</h2>\n'
             f'<p class="lesson">{html.escape(sentence)}</p>\n'
             f'<div class="controls">{controls}</div>\n'
             f'<div class="body"><div class="figures">{figures}</div>\n'
-            f'<pre class="numbers" id="numbers-{anchor}">{html.escape(text)}</pre></div>\n'
+            f'<div class="side">{side}\n'
+            f'<pre class="numbers" id="numbers-{anchor}">{html.escape(text)}</pre></div></div>\n'
             f'</section>')
 
 
@@ -147,7 +150,9 @@ def _assemble(data):
     for n, anchor, heading, sentence in SECTIONS:
         sec = parts["sections"][anchor]
         sections.append(_section(anchor, heading, sentence, sec["controls"],
-                                 [divs[name] for name in sec["figures"]], data["texts"][n]))
+                                 [divs[name] for name in sec["figures"]],
+                                 [divs[name] for name in sec.get("side", ())],
+                                 data["texts"][n]))
     bokeh_js = Resources(mode="inline", components=["bokeh"]).render_js()
     nav = " · ".join(f'<a href="#{a}">{html.escape(h.split(". ", 1)[1])}</a>'
                      for _, a, h, _ in SECTIONS)
