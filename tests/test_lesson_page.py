@@ -73,6 +73,7 @@ def page_dir(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_page_is_one_self_contained_file(page_dir):
     files = os.listdir(page_dir)
     assert files == ["index.html"]
@@ -81,9 +82,9 @@ def test_page_is_one_self_contained_file(page_dir):
     # Nothing to fetch: every script inline, no stylesheet links, images or
     # imports.  (Bokeh's bundle mentions a MathJax CDN for math text, which
     # the page does not use; the browser tests check no request is made.)
-    tags = re.findall(r"<(?:script|link|img|iframe)\b[^>]*>", text, flags=re.I)
+    tags = re.findall(r"<(?:script|link|img|iframe)\b[^>]*>", text, flags=re.IGNORECASE)
     assert all("src=" not in t and "href=" not in t for t in tags), tags
-    assert not re.search(r"<(?:link|img|iframe)\b", text, flags=re.I)
+    assert not re.search(r"<(?:link|img|iframe)\b", text, flags=re.IGNORECASE)
     assert "@import" not in text and "url(http" not in text
     for anchor in ("setup", "normalization", "init", "batchnorm", "l2", "dropout", "losses",
                    "lr"):
@@ -108,6 +109,7 @@ def test_html_and_only_are_exclusive(capsys):
 
 @pytest.fixture(scope="module")
 def browser(page_dir):
+    """Chromium on the page, networking blocked; the tests using it are marked slow."""
     chrome, driver_path = _browser_or_skip()
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
@@ -181,6 +183,7 @@ def _set_slider(drv, element_id, value):
         "s.dispatchEvent(new Event('input', {bubbles: true}));", element_id, str(value))
 
 
+@pytest.mark.slow
 def test_no_console_errors_and_no_request_leaves_the_file(browser, screens):
     for anchor in ("setup", "normalization"):
         _shoot(browser, screens, anchor)
@@ -206,6 +209,7 @@ def _init_layers(drv, key):
         }});""")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("key", [k for k, *_ in exp3_init.INITS])
 def test_forward_pass_changes_histograms_and_verdicts_match_health(browser, screens, key):
     browser.find_element("css selector", f'input[name="init-scheme"][value="{key}"]').click()
@@ -233,6 +237,7 @@ def test_forward_pass_changes_histograms_and_verdicts_match_health(browser, scre
         _shoot(browser, screens, "init")
 
 
+@pytest.mark.slow
 def test_epoch_slider_moves_the_distributions(browser, screens):
     def state():
         return _js(browser, "return ['plain', 'batchnorm'].map((k) => "
@@ -248,6 +253,7 @@ def test_epoch_slider_moves_the_distributions(browser, screens):
     _shoot(browser, screens, "batchnorm")
 
 
+@pytest.mark.slow
 def test_drop_greys_exactly_the_neurons_of_dropout_mask(browser, screens):
     sizes = page.DROPOUT_NET
     hidden = sizes[1:-1]
@@ -271,6 +277,7 @@ def test_drop_greys_exactly_the_neurons_of_dropout_mask(browser, screens):
     _shoot(browser, screens, "dropout")
 
 
+@pytest.mark.slow
 def test_page_generator_matches_dropout_mask_on_many_seeds(browser):
     # The JavaScript port against fastnn for many seeds, sizes and rates,
     # including huge seeds (64-bit) and p at the ends.
@@ -284,6 +291,7 @@ def test_page_generator_matches_dropout_mask_on_many_seeds(browser):
         np.testing.assert_array_equal(np.array(got), F.dropout_mask(n, p, seed))
 
 
+@pytest.mark.slow
 def test_other_sliders_update_their_figures(browser, screens):
     before = _js(browser, "return toList(m('l2-fit-src').data.y);")
     _set_slider(browser, "l2-slider", 0)

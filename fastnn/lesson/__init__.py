@@ -121,7 +121,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(
         prog="fastnn lesson",
         description="Reproduce the lesson's experiments on real data: print the numbers "
-                    "and write one PNG figure per experiment.")
+                    "and write one PNG figure per experiment, or (--html) one interactive, "
+                    "self-contained web page with all of them.")
     parser.add_argument("--out", default="lesson_out",
                         help="folder for the figures (default: ./lesson_out)")
     parser.add_argument("--quick", action="store_true",

@@ -38,33 +38,33 @@ DROPOUT_NET = (4, 6, 6, 3)
 
 SECTIONS = (  # (experiment number, anchor, heading, the lesson's sentence)
     (1, "setup", "1. Poor setup vs good setup",
-     "Both networks have the same architecture (2 hidden layers, 16 neurons each). Left: poor "
+     ("Both networks have the same architecture (2 hidden layers, 16 neurons each). Left: poor "
      "setup (no preprocessing, zero init). Right: good setup (normalized data, He init). "
-     "Watch the loss curves diverge."),
+     "Watch the loss curves diverge.")),
     (2, "normalization", "2. Raw vs normalized data",
-     "Left: raw data creates an elongated loss contour. Right: normalized data creates "
-     "circular contours. The gradient points directly toward the minimum."),
+     ("Left: raw data creates an elongated loss contour. Right: normalized data creates "
+     "circular contours. The gradient points directly toward the minimum.")),
     (3, "init", "3. Weight initialization",
-     "Click an init method, then \"Forward Pass\" to push random data through the network. "
+     ("Click an init method, then \"Forward Pass\" to push random data through the network. "
      "Green = healthy, red = collapsed/exploded. Each press draws fresh weights and a fresh "
-     "batch of digits."),
+     "batch of digits.")),
     (4, "batchnorm", "4. Batch normalization",
-     "Without batch norm, activations drift as training progresses (left). With batch norm, "
+     ("Without batch norm, activations drift as training progresses (left). With batch norm, "
      "they stay centered and stable (right). Drag the epoch slider to see how distributions "
-     "evolve."),
+     "evolve.")),
     (5, "l2", "5. L2 regularization",
-     "A network fits noisy data. Increase lambda to see L2 regularization smoothing the fit. "
-     "Too little: overfitting. Too much: underfitting."),
+     ("A network fits noisy data. Increase lambda to see L2 regularization smoothing the fit. "
+     "Too little: overfitting. Too much: underfitting.")),
     (6, "dropout", "6. Dropout",
-     "A 3-layer network with dropout. Click \"Drop\" to randomly zero out neurons (gray). "
-     "Each forward pass uses a different random subset of the network."),
+     ("A 3-layer network with dropout. Click \"Drop\" to randomly zero out neurons (gray). "
+     "Each forward pass uses a different random subset of the network.")),
     (7, "losses", "7. Loss functions",
-     "Predicted score for the correct class on the x-axis, loss on the y-axis. Cross-entropy "
+     ("Predicted score for the correct class on the x-axis, loss on the y-axis. Cross-entropy "
      "grows sharply as confidence in the wrong answer increases. Hinge loss is piecewise "
-     "linear."),
+     "linear.")),
     (8, "lr", "8. Learning rate",
-     "Too high and the loss oscillates or diverges. Too low and training takes forever. A "
-     "common technique: warmup (start low, increase linearly) followed by cosine decay."),
+     ("Too high and the loss oscillates or diverges. Too low and training takes forever. A "
+     "common technique: warmup (start low, increase linearly) followed by cosine decay.")),
 )
 
 
@@ -78,7 +78,7 @@ def _run_experiments(quick):
             with contextlib.redirect_stdout(buf):
                 results[n] = module.run(tmp, quick=quick)
             lines = [ln for ln in buf.getvalue().splitlines() if "figure: " not in ln]
-            texts[n] = "\n".join(ln[2:] if ln.startswith("  ") else ln for ln in lines).strip()
+            texts[n] = "\n".join(ln.removeprefix("  ") for ln in lines).strip()
     return results, texts
 
 
