@@ -357,7 +357,8 @@ def test_penalties_and_max_norm(dtype):
 
 
 def test_max_norm_huge_row():
-    w = np.array([[1e200, 1e200, 0.0], [0.1, 0.2, 0.3]])
+    w = np.array([[1e200, 1e200, 0.0], [0.1, 0.2, 0.3], [3e300, 4e300, 0.0],
+                  [1.7e308, 1.7e308, 0.0], [3e-170, 4e-170, 0.0], [0.0, 0.0, 0.0]])
     wg = dev(w)
     F.max_norm_(wg, 1.0)
     same(wg, F.max_norm_(w.copy(), 1.0), np.float64)
