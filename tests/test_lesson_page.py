@@ -91,10 +91,14 @@ def test_page_is_one_self_contained_file(page_dir):
         assert f'<section id="{anchor}">' in text
 
 
-def test_build_rejects_bad_n_passes(tmp_path):
-    for bad in (0, -1, 2.5):
+def test_build_rejects_bad_arguments_before_any_work(tmp_path):
+    for bad in (0, -1, 2.5, "3", True, None):
         with pytest.raises(ValueError, match="n_passes"):
             page.build(tmp_path, quick=True, n_passes=bad)
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    with pytest.raises(ValueError, match="not a directory"):
+        page.build(blocker, quick=True)
 
 
 def test_html_and_only_are_exclusive(capsys):

@@ -70,7 +70,7 @@ def _contour_fig(key, r, names, step=3):
              else f"not converged in {len(r['path']) - 1} steps")
     c, h = cg["centre"], cg["half"]
     p = _fig(f"{key}: condition number {r['kappa']:.3g}, {steps}", width=440,
-             height=440, x_range=(c[0] - h, c[0] + h), y_range=(c[1] - h, c[1] + h),
+             height=540, x_range=(c[0] - h, c[0] + h), y_range=(c[1] - h, c[1] + h),
              x_axis_label=f"w1 x std(x1), x1 = {names[0]}",
              y_axis_label=f"w2 x std(x2), x2 = {names[1]}", match_aspect=True)
     from bokeh.palettes import Viridis256
@@ -86,6 +86,7 @@ def _contour_fig(key, r, names, step=3):
               legend_label="minimum")
     p.scatter([0], [0], size=7, color="black", legend_label="start (0, 0)")
     _legend(p)
+    p.add_layout(p.legend[0], "below")  # inside, it would hide the start of the path
     return p
 
 

@@ -63,6 +63,16 @@
     D.init.keys.forEach((k) => { pass[k] = 0; });
     lesson.state.init = { pass };
     const scheme = () => document.querySelector('input[name="init-scheme"]:checked').value;
+    // The chosen init's row label in bold blue, so a press visibly belongs to it.
+    const mark = () => D.init.keys.forEach((key) => {
+      const axis = model(`init-fig-${key}-0`).left[0], on = key === scheme();
+      axis.axis_label_text_font_style = on ? "bold" : "italic";
+      axis.axis_label_text_color = on ? "#1f77b4" : "#444444";
+    });
+    document.querySelectorAll('input[name="init-scheme"]').forEach((el) => {
+      el.addEventListener("change", mark);
+    });
+    mark();
     $("init-forward").addEventListener("click", () => {
       const key = scheme(), n = D.init.passes[key].length;
       pass[key] = (pass[key] + 1) % n;

@@ -190,7 +190,7 @@ def build(out_dir, quick=False, n_passes=exp3_init.N_PASSES):
     ImportError
         Bokeh, scikit-learn or matplotlib is missing.
     ValueError
-        ``n_passes`` < 1.
+        ``n_passes`` not an integer >= 1; ``out_dir`` an existing file.
 
     Examples
     --------
@@ -198,15 +198,19 @@ def build(out_dir, quick=False, n_passes=exp3_init.N_PASSES):
     >>> page.build("/tmp/lesson_page", quick=True)["path"]  # doctest: +SKIP
     '/tmp/lesson_page/index.html'
     """
-    if int(n_passes) != n_passes or n_passes < 1:
+    if isinstance(n_passes, bool) or not isinstance(n_passes, (int, np.integer)) \
+            or n_passes < 1:
         raise ValueError(f"n_passes must be an integer >= 1, got {n_passes!r}")
+    out_dir = os.fspath(out_dir)
+    # Refuse a file in the way now, not after a minute of training.
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise ValueError(f"out_dir {out_dir!r} exists and is not a directory")
     try:
         import bokeh  # noqa: F401
     except ImportError as exc:  # pragma: no cover - exercised only without the extra
         raise ImportError("the lesson page needs Bokeh: pip install 'fastnn[lesson]'") from exc
     t0 = time.perf_counter()
     text = _assemble(collect(quick, int(n_passes)))
-    out_dir = os.fspath(out_dir)
     os.makedirs(out_dir, exist_ok=True)
     path = os.path.join(out_dir, "index.html")
     with open(path, "w", encoding="utf-8") as f:
