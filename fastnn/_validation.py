@@ -88,6 +88,32 @@ def float_array(x, name, ndim=None, dtype=None, contiguous=True):
     return arr
 
 
+def _byte_bounds(a):
+    """[low, high) addresses spanned by a host or device array (any strides)."""
+    iface = getattr(a, "__cuda_array_interface__", None) or a.__array_interface__
+    low = high = iface["data"][0]
+    shape = iface["shape"]
+    itemsize = np.dtype(iface["typestr"]).itemsize
+    if 0 in shape:
+        return low, low
+    strides = iface.get("strides")
+    if strides is None:                      # C-contiguous
+        return low, low + int(np.prod(shape)) * itemsize
+    for n, st in zip(shape, strides):
+        if st > 0:
+            high += (n - 1) * st
+        else:
+            low += (n - 1) * st
+    return low, high + itemsize
+
+
+def may_share_memory(a, b):
+    """Whether the memory spans of two host or two device arrays overlap (conservative)."""
+    a_low, a_high = _byte_bounds(a)
+    b_low, b_high = _byte_bounds(b)
+    return a_low < b_high and b_low < a_high
+
+
 def check_shape(arr, shape, name):
     """Raise ValueError unless ``arr.shape == shape``."""
     if tuple(arr.shape) != tuple(shape):

@@ -182,6 +182,25 @@ def test_batch_norm_argument_errors_are_the_cpu_ones(call):
     assert str(gpu.value) == str(cpu.value)
 
 
+@pytest.mark.parametrize("share", ["weight", "bias", "running_var", "x"])
+def test_batch_norm_running_stats_sharing_memory_are_refused_as_on_the_cpu(share):
+    def call(to):
+        x = to(np.arange(12.0).reshape(4, 3))
+        args = dict(running_mean=to(np.zeros(3)), running_var=to(np.ones(3)),
+                    weight=to(np.ones(3)), bias=to(np.zeros(3)))
+        if share == "x":
+            args["running_mean"] = x[1]          # a row of x: contiguous, writeable
+        else:
+            args[share] = args["running_mean"]
+        return F.batch_norm(x, training=True, **args)
+    with pytest.raises(ValueError) as cpu:
+        call(lambda a: a)
+    with pytest.raises(ValueError) as gpu:
+        call(dev)
+    assert str(gpu.value) == str(cpu.value)
+    assert "shares memory" in str(cpu.value)
+
+
 def test_hinge_nan_row_matches_cpu():
     s = np.array([[1.0, np.nan, 0.0], [1.0, 2.0, 0.0]])
     t = np.array([0, 0])
