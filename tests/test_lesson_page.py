@@ -112,9 +112,10 @@ def test_html_and_only_are_exclusive(capsys):
 # -- the browser --------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def browser(page_dir):
+def browser(request):
     """Chromium on the page, networking blocked; the tests using it are marked slow."""
-    chrome, driver_path = _browser_or_skip()
+    chrome, driver_path = _browser_or_skip()   # before a minute spent building the page
+    page_dir = request.getfixturevalue("page_dir")
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
     opts = webdriver.ChromeOptions()
