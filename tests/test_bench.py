@@ -14,10 +14,20 @@ import time
 import numpy as np
 import pytest
 
-from fastnn.bench import _cases, _report
+from fastnn.bench import _cases, _report, _targets
 from fastnn.bench._machine import measure_sgemm, measure_stream
 from fastnn.bench._runner import _environment
 from fastnn.bench._timing import measure
+
+
+# fastnn's own targets (benchmarks/targets.toml of this checkout).
+TARGETS = _targets.load(_targets.default_path())
+
+
+def _check(run):
+    """(text, n_pass, n_miss, n_skip) of the project's targets on a run."""
+    text, counts = _targets.check(run, TARGETS)
+    return text, counts["PASS"], counts["MISS"], counts["SKIP"]
 
 
 def test_byte_or_flop_model_for_every_kernel():
@@ -205,10 +215,10 @@ def _synthetic_run(fastnn_s, other_s, out_s=None):
 
 def test_check_evaluates_every_target_from_a_default_run():
     fast = _synthetic_run(fastnn_s=1e-15, other_s=1e-9)  # fastnn 1e6 x faster
-    text, n_pass, n_miss, n_skip = _report.check(fast)
+    text, n_pass, n_miss, n_skip = _check(fast)
     assert n_skip == 0, text  # every target names a kernel and size the default run has
-    assert n_miss == 0 and n_pass == len(_report.TARGETS), text
-    assert text.count("PASS") >= len(_report.TARGETS)
+    assert n_miss == 0 and n_pass == len(TARGETS.items), text
+    assert text.count("PASS") >= len(TARGETS.items)
 
     slow = _synthetic_run(fastnn_s=1e-6, other_s=1e-9)   # fastnn 1000 x slower
     slow["startup"]["total_s"] = 5.0
@@ -217,8 +227,8 @@ def test_check_evaluates_every_target_from_a_default_run():
     slow["machine"]["sgemm"] = {"gflops": 1e9, "n": 2048}
     for r in slow["results"]:
         _report.derive(r, slow)
-    text, n_pass, n_miss, n_skip = _report.check(slow)
-    assert n_pass == 0 and n_skip == 0 and n_miss == len(_report.TARGETS), text
+    text, n_pass, n_miss, n_skip = _check(slow)
+    assert n_pass == 0 and n_skip == 0 and n_miss == len(TARGETS.items), text
 
 
 def test_rates_use_the_out_time_and_ratios_the_fresh_time():
@@ -235,7 +245,7 @@ def test_rates_use_the_out_time_and_ratios_the_fresh_time():
             assert r["speedup"] and all(v == pytest.approx(1e-3) for v in r["speedup"].values())
         else:
             assert r["rate_impl"] == "fastnn"
-    text, _, _, _ = _report.check(run)
+    text, _, _, _ = _check(run)
     lines = text.splitlines()
     for k in ("batch norm eval fwd", "batch norm train fwd+bwd", "dropout_fwd", "mse_fwd_bwd",
               "l2_penalty"):
@@ -261,7 +271,7 @@ def test_runs_saved_without_out_times_still_report():
         assert "fastnn_out" not in r["times"]
     table = _report.table(old)
     assert "fastnn out=" not in table and "GB/s" in table
-    text, n_pass, n_miss, n_skip = _report.check(old)
+    text, n_pass, n_miss, n_skip = _check(old)
     assert n_skip == 0 and "(fresh output: no out= time)" in text
     new = _synthetic_run(2e-12, 1e-9, out_s=1e-12)
     cmp = _report.compare(old, new)
@@ -274,9 +284,90 @@ def test_check_skips_what_was_not_measured():
     run = _synthetic_run(1e-15, 1e-9)
     run["results"] = [r for r in run["results"] if r["kernel"] != "dropout_fwd"]
     run["startup"] = None
-    text, _, _, n_skip = _report.check(run)
+    text, _, _, n_skip = _check(run)
     assert n_skip >= 5
     assert "SKIP  dropout_fwd" in text
+
+
+def test_project_targets_name_every_kernel_at_64x256_and_2x8():
+    """A kernel added to fastnn bench gets its small-size and call-overhead targets."""
+    def named(kind, shape):
+        return {t["kernel"] for t in TARGETS.items if t["kind"] == kind and t["shape"] == shape}
+    names = {k.name for k in _cases.KERNELS}
+    assert named("ratio", [64, 256]) == names
+    assert named("overhead", list(_cases.SIZES["tiny"][0])) == names
+    for t in TARGETS.items:
+        if t["kind"] == "ratio" and t["shape"] == [64, 256]:
+            k = _cases.KERNELS_BY_NAME[t["kernel"]]
+            assert t["competitor"] == ("torch" if "torch" in k.builders else "sklearn"), t
+
+
+def _write_targets(tmp_path, body):
+    path = tmp_path / "targets.toml"
+    path.write_text(body)
+    return path
+
+
+_GOOD = '{kind = "ratio", text = "t", kernel = "softmax", shape = [64, 256], competitor = "torch", min = 3}'
+
+
+@pytest.mark.parametrize("entry, message", [
+    (_GOOD.replace('"ratio"', '"speed"'), "unknown kind 'speed'"),
+    (_GOOD.replace("min = 3", "minimum = 3"), "unknown ['minimum']"),
+    (_GOOD.replace(', competitor = "torch"', ""), "missing ['competitor']"),
+    (_GOOD.replace('"softmax"', '"sofmax"'), "bad kernel 'sofmax'"),
+    (_GOOD.replace('"softmax"', '["softmax"]'), "bad kernel ['softmax']"),
+    (_GOOD.replace("[64, 256]", "[64, 0]"), "bad shape [64, 0]"),
+    (_GOOD.replace("[64, 256]", "[64]"), "bad shape [64]"),
+    (_GOOD.replace("min = 3", "min = -1"), "bad min -1"),
+    (_GOOD.replace("min = 3", "min = nan"), "bad min nan"),
+    (_GOOD.replace("min = 3", 'min = "3"'), "bad min '3'"),
+    (_GOOD.replace("min = 3", "min = true"), "bad min True"),
+    (_GOOD.replace('"torch"', '"sklearn"'), "not measured against 'sklearn'"),
+    (_GOOD.replace('text = "t"', 'text = ""'), "bad text ''"),
+    (_GOOD.replace("}", ', dtype = "float16"}'), "bad dtype 'float16'"),
+    ('{kind = "ratio_sum", text = "t", kernels = ["linear_fwd", "nope"], shape = [2, 8], '
+     'competitor = "torch", min = 1}', "bad kernels"),
+    ('"startup"', "expected a table, got 'startup'"),
+])
+def test_a_bad_target_is_refused_naming_it(tmp_path, entry, message):
+    path = _write_targets(tmp_path, f"targets = [\n  {_GOOD},\n  {entry},\n]\n")
+    with pytest.raises(ValueError, match="target 2") as exc:
+        _targets.load(path)
+    assert message in str(exc.value) and str(path) in str(exc.value)
+
+
+@pytest.mark.parametrize("body, message", [
+    ("targets = [", "not a valid TOML file"),
+    ("targets = []", "non-empty list 'targets'"),
+    ('title = "x"', "non-empty list 'targets'"),
+    (f"title = 3\ntargets = [{_GOOD}]", "title must be a string"),
+    (f"target = [{_GOOD}]", "unknown top-level keys ['target']"),
+])
+def test_a_bad_targets_file_is_refused(tmp_path, body, message):
+    with pytest.raises(ValueError, match="targets.toml") as exc:
+        _targets.load(_write_targets(tmp_path, body))
+    assert message in str(exc.value)
+
+
+def test_a_user_targets_file_is_judged_with_its_own_title_and_dtype(tmp_path):
+    path = _write_targets(tmp_path, f"""title = "my targets"
+targets = [
+  {_GOOD},
+  {_GOOD.replace('text = "t"', 'text = "t64"').replace("}", ', dtype = "float64"}')},
+  {{kind = "time_ratio", text = "pca", kernel = "pca_whiten_fit_transform", shape = [64, 256],
+    competitor = "sklearn", max = 2}},
+]
+""".replace(",\n    competitor", ", competitor"))
+    mine = _targets.load(path)
+    run = _synthetic_run(fastnn_s=1e-12, other_s=1e-9)
+    text, counts = _targets.check(run, mine)
+    lines = text.splitlines()
+    assert lines[0] == "my targets:"
+    assert lines[1].split()[:3] == ["PASS", "t:", ">="] and lines[1].endswith("1000.00x")
+    assert lines[2].split()[0] == "SKIP" and "(not measured in this run)" in lines[2]
+    assert lines[3].split()[0] == "PASS" and "<= 2x sklearn" in lines[3]
+    assert counts == {"PASS": 2, "MISS": 0, "UNSTABLE": 0, "SKIP": 1}
 
 
 def test_table_and_compare():
@@ -424,10 +515,10 @@ def test_a_row_that_stays_noisy_is_unstable_and_never_pass_or_miss():
     bad = _find_row(run, "batch_norm_train_fwd_bwd", (32768, 1024))
     bad["times"] = dict(bad["times"], torch=times["torch"])
     bad["stability"] = stability
-    text, n_pass, n_miss, n_skip = _report.check(run)
+    text, n_pass, n_miss, n_skip = _check(run)
     lines = [ln for ln in text.splitlines() if "batch norm train fwd+bwd 32768x1024" in ln]
     assert lines and all(ln.strip().startswith("UNSTABLE") for ln in lines), lines
-    assert n_miss == 0 and n_pass == len(_report.TARGETS) - len(lines)
+    assert n_miss == 0 and n_pass == len(TARGETS.items) - len(lines)
     assert "UNSTABLE" in _report.table(run)
     assert "load average (1 min): start" in _report.header(run)
 

@@ -93,6 +93,41 @@ def test_bench_compare_and_check_from_saved_runs(quick_run):
     assert any("standard_scaler_fit_transform" in ln and "sklearn" in ln for ln in measured)
 
 
+def test_bench_check_reads_a_user_targets_file(quick_run, tmp_path):
+    path, _ = quick_run
+    targets = tmp_path / "mine.toml"
+    targets.write_text('title = "my targets"\ntargets = [\n'
+                       '  {kind = "ratio", text = "dropout 64x256", kernel = "dropout_fwd", '
+                       'shape = [64, 256], competitor = "numpy", min = 0.001},\n'
+                       '  {kind = "startup", text = "cold", max = 1},\n]\n')
+    rc, out, err = _fastnn("bench", "--load", str(path), "--check", str(targets))
+    assert rc == 0, err
+    report = out.split("targets file: ")[1].splitlines()
+    assert report[0] == str(targets) and report[1] == "my targets:"
+    assert report[2].split()[0] in ("PASS", "UNSTABLE") and "dropout 64x256: >= 0.001x numpy" in report[2]
+    assert report[3].split()[0] == "SKIP"   # a quick run measures no startup
+    assert "1 SKIP" in report[4]
+
+
+def test_bench_check_refuses_a_bad_targets_file_before_measuring(tmp_path, capsys):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('targets = [{kind = "ratio", text = "x", kernel = "nope", shape = [2, 8], '
+                   'competitor = "torch", min = 1}]')
+    # no --load: a run would take seconds; the file is refused first
+    assert main(["bench", "--quick", "--no-progress", "--check", str(bad)]) == 2
+    assert "bad kernel 'nope'" in capsys.readouterr().err
+    assert main(["bench", "--quick", "--no-progress", "--check", str(tmp_path / "no.toml")]) == 2
+    assert "no.toml" in capsys.readouterr().err
+
+
+def test_bench_check_without_file_needs_a_checkout(monkeypatch, capsys):
+    from fastnn.bench import _targets
+    assert _targets.default_path() is not None   # the tests run from a checkout
+    monkeypatch.setattr(_targets, "default_path", lambda: None)   # as an installed wheel
+    assert main(["bench", "--quick", "--no-progress", "--check"]) == 2
+    assert "pass --check FILE" in capsys.readouterr().err
+
+
 def test_bench_loads_and_compares_runs_saved_before_out_timings(quick_run, tmp_path):
     path, _ = quick_run
     run = json.loads(path.read_text())

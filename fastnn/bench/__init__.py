@@ -57,12 +57,32 @@ numpy's and torch's from glibc malloc.
 
 examples:
   fastnn bench                          # everything (several minutes)
-  fastnn bench --check                  # ... and PASS/MISS/UNSTABLE per performance target
+  fastnn bench --check my_targets.toml  # ... and PASS/MISS/UNSTABLE per target of a file
+  fastnn bench --check                  # ... of benchmarks/targets.toml (a fastnn checkout)
   fastnn bench --kernels dropout,batch_norm --sizes large
   fastnn bench --json new.json --compare old.json
   fastnn bench --load new.json --check  # re-report a saved run
   fastnn bench --quick                  # seconds: tiny sizes, small STREAM
 """
+
+
+# --check without FILE: the project's targets file of this checkout.
+_PROJECT_TARGETS = object()
+
+
+def _load_targets(arg):
+    """The Targets of --check, or an error message (checked before measuring)."""
+    from . import _targets
+    path = arg
+    if arg is _PROJECT_TARGETS:
+        path = _targets.default_path()
+        if path is None:
+            return None, ("--check without FILE reads benchmarks/targets.toml of a fastnn "
+                          "checkout, and this installation has none: pass --check FILE")
+    try:
+        return _targets.load(path), None
+    except (OSError, ValueError) as exc:
+        return None, f"--check: {exc}"
 
 
 def _csv(text):
@@ -88,8 +108,12 @@ def build_parser(prog="fastnn bench"):
     p.add_argument("--json", metavar="FILE", help="save the results as JSON")
     p.add_argument("--compare", metavar="OLD.json", help="compare with a saved run")
     p.add_argument("--load", metavar="FILE", help="report a saved run instead of running")
-    p.add_argument("--check", action="store_true",
-                   help="print each performance target (issue 4) with PASS/MISS (UNSTABLE when the row's timings disagreed) and the ratio")
+    p.add_argument("--check", nargs="?", const=_PROJECT_TARGETS, default=None, metavar="FILE",
+                   help="judge the run against the performance targets of FILE (TOML; the "
+                   "format is documented in fastnn.bench._targets): PASS/MISS per target, "
+                   "UNSTABLE when its row's timings disagreed, SKIP when not measured.  "
+                   "Without FILE: fastnn's own targets, benchmarks/targets.toml of the "
+                   "checkout fastnn runs from (an installed wheel has none)")
     p.add_argument("--quick", action="store_true",
                    help="a tiny run (for tests): tiny/small sizes, 4 MiB STREAM, 256^3 SGEMM")
     p.add_argument("--no-startup", action="store_true",
@@ -107,6 +131,12 @@ def main(argv=None):
     if args.list:
         print(_report.byte_model_table())
         return 0
+    targets = None
+    if args.check is not None:
+        targets, error = _load_targets(args.check)
+        if error:
+            print(f"fastnn bench: {error}", file=sys.stderr)
+            return 2
     if args.load:
         with open(args.load) as f:
             result = json.load(f)
@@ -138,7 +168,9 @@ def main(argv=None):
             old = json.load(f)
         print()
         print(_report.compare(old, result))
-    if args.check:
+    if targets is not None:
+        from ._targets import check
         print()
-        print(_report.check(result)[0])
+        print(f"targets file: {targets.path}")
+        print(check(result, targets)[0])
     return 0

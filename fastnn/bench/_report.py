@@ -1,9 +1,9 @@
-"""Tables, comparisons between runs, and the performance targets (--check).
+"""Tables and comparisons between runs (the targets of --check: ``_targets``).
 
 Two fastnn times per kernel: ``fastnn`` returns fresh outputs, as every
 competitor does, and ``fastnn_out`` (kernels with an ``out=`` parameter)
 writes into a buffer reused across calls.  Speed-ups ("x torch", "x numpy")
-and the ratio targets use the fresh time: every library allocates its
+and the ratio targets (``_targets``) use the fresh time: every library allocates its
 outputs as it does for its users (fastnn's of 1 MiB or more come from the
 buffer cache of fastnn.memory, torch's and numpy's from their allocators).
 GB/s, "% of peak" and the rate targets use the out= time when there is one,
@@ -21,14 +21,15 @@ RATE_NOTE = ("GB/s and % of STREAM measure the kernel with a reused output buffe
              "compare fresh outputs on both sides.")
 
 
-def _median(row, impl):
+def median(row, impl):
+    """The median time of one implementation in a row, or None (absent or failed)."""
     t = row["times"].get(impl)
     return t.get("median") if isinstance(t, dict) else None
 
 
-def _rate_impl(row):
+def rate_impl(row):
     """The fastnn time that rates measure: out= when timed, else fresh."""
-    return "fastnn_out" if _median(row, "fastnn_out") is not None else "fastnn"
+    return "fastnn_out" if median(row, "fastnn_out") is not None else "fastnn"
 
 
 def derive(row, run):
@@ -39,14 +40,14 @@ def derive(row, run):
     """
     row["speedup"], row["rate"], row["pct_peak"] = {}, None, None
     row["rate_impl"] = None
-    t = _median(row, "fastnn")
+    t = median(row, "fastnn")
     if t is not None:
         for impl in row["times"]:
-            other = _median(row, impl)
+            other = median(row, impl)
             if impl not in FASTNN and other is not None:
                 row["speedup"][impl] = other / t
-    impl = _rate_impl(row)
-    t = _median(row, impl)
+    impl = rate_impl(row)
+    t = median(row, impl)
     if t is None:
         return row
     row["rate_impl"] = impl
@@ -250,10 +251,10 @@ def compare(old, new):
         o = before.get(key(r))
         if o is None:
             continue
-        t_old, t_new = _median(o, "fastnn"), _median(r, "fastnn")
+        t_old, t_new = median(o, "fastnn"), median(r, "fastnn")
         sp = f"{t_old / t_new:.2f}x" if t_old and t_new else "-"
         # Runs saved before out= timings existed have none: shown as "-".
-        u_old, u_new = _median(o, "fastnn_out"), _median(r, "fastnn_out")
+        u_old, u_new = median(o, "fastnn_out"), median(r, "fastnn_out")
         xo = (o.get("speedup") or {}).get("torch")
         xn = (r.get("speedup") or {}).get("torch")
         lines.append(f"{r['kernel']:<32}{r['size']:<16}{r['dtype']:<9}{fmt_time(t_old):>10}"
@@ -263,185 +264,3 @@ def compare(old, new):
                  "faster). Absolute times drift on shared machines; compare the x torch columns "
                  "too.")
     return "\n".join(lines)
-
-
-# ------------------------------------------------------------------ targets
-L = (32768, 1024)  # DRAM size
-M = (4096, 1024)
-S = (64, 256)
-T = _cases.SIZES["tiny"][0]
-
-
-def _find(run, kernel, shape, dtype="float32"):
-    for r in run["results"]:
-        if r["kernel"] == kernel and (r["n"], r["d"]) == tuple(shape) and r["dtype"] == dtype:
-            return r
-    return None
-
-
-def _metric(run, kernel, shape, what):
-    """(value, None) or (None, why-not-measured)."""
-    r = _find(run, kernel, shape)
-    if r is None:
-        return None, "not measured in this run"
-    if r.get("skipped"):
-        return None, r["skipped"]
-    if _median(r, "fastnn") is None:
-        return None, "fastnn timing failed"
-    stability = r.get("stability") or {}
-    if stability.get("unstable"):
-        return None, Unstable(f"samples disagree: max/min {stability['spread']:.2f} > "
-                              f"{stability['bound']:g} in each of {stability['rounds']} round(s)")
-    if what == "pct":
-        v = r.get("pct_peak")
-        return (v, None) if v is not None else (None, "no machine peak measured")
-    if what == "time":
-        return _median(r, "fastnn"), None
-    if what == "rate_time":  # the time rates use: out= when measured
-        return _median(r, r.get("rate_impl") or _rate_impl(r)), None
-    v = (r.get("speedup") or {}).get(what)
-    return (v, None) if v is not None else (None, f"{what} not measured")
-
-
-class Unstable(str):
-    """Why a target was not judged: its row's timings stayed noisy (see ``_stability``)."""
-
-
-def _targets():
-    """(text, evaluate) pairs; evaluate(run) -> (value, why, passed, shown)."""
-    out = []
-
-    def has_out(kernel):
-        return "fastnn_out" in _cases.KERNELS_BY_NAME[kernel].builders
-
-    def ratio(text, kernel, shape, comp, need):
-        def ev(run):
-            v, why = _metric(run, kernel, shape, comp)
-            return v, why, (v is not None and v >= need), None if v is None else f"{v:.2f}x"
-        both = " (fresh outputs)" if has_out(kernel) else ""
-        out.append((f"{text}: >= {need:g}x {comp}{both}", ev))
-
-    def pct(text, kernel, shape, need):
-        def ev(run):
-            v, why = _metric(run, kernel, shape, "pct")
-            r = _find(run, kernel, shape)
-            peak = r["peak"] if r else "peak"
-            if v is None:
-                return v, why, False, None
-            shown = f"{v:.0f}% of {peak}"
-            if has_out(kernel) and r.get("rate_impl") != "fastnn_out":
-                shown += " (fresh output: no out= time)"
-            return v, why, v >= need, shown
-        via = " (out= time)" if has_out(kernel) else ""
-        out.append((f"{text}: >= {need:g}% of peak{via}", ev))
-
-    ls, ms = "32768x1024", "4096x1024"
-    pct(f"batch norm train fwd+bwd {ls}", "batch_norm_train_fwd_bwd", L, 80)
-    ratio(f"batch norm train fwd+bwd {ls}", "batch_norm_train_fwd_bwd", L, "torch", 3)
-    ratio(f"batch norm train fwd+bwd {ms}", "batch_norm_train_fwd_bwd", M, "torch", 1.5)
-    pct(f"batch norm eval fwd {ls}", "batch_norm_eval_fwd", L, 85)
-    ratio(f"batch norm eval fwd {ls}", "batch_norm_eval_fwd", L, "torch", 4)
-    for k in ("dropout_fwd", "dropout_bwd"):
-        pct(f"{k} p=0.5 {ls}", k, L, 80)
-        ratio(f"{k} p=0.5 {ls}", k, L, "torch", 20)
-
-    def no_mask(run):
-        params = (run.get("facts") or {}).get("dropout_backward_params")
-        if params is None:
-            return None, "fastnn.functional.dropout_backward not present", False, None
-        ok = not any("mask" in p for p in params)
-        return 1.0, None, ok, f"dropout_backward({', '.join(params)})"
-    out.append(("dropout: 0 bytes of mask stored (backward regenerates it)", no_mask))
-
-    def ce_rate(run):
-        v, why = _metric(run, "cross_entropy_fwd_bwd", (4096, 1000), "rate_time")
-        if v is None:
-            return None, why, False, None
-        fw = (run["machine"].get("workers") or {}).get("fastnn") or {}
-        cores = fw.get("numba_threads") or run["machine"].get("cpu_count") or 1
-        g = 4096 * 1000 / v / 1e9 / cores
-        r = _find(run, "cross_entropy_fwd_bwd", (4096, 1000))
-        via = "out=" if _rate_impl(r) == "fastnn_out" else "fresh output"
-        return g, None, g >= 1.5, f"{g:.2f} G elements/s per core ({cores} threads, {via})"
-    out.append(("fused softmax-CE fwd+bwd 4096x1000: >= 1.5 G elements/s per core (out= time)",
-                ce_rate))
-    ratio("fused softmax-CE fwd+bwd 4096x1000", "cross_entropy_fwd_bwd", (4096, 1000), "torch", 2)
-    ratio("fused softmax-CE fwd+bwd 1024x32768", "cross_entropy_fwd_bwd", (1024, 32768), "torch", 8)
-    for k in ("mse_fwd_bwd", "l1_loss_fwd_bwd", "hinge_fwd_bwd"):
-        pct(f"{k} {ls}", k, L, 75)
-        ratio(f"{k} {ls}", k, L, "torch", 3)
-    for k in ("l2_penalty", "l1_penalty", "max_norm_"):
-        pct(f"{k} {ls}", k, L, 75)
-        ratio(f"{k} {ls}", k, L, "torch", 2)
-    for k in ("linear_fwd", "linear_bwd"):
-        pct(f"{k} (bias+ReLU) 4096x1024x1024", k, M, 85)
-        ratio(f"{k} (bias+ReLU) 4096x1024x1024", k, M, "torch", 0.95)
-
-    def lin_small(run):
-        ts = [_metric(run, k, (256, 1024), "time") for k in ("linear_fwd", "linear_bwd")]
-        rows = [_find(run, k, (256, 1024)) for k in ("linear_fwd", "linear_bwd")]
-        if any(v is None for v, _ in ts):
-            return None, next(w for v, w in ts if v is None), False, None
-        tt = [_median(r, "torch") for r in rows]
-        if any(t is None for t in tt):
-            return None, "torch not measured", False, None
-        v = sum(tt) / sum(v for v, _ in ts)
-        return v, None, v >= 1.2, f"{v:.2f}x"
-    out.append(("linear+bias+ReLU fwd+bwd 256x1024x1024: >= 1.2x torch", lin_small))
-
-    for k in _cases.KERNELS:
-        if "torch" in k.builders:
-            ratio(f"{k.name} 64x256", k.name, S, "torch", 3)
-        else:
-            ratio(f"{k.name} 64x256", k.name, S, "sklearn", 3)
-    for k in _cases.KERNELS:
-        def overhead(run, k=k):
-            v, why = _metric(run, k.name, T, "time")
-            if v is None:
-                return None, why, False, None
-            return v, None, v <= 2e-6, fmt_time(v)
-        out.append((f"{k.name} {T[0]}x{T[1]}: call overhead <= 2 us", overhead))
-
-    pct(f"standardization fit+transform {ls}", "standard_scaler_fit_transform", L, 70)
-    ratio(f"standardization fit+transform {ls}", "standard_scaler_fit_transform", L, "sklearn", 3)
-
-    def pca_gemm(run):
-        v, why = _metric(run, "pca_whiten_fit_transform", L, "gemm")
-        if v is None:
-            return None, why, False, None
-        over = 1.0 / v  # fastnn time / matrix-product time
-        return over, None, over <= 1.25, f"{over:.2f}x its matrix products"
-    out.append((f"PCA whitening {ls}: <= 1.25x its matrix products", pca_gemm))
-    ratio(f"PCA whitening {ls}", "pca_whiten_fit_transform", L, "sklearn", 3)
-
-    def startup(run):
-        s = run.get("startup")
-        if not s or "total_s" not in s:
-            return None, (s or {}).get("error", "not measured (--quick or --no-startup)"), False, None
-        return s["total_s"], None, s["total_s"] <= 1.0, f"{s['total_s']:.2f} s"
-    out.append(("import + first call of every kernel, second process: <= 1 s", startup))
-    return out
-
-
-TARGETS = _targets()
-
-
-def check(run):
-    """(text, n_pass, n_miss, n_skip): one PASS/MISS/SKIP line per target."""
-    lines = ["targets (issue 4; fp32; ratios from this run; % of peak and G elements/s from "
-             "the out= time where the kernel has one, x torch/sklearn from fresh outputs):"]
-    counts = {"PASS": 0, "MISS": 0, "SKIP": 0, "UNSTABLE": 0}
-    width = max(len(text) for text, _ in TARGETS)
-    for text, ev in TARGETS:
-        v, why, ok, shown = ev(run)
-        if isinstance(why, Unstable):
-            status = "UNSTABLE"
-        else:
-            status = "SKIP" if v is None else ("PASS" if ok else "MISS")
-        counts[status] += 1
-        detail = shown if v is not None else f"({why})"
-        lines.append(f"  {status}  {text:<{width}} {detail}")
-    lines.append(f"{counts['PASS']} PASS, {counts['MISS']} MISS, {counts['UNSTABLE']} UNSTABLE, "
-                 f"{counts['SKIP']} SKIP (SKIP: not measured in this run or kernel not present; "
-                 "UNSTABLE: the timings disagreed, rerun on a quieter machine)")
-    return "\n".join(lines), counts["PASS"], counts["MISS"], counts["SKIP"]
