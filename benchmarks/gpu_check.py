@@ -1,6 +1,6 @@
 """Check and time fastnn's CUDA twins on a GPU, in one go (issue 5).
 
-    python benchmarks/gpu_check.py             # on a machine with an NVIDIA GPU (< 5 min on an H200)
+    python benchmarks/gpu_check.py             # with an NVIDIA GPU (< 5 min on an H200)
     NUMBA_ENABLE_CUDASIM=1 python benchmarks/gpu_check.py --simulate   # CI smoke run, tiny shapes
 
 1. Every CUDA kernel (through the public fastnn.functional API on device
@@ -143,7 +143,8 @@ def correctness(cuda, shapes_2d, rows):
         states = []
         for device in ("cpu", "cuda"):
             model = nn.Sequential(nn.Linear(9, 13, bias=False, rng=0, dtype=dtype),
-                                  nn.BatchNorm1d(13, dtype=dtype), nn.ReLU(), nn.Dropout(0.2, rng=1),
+                                  nn.BatchNorm1d(13, dtype=dtype), nn.ReLU(),
+                                  nn.Dropout(0.2, rng=1),
                                   nn.Linear(13, 4, rng=2, dtype=dtype)).to(device)
             train.fit(model, X, t, optimizer=optim.Adam(model.parameters(), lr=0.01), epochs=1,
                       batch_size=6 if SIMULATE else 8, rng=0, progress=False)

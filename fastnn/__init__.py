@@ -6,4 +6,4 @@ normalization, dropout, regularization and losses, each a fast CPU kernel
 """
 __version__ = "0.1.0"
 
-from . import functional, init, memory, preprocessing  # noqa: E402,F401
+from . import functional, init, memory, preprocessing  # noqa: F401

@@ -76,6 +76,7 @@ def _numba_info():
             # The layer is chosen when the first parallel region runs: run one
             # (the tiny STREAM copy kernel, cached on disk after the first time).
             import numpy as np
+
             from fastnn.bench._machine import stream_copy
             stream_copy(np.zeros(64), np.ones(64))
             info["threading_layer"] = numba.threading_layer()

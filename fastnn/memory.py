@@ -23,9 +23,10 @@ chain of ``base`` objects past the lease.)  The cache never holds more than
 other sizes are evicted, and if that is not enough the output is a plain
 numpy allocation.  A buffer that code still holds directly when its lease
 dies (``y.base.base`` kept past ``y``) leaves the cache rather than being
-lent again.  ``set_cache_limit(0)`` turns the cache off.  Outputs from the cache are ordinary writeable
-C-contiguous arrays; their ``base`` chain ends at the cached buffer, so
-``owndata`` is False and ``ndarray.resize`` refuses them.
+lent again.  ``set_cache_limit(0)`` turns the cache off.  Outputs from the
+cache are ordinary writeable C-contiguous arrays; their ``base`` chain ends
+at the cached buffer, so ``owndata`` is False and ``ndarray.resize`` refuses
+them.
 """
 import math
 import os

@@ -360,7 +360,8 @@ def _bad_forward_calls():
         ("momentum str", dict(momentum="0.1"), TypeError),
         ("momentum None", dict(momentum=None), TypeError),
         ("training str", dict(training="yes"), TypeError),
-        ("eval without stats", dict(training=False, running_mean=None, running_var=None), ValueError),
+        ("eval without stats", dict(training=False, running_mean=None, running_var=None),
+         ValueError),
         ("only running_var", dict(running_mean=None), ValueError),
         ("only running_mean", dict(running_var=None), ValueError),
         ("read-only running_var", dict(running_var=ro), ValueError),
@@ -392,7 +393,7 @@ def test_bad_forward_arguments_raise_and_change_nothing(case):
 
 def test_float32_statistics_of_float64_data_are_refused_by_name():
     x = np.ones((5, C))
-    with pytest.raises(TypeError, match="^mean must be float64, got float32$"):
+    with pytest.raises(TypeError, match=r"^mean must be float64, got float32$"):
         F.batch_norm_backward(x, x, np.zeros(C, np.float32), np.ones(C))
 
 

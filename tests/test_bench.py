@@ -19,7 +19,6 @@ from fastnn.bench._machine import measure_sgemm, measure_stream
 from fastnn.bench._runner import _environment
 from fastnn.bench._timing import measure
 
-
 # fastnn's own targets (benchmarks/targets.toml of this checkout).
 TARGETS = _targets.load(_targets.default_path())
 
@@ -308,7 +307,8 @@ def _write_targets(tmp_path, body):
     return path
 
 
-_GOOD = '{kind = "ratio", text = "t", kernel = "softmax", shape = [64, 256], competitor = "torch", min = 3}'
+_GOOD = ('{kind = "ratio", text = "t", kernel = "softmax", shape = [64, 256], '
+         'competitor = "torch", min = 3}')
 
 
 @pytest.mark.parametrize("entry, message", [
@@ -345,7 +345,7 @@ def test_a_bad_target_is_refused_naming_it(tmp_path, entry, message):
     (f"target = [{_GOOD}]", "unknown top-level keys ['target']"),
 ])
 def test_a_bad_targets_file_is_refused(tmp_path, body, message):
-    with pytest.raises(ValueError, match="targets.toml") as exc:
+    with pytest.raises(ValueError, match=r"targets\.toml") as exc:
         _targets.load(_write_targets(tmp_path, body))
     assert message in str(exc.value)
 
@@ -460,11 +460,13 @@ def test_the_runner_pairs_dram_sized_cases_with_stream(monkeypatch):
 
 
 def test_fastnn_sets_its_thread_pool_defaults_only_when_the_user_set_none():
-    code = "import fastnn._config as c, os; print(c.SET_BY_FASTNN, os.environ.get('GOMP_SPINCOUNT'))"
+    code = ("import fastnn._config as c, os; "
+            "print(c.SET_BY_FASTNN, os.environ.get('GOMP_SPINCOUNT'))")
     for user, expected in (({}, "('OMP_WAIT_POLICY', 'GOMP_SPINCOUNT') 3000"),
                            ({"OMP_WAIT_POLICY": "ACTIVE"}, "() None"),
                            ({"GOMP_SPINCOUNT": "10"}, "() 10")):
-        env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+        env = {k: v for k, v in os.environ.items()
+               if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
         out = subprocess.run([sys.executable, "-c", code], env=dict(env, **user),
                              capture_output=True, text=True, check=True).stdout.strip()
         assert out == expected, user
@@ -474,7 +476,8 @@ def test_competitor_workers_run_without_fastnn_thread_pool_defaults():
     from fastnn._config import SET_BY_FASTNN, THREAD_ENV
     from fastnn.bench._runner import Worker
     user = {name: (None if name in SET_BY_FASTNN else os.environ.get(name)) for name in THREAD_ENV}
-    for group, expected in (("numpy", user), ("fastnn", {k: os.environ.get(k) for k in THREAD_ENV})):
+    ours = {k: os.environ.get(k) for k in THREAD_ENV}
+    for group, expected in (("numpy", user), ("fastnn", ours)):
         w = Worker(group, _environment(group))
         try:
             assert w.info["thread_env"] == expected, group
@@ -491,7 +494,8 @@ def test_a_row_with_a_slow_competitor_burst_is_measured_again():
     # 0.1 ms ones, as one busy run printed "1702x torch"); round 2 quiet
     from fastnn.bench._stability import SPREAD_BOUND, measure_stably
     rounds = iter([
-        {"fastnn": _timing([2e-5] * 7), "torch": _timing([1e-4, 4e-2, 4e-2, 1e-4, 4e-2, 1e-4, 4e-2])},
+        {"fastnn": _timing([2e-5] * 7),
+         "torch": _timing([1e-4, 4e-2, 4e-2, 1e-4, 4e-2, 1e-4, 4e-2])},
         {"fastnn": _timing([2e-5] * 7), "torch": _timing([1e-4, 1.1e-4, 1e-4, 1.05e-4, 1e-4, 1e-4,
                                                            1e-4])},
     ])

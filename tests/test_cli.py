@@ -88,7 +88,8 @@ def test_bench_compare_and_check_from_saved_runs(quick_run):
     assert len(status) >= 40
     # the 64 x 256 ratio targets of the measured kernels were evaluated (a quick
     # run's short samples may be judged UNSTABLE: evaluated, not a result)
-    measured = [ln for ln in lines if ln.startswith(("PASS", "MISS", "UNSTABLE")) and "64x256" in ln]
+    measured = [ln for ln in lines
+                if ln.startswith(("PASS", "MISS", "UNSTABLE")) and "64x256" in ln]
     assert any("dropout_fwd" in ln for ln in measured), out
     assert any("standard_scaler_fit_transform" in ln and "sklearn" in ln for ln in measured)
 
@@ -104,7 +105,8 @@ def test_bench_check_reads_a_user_targets_file(quick_run, tmp_path):
     assert rc == 0, err
     report = out.split("targets file: ")[1].splitlines()
     assert report[0] == str(targets) and report[1] == "my targets:"
-    assert report[2].split()[0] in ("PASS", "UNSTABLE") and "dropout 64x256: >= 0.001x numpy" in report[2]
+    assert report[2].split()[0] in ("PASS", "UNSTABLE")
+    assert "dropout 64x256: >= 0.001x numpy" in report[2]
     assert report[3].split()[0] == "SKIP"   # a quick run measures no startup
     assert "1 SKIP" in report[4]
 

@@ -354,7 +354,8 @@ def test_same_distribution_and_scaling_as_torch(torch, p):
     xs = np.random.default_rng(8).standard_normal((8, 8)).astype(np.float32)
     t = torch.from_numpy(xs)
     fn = torch.nn.functional.dropout
-    np.testing.assert_array_equal(F.dropout(xs, p, training=False), fn(t, p, training=False).numpy())
+    np.testing.assert_array_equal(F.dropout(xs, p, training=False),
+                                  fn(t, p, training=False).numpy())
     np.testing.assert_array_equal(F.dropout(xs, 0.0), fn(t, 0.0).numpy())
     np.testing.assert_array_equal(F.dropout(xs, 1.0), fn(t, 1.0).numpy())
 

@@ -12,7 +12,7 @@ import pytest
 pytest.importorskip("matplotlib")
 pytest.importorskip("sklearn")
 
-from fastnn import lesson  # noqa: E402
+from fastnn import lesson
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

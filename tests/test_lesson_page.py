@@ -25,9 +25,9 @@ pytest.importorskip("sklearn")
 pytest.importorskip("matplotlib")
 pytest.importorskip("bokeh")
 
-import fastnn.functional as F  # noqa: E402
-from fastnn import diagnostics  # noqa: E402
-from fastnn.lesson import exp3_init, page  # noqa: E402
+import fastnn.functional as F
+from fastnn import diagnostics
+from fastnn.lesson import exp3_init, page
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 CHROME_FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
@@ -220,7 +220,7 @@ def test_forward_pass_changes_histograms_and_verdicts_match_health(browser, scre
     browser.find_element("css selector", f'input[name="init-scheme"][value="{key}"]').click()
     X = exp3_init.pass_inputs()
     shown = []
-    for press in range(2):
+    for _press in range(2):
         before = _init_layers(browser, key)
         _click(browser, "init-forward")
         after = _init_layers(browser, key)

@@ -1,4 +1,4 @@
-"""Tests for F.linear / F.linear_backward: reference, torch, gradients, properties, hostile inputs."""
+"""F.linear / F.linear_backward: reference, torch, gradients, properties, hostile inputs."""
 import warnings
 
 import numpy as np
@@ -82,6 +82,7 @@ def test_kink_derivatives_at_zero():
 def test_parallel_twins_match_serial(dtype):
     """The public functions run the serial twins; the parallel ones must agree."""
     import numba
+
     from fastnn._cpu import linear as K
     x, w, b, dy = make(*SHAPES["parallel"], dtype, seed=5)
     z = x @ w.T
@@ -201,7 +202,7 @@ def test_any_layout_gives_the_same_result(activation):
         variants = hostile_layouts(base) if base.ndim == 2 else hostile_layouts(base[:, None])
         variants = [(layout, v if base.ndim == 2 else v[:, 0]) for layout, v in variants]
         variants.append(("broadcast", np.broadcast_to(base[:1], base.shape)))
-        for layout, v in variants:
+        for _layout, v in variants:
             args = {**plain, name: v}
             contiguous = {**plain, name: np.ascontiguousarray(v)}
             want_y = F.linear(contiguous["x"], contiguous["w"], contiguous["b"], activation)

@@ -172,7 +172,8 @@ def test_hinge_bad_arguments(kwargs, exc):
 
 
 @pytest.mark.parametrize("scores,exc", [
-    (np.ones(3), ValueError), (np.ones((2, 3, 1)), ValueError), (np.ones((2, 3), np.int64), TypeError),
+    (np.ones(3), ValueError), (np.ones((2, 3, 1)), ValueError),
+    (np.ones((2, 3), np.int64), TypeError),
     (np.ones((2, 3), np.float16), TypeError),
 ])
 def test_hinge_bad_scores(scores, exc):
@@ -327,17 +328,19 @@ def test_property_regression(shape, dtype, reduction, scale, seed):
     rng = np.random.default_rng(seed)
     pred = (rng.standard_normal(shape) * scale).astype(dtype)
     target = (rng.standard_normal(shape) * scale).astype(dtype)
-    for fn, fn_grad, reference in REGRESSION:
+    for _fn, fn_grad, reference in REGRESSION:
         loss, grad = fn_grad(pred, target, reduction)
         exp_loss, exp_grad = reference(pred, target, reduction)
         if reduction == "mean" and pred.size == 0:
             assert math.isnan(loss)
             continue
         if reduction == "none":
-            assert_close(loss, exp_loss, dtype, scale=max(float(np.max(exp_loss, initial=0)), 1e-300))
+            assert_close(loss, exp_loss, dtype,
+                         scale=max(float(np.max(exp_loss, initial=0)), 1e-300))
         else:
             assert_close(loss, exp_loss, np.float64, "reduction", scale=max(abs(exp_loss), 1e-300))
-        assert_close(grad, exp_grad, dtype, scale=max(float(np.max(np.abs(exp_grad), initial=0)), 1e-300))
+        assert_close(grad, exp_grad, dtype,
+                     scale=max(float(np.max(np.abs(exp_grad), initial=0)), 1e-300))
         assert np.all(np.asarray(loss) >= 0)
 
 
@@ -360,7 +363,8 @@ def test_out_buffers_and_in_place():
             loss, grad = fn_grad(s, t, reduction)
             p2, t2 = s.copy(), t.copy()
             for dest in (np.empty_like(s), p2, t2):
-                l4, g4 = fn_grad(p2 if dest is not t2 else s, t2 if dest is t2 else t, reduction, out=dest)
+                l4, g4 = fn_grad(p2 if dest is not t2 else s, t2 if dest is t2 else t, reduction,
+                                 out=dest)
                 assert g4 is dest
                 np.testing.assert_array_equal(g4, grad)
                 np.testing.assert_allclose(l4, loss, rtol=1e-12)

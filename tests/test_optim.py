@@ -1,4 +1,5 @@
 """Optimizers against torch.optim step by step, hyperparameter checks, schedules."""
+import itertools
 import math
 
 import numpy as np
@@ -183,7 +184,7 @@ def test_warmup_cosine_properties(peak, init, end, w, extra):
     assert values[w] == pytest.approx(peak)
     decay = values[w:]
     if peak >= end:  # after the warmup it only goes down, then stays
-        assert all(a >= b - 1e-12 for a, b in zip(decay, decay[1:]))
+        assert all(a >= b - 1e-12 for a, b in itertools.pairwise(decay))
     assert all(v == end for v in values[T:])
 
 
@@ -203,12 +204,12 @@ def test_step_decay_and_constant():
 
 class _FakeDeviceArray:
     """Stands for a GPU array (only its __cuda_array_interface__ is looked at)."""
-    __cuda_array_interface__ = {}
+    __cuda_array_interface__ = {}  # noqa: RUF012
     shape = (2,)
 
 
 def test_parameters_on_mixed_devices_are_refused():
-    with pytest.raises(ValueError, match="different devices.*model.to"):
+    with pytest.raises(ValueError, match=r"different devices.*model\.to"):
         optim.Adam([Parameter(np.zeros(2)), Parameter(_FakeDeviceArray())])
 
 

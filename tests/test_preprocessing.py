@@ -3,8 +3,7 @@ import warnings
 
 import numpy as np
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
+from hypothesis import given, strategies as st
 from hypothesis.extra import numpy as hnp
 
 from fastnn.preprocessing import PCA, NotFittedError, StandardScaler
@@ -128,7 +127,8 @@ def test_property_scaler_round_trip(X, with_mean):
     s = StandardScaler(with_mean=with_mean).fit(X)
     Y = s.transform(X)
     assert np.all(np.isfinite(Y))
-    np.testing.assert_allclose(s.inverse_transform(Y), X, rtol=1e-9, atol=1e-9 * max(1.0, np.abs(X).max()))
+    np.testing.assert_allclose(s.inverse_transform(Y), X, rtol=1e-9,
+                               atol=1e-9 * max(1.0, np.abs(X).max()))
 
 
 def test_scaler_nan_ignored_in_fit_kept_in_transform():
@@ -243,7 +243,8 @@ def test_pca_matches_reference(dtype, whiten):
     np.testing.assert_allclose(p.inverse_transform(out), X, atol=20 * tol * np.abs(X).max())
 
 
-@pytest.mark.parametrize("shape,k", [((500, 8), None), ((500, 8), 3), ((12, 40), None), ((12, 40), 5)])
+@pytest.mark.parametrize("shape,k", [((500, 8), None), ((500, 8), 3), ((12, 40), None),
+                                     ((12, 40), 5)])
 @pytest.mark.parametrize("whiten", [False, True])
 def test_pca_matches_sklearn(shape, k, whiten):
     X = correlated(*shape, seed=1) if shape[0] > shape[1] else \
@@ -254,9 +255,10 @@ def test_pca_matches_sklearn(shape, k, whiten):
     assert kk == theirs.n_components_
     # Components of the N < D path's last (zero-variance) axis are arbitrary.
     m = kk if shape[0] > shape[1] else min(kk, shape[0] - 1)
-    np.testing.assert_allclose(ours.explained_variance_[:m], theirs.explained_variance_[:m], rtol=1e-9)
-    np.testing.assert_allclose(ours.explained_variance_ratio_[:m], theirs.explained_variance_ratio_[:m],
+    np.testing.assert_allclose(ours.explained_variance_[:m], theirs.explained_variance_[:m],
                                rtol=1e-9)
+    np.testing.assert_allclose(ours.explained_variance_ratio_[:m],
+                               theirs.explained_variance_ratio_[:m], rtol=1e-9)
     np.testing.assert_allclose(ours.mean_, theirs.mean_, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(ours.components_[:m], theirs.components_[:m], atol=1e-8)
     Y = ours.transform(X)[:, :m]

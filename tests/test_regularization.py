@@ -118,7 +118,8 @@ def test_penalty_bad_lambda(fn, reference, lam, exc):
 
 
 @pytest.mark.parametrize("fn,reference", PENALTIES)
-@pytest.mark.parametrize("w", [np.ones(3, np.int32), np.ones(3, np.float16), "w", [[1.0], [1.0, 2.0]]])
+@pytest.mark.parametrize("w", [np.ones(3, np.int32), np.ones(3, np.float16), "w",
+                               [[1.0], [1.0, 2.0]]])
 def test_penalty_bad_weights(fn, reference, w):
     with pytest.raises(TypeError):
         fn(w, 0.1)

@@ -8,6 +8,7 @@ import pytest
 from fastnn import nn, optim, train
 from fastnn.train import DivergenceError, evaluate, fit, predict, predict_proba
 
+
 @pytest.fixture(scope="module", autouse=True)
 def _serial_blas():
     """One BLAS thread: small-batch training is a stream of tiny matrix products, and
@@ -170,7 +171,8 @@ def _small(seed=0, dropout=0.0, bn=False, dtype=np.float32, n_out=3):
     layers = [nn.Linear(5, 16, rng=seed, dtype=dtype)]
     if bn:
         layers.append(nn.BatchNorm1d(16, dtype=dtype))
-    layers += [nn.ReLU(), nn.Dropout(dropout, rng=123), nn.Linear(16, n_out, rng=seed + 1, dtype=dtype)]
+    layers += [nn.ReLU(), nn.Dropout(dropout, rng=123),
+               nn.Linear(16, n_out, rng=seed + 1, dtype=dtype)]
     return nn.Sequential(*layers)
 
 
@@ -262,7 +264,9 @@ def test_l1_sparsifies_and_max_norm_bounds_rows():
     for model, kw in ((plain, {}), (sparse, {"l1": 0.05}), (bounded, {"max_norm": 0.5})):
         hist = fit(model, X, y, optimizer=optim.SGD(model.parameters(), lr=0.05), epochs=5,
                    rng=0, progress=False, **kw)
-    small = lambda m: np.mean(np.abs(m[0].weight.data) < 1e-2)
+
+    def small(m):
+        return np.mean(np.abs(m[0].weight.data) < 1e-2)
     assert small(sparse) > 2 * small(plain)
     for layer in (bounded[0], bounded[3]):
         assert np.linalg.norm(layer.weight.data, axis=1).max() <= 0.5 * (1 + 1e-6)
@@ -307,7 +311,8 @@ def test_predict_helpers_restore_mode():
     np.testing.assert_array_equal(proba.argmax(1), scores.argmax(1))
     result = evaluate(model, X, y)
     assert result["accuracy"] == np.mean(scores.argmax(1) == y)
-    assert predict(model, X.astype(np.float64)).dtype == np.float32  # converted to the model's dtype
+    # converted to the model's dtype
+    assert predict(model, X.astype(np.float64)).dtype == np.float32
 
 
 def test_progress_bar_is_silent_off_terminal(capsys):

@@ -66,9 +66,10 @@ def activation_grad_bias_sum(dy, y, act, slope, dz, partial):
 
     The activation derivative is taken from the saved OUTPUT ``y``:
     relu' = (y > 0), leaky' = 1 if y > 0 else slope, tanh' = 1 - y**2,
-    sigmoid' = y (1 - y); ``act`` is never NONE (see :func:`column_sum`).  Rows are split into ``partial.shape[0]`` chunks,
-    each summed in float64 into its own row of ``partial`` (the caller merges
-    them), so threads never share an accumulator.
+    sigmoid' = y (1 - y); ``act`` is never NONE (see :func:`column_sum`).
+    Rows are split into ``partial.shape[0]`` chunks, each summed in float64
+    into its own row of ``partial`` (the caller merges them), so threads
+    never share an accumulator.
     """
     n, m = dy.shape
     n_chunks = partial.shape[0]

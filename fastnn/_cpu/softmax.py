@@ -13,7 +13,6 @@ from numba import prange
 from fastnn._config import dual_jit, jit
 from fastnn._cpu._math import exp, row_max
 
-
 # Elements per block of the fused exp + sum loops below: each block is summed
 # in the row's dtype (8 float32 lanes, so LLVM keeps the loop at the exp's
 # width; a float64 accumulator in the same loop halves it: 1.09 vs 0.63 ns per

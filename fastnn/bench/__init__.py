@@ -28,7 +28,7 @@ import argparse
 import json
 import sys
 
-from ._cases import BYTE_MODEL, COMPETITORS, DEFAULT_SIZES, FLOP_MODEL, KERNELS, QUICK_SIZES  # noqa: F401
+from ._cases import BYTE_MODEL, COMPETITORS, DEFAULT_SIZES, FLOP_MODEL, KERNELS, QUICK_SIZES
 from ._runner import run
 
 __all__ = ["run", "main", "build_parser", "KERNELS", "BYTE_MODEL", "FLOP_MODEL"]

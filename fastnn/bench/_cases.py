@@ -30,8 +30,8 @@ module level: each runs in its own worker process.
 Bandwidth is counted with the byte models below (:data:`BYTE_MODEL`), the
 matrix-product kernels with :data:`FLOP_MODEL`.
 """
-from dataclasses import dataclass, field
 import importlib
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -47,21 +47,28 @@ import numpy as np
 # ---------------------------------------------------------------------------
 BYTE_MODEL = {
     # kernel:                          (passes, peak,    what is counted)
-    "batch_norm_train_fwd":            (3, "triad", "read x for the statistics, read x again, write y"),
-    "batch_norm_train_fwd_bwd":        (8, "triad", "forward 3 (12 B) + backward 5 (20 B): read dy and x "
-                                                    "for the two sums, read dy and x again, write dx"),
-    "batch_norm_eval_fwd":             (2, "triad", "read x, write y (running statistics are constants)"),
-    "dropout_fwd":                     (2, "copy",  "read x, write y; the mask is regenerated, never stored"),
-    "dropout_bwd":                     (2, "copy",  "read dy, write dx; the mask is regenerated from the seed"),
+    "batch_norm_train_fwd":            (3, "triad", "read x for the statistics, read x again, "
+                                                    "write y"),
+    "batch_norm_train_fwd_bwd":        (8, "triad", "forward 3 (12 B) + backward 5 (20 B): "
+                                                    "read dy and x for the two sums, read dy and "
+                                                    "x again, write dx"),
+    "batch_norm_eval_fwd":             (2, "triad", "read x, write y (running statistics are "
+                                                    "constants)"),
+    "dropout_fwd":                     (2, "copy",  "read x, write y; the mask is regenerated, "
+                                                    "never stored"),
+    "dropout_bwd":                     (2, "copy",  "read dy, write dx; the mask is regenerated "
+                                                    "from the seed"),
     "softmax":                         (2, "triad", "read x, write the probabilities"),
-    "cross_entropy_fwd_bwd":           (2, "triad", "fused: read logits, write dlogits (8 B at float32)"),
+    "cross_entropy_fwd_bwd":           (2, "triad", "fused: read logits, write dlogits (8 B at "
+                                                    "float32)"),
     "hinge_fwd_bwd":                   (2, "triad", "fused: read scores, write dscores"),
     "mse_fwd_bwd":                     (3, "triad", "fused: read pred and target, write dpred"),
     "l1_loss_fwd_bwd":                 (3, "triad", "fused: read pred and target, write dpred"),
     "l2_penalty":                      (2, "triad", "read w, write the gradient"),
     "l1_penalty":                      (2, "triad", "read w, write the gradient"),
-    "max_norm_":                       (2, "triad", "read w, write w (each row's second read, for the "
-                                                    "scaling, hits the cache); every row is rescaled"),
+    "max_norm_":                       (2, "triad", "read w, write w (each row's second read, "
+                                                    "for the scaling, hits the cache); every row "
+                                                    "is rescaled"),
     "standard_scaler_fit_transform":   (3, "triad", "fit: read x once (one-pass Chan/Welford); "
                                                     "transform: read x, write y"),
 }
@@ -70,7 +77,8 @@ BYTE_MODEL = {
 FLOP_MODEL = {
     # kernel:                (factor, peak,   what is counted)
     "linear_fwd":            (2, "sgemm", "x @ W.T; the bias+ReLU epilogue is not counted"),
-    "linear_bwd":            (4, "sgemm", "dx = g @ W and dW = g.T @ x; db and the ReLU mask are not counted"),
+    "linear_bwd":            (4, "sgemm", "dx = g @ W and dW = g.T @ x; db and the ReLU mask "
+                                          "are not counted"),
     "pca_whiten_fit_transform": (4, "sgemm", "X.T @ X (counted as a full product) and X @ V"),
 }
 
@@ -852,8 +860,8 @@ KERNELS_BY_NAME = {k.name: k for k in KERNELS}
 
 # Implementation -> the worker process (group) that runs it.  Each group is a
 # separate process so thread pools never share a process.
-GROUP_OF = {"fastnn": "fastnn", "fastnn_out": "fastnn", "numpy": "numpy", "gemm": "numpy", "torch": "torch",
-            "sklearn": "sklearn"}
+GROUP_OF = {"fastnn": "fastnn", "fastnn_out": "fastnn", "numpy": "numpy", "gemm": "numpy",
+            "torch": "torch", "sklearn": "sklearn"}
 COMPETITORS = ("numpy", "torch", "sklearn")
 
 

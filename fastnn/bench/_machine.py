@@ -19,6 +19,7 @@ import numpy as np
 from numba import prange
 
 from fastnn._config import jit
+
 from ._timing import measure
 
 

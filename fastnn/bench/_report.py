@@ -130,7 +130,8 @@ def table(run):
     widths = [max(len(h), *(len(b[i]) for b in body if len(b) == len(head) and i < len(b)))
               if body else len(h) for i, h in enumerate(head)]
     lines = [header(run), "",
-             "  ".join(h.ljust(w) if i < 3 else h.rjust(w) for i, (h, w) in enumerate(zip(head, widths))),
+             "  ".join(h.ljust(w) if i < 3 else h.rjust(w)
+                       for i, (h, w) in enumerate(zip(head, widths))),
              "  ".join("-" * w for w in widths)]
     for b in body:
         if len(b) != len(head):
@@ -190,7 +191,8 @@ def header(run):
     s = run.get("startup")
     if s and "total_s" in s:
         lines.append(f"startup (second process): import {s['import_s']:.2f} s + first call of "
-                     f"{len(s['kernels'])} kernels {s['first_calls_s']:.2f} s = {s['total_s']:.2f} s")
+                     f"{len(s['kernels'])} kernels {s['first_calls_s']:.2f} s = "
+                     f"{s['total_s']:.2f} s")
     elif s:
         lines.append(f"startup: {s.get('error')}")
     st_ = run.get("settings", {})
@@ -226,8 +228,9 @@ def byte_model_table():
     lines.append("")
     lines.append("sizes: " + ", ".join(f"{n}={'/'.join(f'{a}x{b}' for a, b in v)}"
                                         for n, v in _cases.SIZES.items())
-                 + ", extra=" + "; ".join(f"{k.name}: {', '.join(k.label(*s) for s in k.extra_sizes)}"
-                                          for k in _cases.KERNELS if k.extra_sizes))
+                 + ", extra=" + "; ".join(
+                     f"{k.name}: {', '.join(k.label(*s) for s in k.extra_sizes)}"
+                     for k in _cases.KERNELS if k.extra_sizes))
     for k in _cases.KERNELS:
         names = [("gemm (its matrix products alone, a bound)" if i == "gemm" else i)
                  for i in k.builders if i not in FASTNN]

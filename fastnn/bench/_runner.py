@@ -301,13 +301,15 @@ def run(kernel_patterns=None, sizes=_cases.DEFAULT_SIZES, dtypes=("float32",),
             # alternate one call with a STREAM copy and triad (its "% of STREAM").
             paired = unit == "B" and n * d * np.dtype(dt).itemsize >= _SIDE_BY_SIDE_BYTES
 
+            # measure_stably calls one_round within this iteration, so the loop
+            # variables it reads are the current ones (hence the B023 noqas).
             def one_round():
                 times, probe = {}, None
-                for g, names in impls.items():
-                    bar.set_description(f"{k.name} {row['size']} {dt} [{g}]")
-                    req = {"op": "case", "kernel": k.name, "n": n, "d": d, "dtype": dt,
-                           "impls": names, "timing": timing}
-                    if paired and g == "fastnn":
+                for g, names in impls.items():  # noqa: B023
+                    bar.set_description(f"{k.name} {row['size']} {dt} [{g}]")  # noqa: B023
+                    req = {"op": "case", "kernel": k.name, "n": n, "d": d,  # noqa: B023
+                           "dtype": dt, "impls": names, "timing": timing}  # noqa: B023
+                    if paired and g == "fastnn":  # noqa: B023
                         req["paired_stream"] = {"array_mib": stream_mib, "pairs": repeat}
                     rep = pool.request(g, req)
                     probe = rep.get("paired_stream", probe)
@@ -382,6 +384,7 @@ def _facts():
     facts = {}
     try:
         import inspect
+
         import fastnn.functional as F
         if hasattr(F, "dropout_backward"):
             facts["dropout_backward_params"] = list(

@@ -163,7 +163,8 @@ def _validate(target, where):
     missing, unknown = required - set(target), set(target) - required - optional
     if missing or unknown:
         raise ValueError(f"{where}: kind {kind!r} needs {sorted(required)} (optional "
-                         f"{sorted(optional)}); missing {sorted(missing)}, unknown {sorted(unknown)}")
+                         f"{sorted(optional)}); missing {sorted(missing)}, "
+                         f"unknown {sorted(unknown)}")
     for name, value in target.items():
         if name != "kind" and not _FIELD_OK[name](value):
             raise ValueError(f"{where}: bad {name} {value!r}: {_FIELD_WANT[name]}")

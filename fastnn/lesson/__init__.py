@@ -25,8 +25,16 @@ dict {experiment number: dict of its numbers, with "figures" the PNG paths}.
 import argparse
 import time
 
-from . import (exp1_setup, exp2_normalization, exp3_init, exp4_batchnorm, exp5_l2,
-               exp6_dropout, exp7_losses, exp8_lr)
+from . import (
+    exp1_setup,
+    exp2_normalization,
+    exp3_init,
+    exp4_batchnorm,
+    exp5_l2,
+    exp6_dropout,
+    exp7_losses,
+    exp8_lr,
+)
 
 __all__ = ["EXPERIMENTS", "run", "main"]
 

@@ -4,6 +4,7 @@ Every experiment uses real data shipped with scikit-learn, split once with a
 fixed seed (stated in the output), and float64 so the numbers behind a figure
 are not blurred by rounding.
 """
+import itertools
 import os
 
 import numpy as np
@@ -128,7 +129,7 @@ def mlp(sizes, init="he", std=None, activation="relu", batchnorm=False,
     rng = np.random.default_rng(rng)
     acts = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}
     layers = []
-    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+    for i, (a, b) in enumerate(itertools.pairwise(sizes)):
         last = i == len(sizes) - 2
         if last:
             layers.append(linear(a, b, init, std, None, rng))
@@ -161,7 +162,7 @@ def forward_trace(model, X):
 
 def weights(model):
     """The weight matrices (out, in) of a model's Linear layers, as float64 copies."""
-    return [np.array(l.weight.data, dtype=np.float64) for l in linears(model)]
+    return [np.array(layer.weight.data, dtype=np.float64) for layer in linears(model)]
 
 
 def weight_sq_norm(model):

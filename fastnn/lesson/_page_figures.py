@@ -7,8 +7,7 @@ HTML and the data its JavaScript needs.  Colours follow the PNG figures
 """
 import numpy as np
 
-from . import _common as C
-from . import exp3_init
+from . import _common as C, exp3_init
 
 GREY = "#bbbbbb"
 VERDICT_COLORS = {"healthy": C.COLORS["healthy"], "collapsed": C.COLORS["collapsed"],
@@ -324,7 +323,7 @@ def _network_fig(sizes):
                 x0.append(xs[a]), y0.append(ys[a]), x1.append(xs[b]), y1.append(ys[b])
     edges = ColumnDataSource({"x0": x0, "y0": y0, "x1": x1, "y1": y1,
                               "alpha": [0.5] * len(x0)}, name="drop-edges-src")
-    fill = [C.COLORS["good"] if 0 < l < len(sizes) - 1 else "#444444" for l in layer]
+    fill = [C.COLORS["good"] if 0 < i < len(sizes) - 1 else "#444444" for i in layer]
     nodes = ColumnDataSource({"x": xs, "y": ys, "layer": layer, "unit": unit, "fill": fill},
                              name="drop-nodes-src")
     h = max(sizes) / 2.0 + 0.7

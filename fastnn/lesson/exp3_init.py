@@ -164,7 +164,7 @@ def run(out_dir, quick=False):
     hists = {}
     for depth in depths:
         sizes = [X.shape[1]] + [WIDTH] * depth + [10]
-        for key, label, init, std in INITS:
+        for key, _label, init, std in INITS:
             model = C.mlp(sizes, init=init, std=std, rng=C.SEED)
             hidden = _hidden_outputs(model, X)
             var = np.array([float(np.var(h)) for h in hidden])
@@ -266,7 +266,8 @@ def run(out_dir, quick=False):
     for act, s in res["symmetry"].items():
         lines.append(f"zero init + {act} after {sym_epochs} epochs on breast cancer: hidden weight "
                      f"norm {s['hidden_weight_norm']:.3g}, max difference between hidden units "
-                     f"{s['max_unit_difference']:.3g} (activations {s['max_activation_difference']:.3g}), "
+                     f"{s['max_unit_difference']:.3g} (activations "
+                     f"{s['max_activation_difference']:.3g}), "
                      f"val accuracy {s['val_accuracy']:.1%}")
     lines.append("-> zero init: every hidden unit gets the same gradient and stays identical "
                  "(ReLU: all dead at 0; sigmoid: they move, but as one unit)")

@@ -78,8 +78,9 @@ def run(out_dir, quick=False):
     fig, axes = plt.subplots(1, 3, figsize=(14, 4))
     show = sorted({0, 1, epochs // 3, 2 * epochs // 3, epochs})
     cmap = plt.get_cmap("viridis")
-    lo = min(np.percentile(res[k]["snapshots"][e], 0.5) for k in ("plain", "batchnorm") for e in show)
-    hi = max(np.percentile(res[k]["snapshots"][e], 99.5) for k in ("plain", "batchnorm") for e in show)
+    snapshots = [res[k]["snapshots"][e] for k in ("plain", "batchnorm") for e in show]
+    lo = min(np.percentile(s, 0.5) for s in snapshots)
+    hi = max(np.percentile(s, 99.5) for s in snapshots)
     for ax, key, name in ((axes[0], "plain", "without batch norm"),
                           (axes[1], "batchnorm", "with batch norm")):
         for i, e in enumerate(show):
@@ -115,8 +116,10 @@ def run(out_dir, quick=False):
              "(as one batch)"]
     for key, name in (("plain", "without BN"), ("batchnorm", "with BN")):
         r = res[key]
-        lines.append(f"{name:10s} mean per epoch {np.array2string(r['mean'][::max(1, epochs // 6)], precision=2)}"
-                     f"  std {np.array2string(r['std'][::max(1, epochs // 6)], precision=2)}"
+        every = max(1, epochs // 6)
+        lines.append(f"{name:10s} mean per epoch "
+                     f"{np.array2string(r['mean'][::every], precision=2)}"
+                     f"  std {np.array2string(r['std'][::every], precision=2)}"
                      f"  max |mean| {np.max(np.abs(r['mean'])):.3f}  final val accuracy "
                      f"{r['val_accuracy'][-1]:.1%}")
         r["max_abs_mean"] = float(np.max(np.abs(r["mean"])))

@@ -63,7 +63,8 @@ def run(out_dir, quick=False):
     for key, color, name in (("plain", C.COLORS["poor"], "no dropout"),
                              ("dropout", C.COLORS["good"], f"dropout p={P}")):
         r = res[key]
-        ax.plot(ep, r["train_loss_curve"], color=color, ls="--", label=f"{name}: train (as trained)")
+        ax.plot(ep, r["train_loss_curve"], color=color, ls="--",
+                label=f"{name}: train (as trained)")
         ax.plot(ep, r["val_loss_curve"], color=color, label=f"{name}: validation")
     ax.set_yscale("log")
     ax.set_xlabel("epoch")

@@ -66,7 +66,7 @@ def run(out_dir, quick=False):
     mx, sx, my, sy = xtr.mean(), xtr.std(), ytr.mean(), ytr.std()
     xtr, xva, ytr, yva = (xtr - mx) / sx, (xva - mx) / sx, (ytr - my) / sy, (yva - my) / sy
     rng = np.random.default_rng(C.SEED)
-    n_out = int(round(OUTLIER_FRACTION * len(xtr)))
+    n_out = round(OUTLIER_FRACTION * len(xtr))
     idx = rng.choice(len(xtr), n_out, replace=False)
     ydirty = ytr.copy()
     ydirty[idx] = ytr[idx] + rng.uniform(6.0, 10.0, n_out)  # gross recording errors, one side
@@ -126,7 +126,8 @@ def run(out_dir, quick=False):
              f"gradient descent on a*x + b, {steps} steps"]
     for kind in ("mse", "mae"):
         r = res[kind]
-        lines.append(f"{kind.upper()}: clean fit a={r['clean_fit'][0]:.3f} b={r['clean_fit'][1]:+.3f}; "
+        lines.append(f"{kind.upper()}: clean fit a={r['clean_fit'][0]:.3f} "
+                     f"b={r['clean_fit'][1]:+.3f}; "
                      f"with outliers a={r['outlier_fit'][0]:.3f} b={r['outlier_fit'][1]:+.3f}; "
                      f"moved {r['shift']:.3f}; MAE on clean validation {r['clean_val_mae']:.3f}")
     lines.append(f"figure: {res['figures'][0]}")

@@ -98,7 +98,7 @@ def run(out_dir, quick=False):
     res = {"split": d.description, "epochs": epochs, "warmup_steps": warmup,
            "total_steps": total, "peak_lr": PEAK}
     runs = [(name, lr, None) for name, lr in RATES] + [("warmup + cosine", PEAK, sched)]
-    for (name, lr, _), r in zip(runs, _train(runs, d, Xtr, Xva, epochs, batch)):
+    for (name, _, _), r in zip(runs, _train(runs, d, Xtr, Xva, epochs, batch)):
         res[name] = r
     res["steps_per_epoch"] = steps_per_epoch
     res["schedule"] = np.array([sched(k) for k in range(total + steps_per_epoch)])
@@ -156,7 +156,8 @@ def run(out_dir, quick=False):
         r = res[name]
         state = (f"DIVERGED at epoch {r['diverged'][0]}, step {r['diverged'][1]}"
                  if r["diverged"] is not None else
-                 f"final train loss {r['final_train_loss']:.4f}  val loss {r['final_val_loss']:.4f}  "
+                 f"final train loss {r['final_train_loss']:.4f}  "
+                 f"val loss {r['final_val_loss']:.4f}  "
                  f"val acc {r['final_val_accuracy']:.1%}")
         lines.append(f"{name:16s} lr {lr:<8g} {state}")
     lines.append(f"figure: {res['figures'][0]}")

@@ -28,8 +28,7 @@ from importlib import resources
 
 import numpy as np
 
-from . import _page_figures as PF
-from . import exp3_init, exp8_lr
+from . import _page_figures as PF, exp3_init, exp8_lr
 
 __all__ = ["build", "collect"]
 
@@ -145,7 +144,7 @@ def _assemble(data):
     from bokeh.embed import components
     from bokeh.resources import Resources
     parts = PF.build_all(data, DROPOUT_NET)
-    script, divs = components({name: model for name, model in parts["models"].items()})
+    script, divs = components(dict(parts["models"]))
     sections = []
     for n, anchor, heading, sentence in SECTIONS:
         sec = parts["sections"][anchor]

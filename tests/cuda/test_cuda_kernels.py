@@ -13,12 +13,14 @@ import pytest
 
 import fastnn.functional as F
 from tests.conftest import assert_close
-from tests.reference import batchnorm as ref_bn
-from tests.reference import dropout as ref_do
-from tests.reference import linear as ref_li
-from tests.reference import losses as ref_lo
-from tests.reference import regularization as ref_re
-from tests.reference import softmax as ref_sm
+from tests.reference import (
+    batchnorm as ref_bn,
+    dropout as ref_do,
+    linear as ref_li,
+    losses as ref_lo,
+    regularization as ref_re,
+    softmax as ref_sm,
+)
 
 DTYPES = [np.float32, np.float64]
 
@@ -237,6 +239,7 @@ def test_dropout_mask_matches_cpu_and_reference():
 @pytest.mark.parametrize("start", [0, 2**32 - 7])   # the second crosses a 2**32 block
 def test_generator_bit_identical_to_cpu(start):
     from numba import cuda
+
     from fastnn._cpu.rng import random_uint32, seed_key
     from fastnn._cuda import rng as gpu_rng
     out = cuda.device_array(13, dtype=np.uint32)

@@ -23,16 +23,25 @@ if os.environ.get("FASTNN_TEST_CUDA_LOWERING") != "1":
                 allow_module_level=True)
 pytest.importorskip("numba.cuda")
 
-from numba import types as nt  # noqa: E402
-import numba.cuda.dispatcher as _dispatcher  # noqa: E402
-from numba.cuda.compiler import compile_cuda  # noqa: E402
+import numba.cuda.dispatcher as _dispatcher
+from numba import types as nt
+from numba.cuda.compiler import compile_cuda
 
 # Device functions ask the current device for its compute capability; there is none.
 _dispatcher.get_current_device = lambda: pytypes.SimpleNamespace(compute_capability=(9, 0))
 
-from fastnn._cuda import _common, batchnorm, dropout, linear, losses, regularization  # noqa: E402
-from fastnn._cuda import rng, softmax  # noqa: E402
-from fastnn._cuda import activations, optim  # noqa: E402
+from fastnn._cuda import (  # noqa: E402  # noqa: E402  # noqa: E402
+    _common,
+    activations,
+    batchnorm,
+    dropout,
+    linear,
+    losses,
+    optim,
+    regularization,
+    rng,
+    softmax,
+)
 
 pytestmark = pytest.mark.no_device   # needs neither a GPU nor the simulator
 

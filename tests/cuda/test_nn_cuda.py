@@ -46,8 +46,9 @@ def is_dev(a):
 def _model(dtype, p=0.3):
     # no bias before the batch norm: its gradient would be pure rounding noise, which Adam
     # amplifies to full-size steps that differ between any two summation orders
-    return nn.Sequential(nn.Linear(5, 7, bias=False, rng=0, dtype=dtype), nn.BatchNorm1d(7, dtype=dtype),
-                         nn.ReLU(), nn.Dropout(p, rng=1), nn.Linear(7, 3, rng=2, dtype=dtype))
+    return nn.Sequential(nn.Linear(5, 7, bias=False, rng=0, dtype=dtype),
+                         nn.BatchNorm1d(7, dtype=dtype), nn.ReLU(), nn.Dropout(p, rng=1),
+                         nn.Linear(7, 3, rng=2, dtype=dtype))
 
 
 def _data(dtype, n=10, seed=0):
@@ -94,7 +95,7 @@ def test_module_moved_piecewise_reports_mixed_devices():
     model = _model(np.float64)
     model[0].to("cuda")
     with pytest.raises(RuntimeError, match="both"):
-        model.device
+        _ = model.device
     with pytest.raises(ValueError, match="different devices"):
         optim.SGD(model.parameters(), lr=0.1)
     model.to("cuda")
@@ -204,7 +205,7 @@ def test_optimizer_steps_match_cpu(name, dtype):
     gpu = [nn.Parameter(dev(w0)), nn.Parameter(dev(b0), decay=False)]
     oc, og = OPTIMIZERS[name](cpu), OPTIMIZERS[name](gpu)
     refs = [p.data for p in gpu]
-    for step in range(3):
+    for _step in range(3):
         for pc, pg in zip(cpu, gpu):
             g = rng.standard_normal(pc.shape).astype(dtype)
             pc.grad, pg.grad = g, dev(g)
@@ -229,7 +230,7 @@ def test_optimizer_refuses_parameters_moved_after_its_first_step(big_blocks):
     model.to("cuda")
     model.zero_grad()
     model.backward(model(dev(x)))
-    with pytest.raises(RuntimeError, match="optimizer state.*model.to"):
+    with pytest.raises(RuntimeError, match=r"optimizer state.*model\.to"):
         opt.step()
 
 
@@ -311,7 +312,7 @@ def test_state_dict_save_and_load_with_a_cuda_model(tmp_path, big_blocks):
     _assert_states(dst.state_dict(), src.state_dict(), np.float64, "elementwise")
     before = dst.state_dict()
     bad = dict(state, **{"4.weight": np.zeros((2, 2))})
-    with pytest.raises(ValueError, match="4.weight"):
+    with pytest.raises(ValueError, match=r"4\.weight"):
         dst.load_state_dict(bad)
     with pytest.raises(TypeError, match="GPU array"):
         dst.load_state_dict(dict(state, **{"4.bias": dev(state["4.bias"])}))

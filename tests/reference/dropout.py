@@ -44,7 +44,8 @@ def dropout_mask(shape, p, seed):
     """Keep-mask: u(seed, i) >= round(p * 2**32), i the flat C-order index."""
     n = int(np.prod(shape, dtype=np.int64))
     u = random_uint32(seed, n).astype(np.int64)
-    return (u >= int(round(p * 2.0 ** 32))).reshape(shape)
+    # int(): round() of a numpy float is a numpy float before numpy 2
+    return (u >= int(round(p * 2.0 ** 32))).reshape(shape)  # noqa: RUF046
 
 
 def dropout(x, p, seed):
