@@ -13,8 +13,19 @@ export HYPOTHESIS_PROFILE=${HYPOTHESIS_PROFILE:-ci}
 
 step() { echo; echo "=== $1 ==="; }
 
+# Lint first: it takes a fraction of a second ([tool.ruff] in pyproject.toml).
+step "ruff check"
+ruff check .
+
 step "default"
 NUMBA_CACHE_DIR="$cache_root/default" python -m pytest -p no:cacheprovider "$@"
+
+# The numpydoc Examples of the library, run as doctests (on the default
+# variant's numba cache).  fastnn/_cuda is left out: its modules refuse to
+# import without a GPU (and hold no Examples: the public functions do).
+step "doctests (docstring Examples)"
+NUMBA_CACHE_DIR="$cache_root/default" python -m pytest -p no:cacheprovider --doctest-modules \
+    --ignore=fastnn/_cuda fastnn "$@"
 
 step "NUMBA_BOUNDSCHECK=1 (kernels only)"
 NUMBA_BOUNDSCHECK=1 NUMBA_CACHE_DIR="$cache_root/boundscheck" \
