@@ -159,9 +159,10 @@ def _row_threads(c):
     return min(t, tpb)
 
 
-# Rows up to this wide go to warp teams (measured on the H200: see
-# _row_threads); wider rows keep a block each.
-WARP_ROW_MAX = 4096
+# Rows up to this wide go to warp teams; wider rows keep a block each.
+# Measured on the H200 (float32, fwd+bwd of softmax-CE, warp vs block teams):
+# 100000 x 1000: 1.61 vs 2.61 ms; 25000 x 4000: 1.50 vs 1.23 ms.
+WARP_ROW_MAX = 1024
 
 
 def _row_launch(kernel, n, c, *args):
