@@ -433,3 +433,10 @@ def test_local_cluster_two_worker_processes(digits_model):
         assert f["cache_dir"] == numba_config.CACHE_DIR
         assert f["hits"] >= 1, facts            # kernels came from the on-disk cache
     assert task_facts["parallel_allowed"] is False   # tasks run in worker threads: serial
+
+
+def test_importing_fastnn_does_not_import_dask():
+    code = ("import sys, fastnn, fastnn.preprocessing, fastnn.nn, fastnn.train, fastnn.optim; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('dask', 'distributed')))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip() == "[]", proc.stdout + proc.stderr
