@@ -34,6 +34,7 @@ On a machine with an NVIDIA GPU (and numba-cuda)::
 """
 import contextlib
 import os
+import zipfile
 
 import numpy as np
 
@@ -158,6 +159,65 @@ class Parameter:
         where = ", device='cuda'" if self.device == "cuda" else ""
         return (f"Parameter(shape={tuple(self.data.shape)}, dtype={self.data.dtype}, "
                 f"decay={self.decay}{where})")
+
+
+def _check_names(targets, state):
+    missing = sorted(set(targets) - set(state))
+    unexpected = sorted(set(state) - set(targets))
+    if missing or unexpected:
+        raise KeyError(f"state does not match the model: missing {missing}, "
+                       f"unexpected {unexpected}")
+
+
+def _check_representable(value, dtype, name):
+    """Refuse finite values that converting to ``dtype`` would turn into inf."""
+    if value.dtype.kind == "f" and value.dtype.itemsize > np.dtype(dtype).itemsize and value.size:
+        finite = np.abs(value[np.isfinite(value)])
+        limit = np.finfo(dtype).max
+        if finite.size and finite.max() > limit:
+            raise ValueError(f"state[{name!r}] holds {finite.max():.6g}, beyond the range of "
+                             f"the model's {np.dtype(dtype)} (max {limit:.6g}); it would become inf")
+
+
+def _member_header(zf, member):
+    """(shape, dtype) from a .npy member's header, reading nothing else."""
+    with zf.open(member) as f:
+        version = np.lib.format.read_magic(f)
+        readers = {(1, 0): np.lib.format.read_array_header_1_0,
+                   (2, 0): np.lib.format.read_array_header_2_0}
+        if version not in readers:
+            raise ValueError(f"{member}: unsupported .npy format version {version}")
+        shape, _, dtype = readers[version](f)
+    return shape, dtype
+
+
+def _read_model_file(path, targets):
+    """The arrays of a ``.npz`` written by :meth:`Module.save`, checked before they are read.
+
+    Names first, then each member's header against the model (shape, a
+    real-number dtype), and only then the data: a file declaring a 64 MiB
+    array where the model holds 16 floats is refused before the 64 MiB are
+    inflated.
+    """
+    with zipfile.ZipFile(path) as zf:
+        names = zf.namelist()
+        odd = [n for n in names if not n.endswith(".npy")]
+        if odd:
+            raise ValueError(f"not a file of plain arrays: members {odd}")
+        members = {n[:-4]: n for n in names}
+        _check_names(targets, members)
+        for name, member in members.items():
+            shape, dtype = _member_header(zf, member)
+            if dtype.kind not in "fiu":
+                raise ValueError(f"state[{name!r}] must hold real numbers, got dtype {dtype}")
+            if tuple(shape) != tuple(targets[name].shape):
+                raise ValueError(f"state[{name!r}] has shape {tuple(shape)}, "
+                                 f"the model expects {tuple(targets[name].shape)}")
+        state = {}
+        for name, member in members.items():
+            with zf.open(member) as f:
+                state[name] = np.lib.format.read_array(f, allow_pickle=False)
+    return state
 
 
 class Module:
@@ -364,15 +424,12 @@ class Module:
         KeyError
             Missing or unexpected keys (all of them are named).
         ValueError
-            An array of the wrong shape, or one that is not real numbers.
+            An array of the wrong shape, one that is not real numbers, or
+            finite values that the model's dtype cannot hold (float64 values
+            beyond the float32 range would silently become inf).
         """
-        targets = {name: p.data for name, p in self.named_parameters()}
-        targets.update(self.named_buffers())
-        missing = sorted(set(targets) - set(state))
-        unexpected = sorted(set(state) - set(targets))
-        if missing or unexpected:
-            raise KeyError(f"state does not match the model: missing {missing}, "
-                           f"unexpected {unexpected}")
+        targets = self._state_targets()
+        _check_names(targets, state)
         converted = {}
         for name, dest in targets.items():
             value = state[name]
@@ -385,10 +442,17 @@ class Module:
             if value.shape != tuple(dest.shape):
                 raise ValueError(f"state[{name!r}] has shape {value.shape}, "
                                  f"the model expects {tuple(dest.shape)}")
+            _check_representable(value, dest.dtype, name)
             converted[name] = value.astype(dest.dtype, copy=False)
         for name, dest in targets.items():
             _assign(dest, converted[name])
         return self
+
+    def _state_targets(self):
+        """{name: array} of every parameter and buffer, the keys of :meth:`state_dict`."""
+        targets = {name: p.data for name, p in self.named_parameters()}
+        targets.update(self.named_buffers())
+        return targets
 
     def save(self, path):
         """Write :meth:`state_dict` to ``path`` as an uncompressed ``.npz`` file.
@@ -408,15 +472,21 @@ class Module:
             The file is not a readable ``.npz`` of plain arrays, or its arrays
             do not match the model (missing, unexpected or mis-shaped; the
             message names them).  The model is unchanged in every such case.
+            Names, then every member's header (shape and dtype) are checked
+            before any array data is read, so a small file that declares
+            huge arrays is refused after reading at most the model's size.
         FileNotFoundError
             No file at ``path``.
         """
         try:
-            with np.load(os.fspath(path), allow_pickle=False) as f:
-                state = {k: f[k] for k in f.files}
+            state = _read_model_file(os.fspath(path), self._state_targets())
         except FileNotFoundError:
             raise
-        except Exception as exc:  # not an npz, truncated, or holding objects
+        except KeyError as exc:
+            raise ValueError(f"{os.fspath(path)!r}: {exc.args[0]}") from None
+        except ValueError as exc:
+            raise ValueError(f"{os.fspath(path)!r}: {exc}") from None
+        except Exception as exc:  # not a zip, truncated, a bad header
             raise ValueError(f"cannot load {os.fspath(path)!r} as a fastnn model file: {exc}") from exc
         try:
             self.load_state_dict(state)

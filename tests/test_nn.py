@@ -347,6 +347,62 @@ def test_unreadable_files_are_refused(tmp_path):
     _assert_state_equal(before, dst.state_dict())
 
 
+def _compressed_bomb(path, state, name, shape):
+    """A small file whose member ``name`` declares (and inflates to) a huge array."""
+    state = dict(state)
+    state[name] = np.zeros(shape, np.float32)
+    with open(path, "wb") as f:
+        np.savez_compressed(f, **state)
+
+
+@pytest.mark.parametrize("name, shape", [("extra", (4096, 4096)), ("0.weight", (4096, 4096))])
+def test_load_checks_headers_before_inflating_any_data(tmp_path, monkeypatch, name, shape):
+    # a 64 MiB array compresses to ~65 KB: it must be refused from its name or
+    # its header, with nothing of that size ever read
+    dst = _trained(7)
+    path = tmp_path / "bomb.npz"
+    _compressed_bomb(path, dst.state_dict(), name, shape)
+    assert path.stat().st_size < 200_000
+    reads = []
+    real = np.lib.format.read_array
+
+    def counting(fp, *args, **kwargs):
+        a = real(fp, *args, **kwargs)
+        reads.append(a.nbytes)
+        return a
+    monkeypatch.setattr(np.lib.format, "read_array", counting)
+    before = _snapshot(dst)
+    with pytest.raises(ValueError, match=name):
+        dst.load(path)
+    assert reads == []                      # refused before any member's data was read
+    _assert_state_equal(before, dst.state_dict())
+
+
+def test_load_reads_at_most_the_models_size(tmp_path, monkeypatch):
+    src = _trained(0)
+    path = tmp_path / "m.npz"
+    src.save(path)
+    reads = []
+    real = np.lib.format.read_array
+    monkeypatch.setattr(np.lib.format, "read_array",
+                        lambda fp, *a, **k: reads.append(1) or real(fp, *a, **k))
+    _trained(7).load(path)
+    assert len(reads) == len(src.state_dict())
+
+
+def test_float64_values_beyond_float32_range_are_refused():
+    dst = _trained(7)
+    state = {k: v.astype(np.float64) for k, v in dst.state_dict().items()}
+    state["0.weight"][1, 2] = 1e39                     # finite in float64, inf in float32
+    before = _snapshot(dst)
+    with pytest.raises(ValueError, match=r"0.weight.*1e\+39.*float32"):
+        dst.load_state_dict(state)
+    _assert_state_equal(before, dst.state_dict())
+    state["0.weight"][1, 2] = np.inf                   # inf itself is carried over as it is
+    dst.load_state_dict(state)
+    assert dst[0].weight.data[1, 2] == np.inf
+
+
 def test_load_converts_dtype():
     src = _trained(0)
     dst = nn.Sequential(nn.Linear(4, 6, rng=0, dtype=np.float64), nn.BatchNorm1d(6, dtype=np.float64),
