@@ -1,5 +1,7 @@
 """fastnn.dask: fits on dask arrays equal the in-memory fits, lazy transforms and
 predictions, streaming training, and kernels under Dask's schedulers."""
+import itertools
+import json
 import os
 import pickle
 import subprocess
@@ -15,12 +17,12 @@ from hypothesis import strategies as st
 da = pytest.importorskip("dask.array")
 dask = pytest.importorskip("dask")
 
-import fastnn._config as config  # noqa: E402
-from fastnn import nn, preprocessing, train  # noqa: E402
-from fastnn import dask as fd  # noqa: E402
-from fastnn._cpu import preprocessing as kernels  # noqa: E402
-from tests.conftest import assert_close  # noqa: E402
-from tests.reference import preprocessing as ref  # noqa: E402
+import fastnn._config as config
+from fastnn import dask as fd
+from fastnn import nn, preprocessing, train
+from fastnn._cpu import preprocessing as kernels
+from tests.conftest import assert_close
+from tests.reference import preprocessing as ref
 
 N, D = 3001, 12
 # Row chunkings of N rows: uniform, ragged, a single-row chunk, an empty one.
@@ -247,7 +249,7 @@ def test_predict_matches_in_memory_and_sends_the_model_once(digits_model):
 
 
 def test_predict_uses_a_snapshot_of_the_model_in_eval_mode(digits_model):
-    model, X, _ = digits_model
+    _, X, _ = digits_model
     m = nn.Sequential(nn.Linear(64, 32, rng=3), nn.Dropout(0.5), nn.Linear(32, 10, rng=4))
     m.train()
     out = fd.predict(m, chunked(X, 400))
@@ -278,7 +280,7 @@ def test_predict_with_scikit_learn_estimators(digits_model):
 def _blocks_in_memory(X, y, rows, epochs, seed, shuffle=True):
     """The (X, y) blocks fit_incremental visits, in its documented order."""
     bounds = np.cumsum((0,) + rows)
-    blocks = [(X[a:b], None if y is None else y[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
+    blocks = [(X[a:b], None if y is None else y[a:b]) for a, b in itertools.pairwise(bounds)]
     rng = np.random.default_rng(seed)
     for _ in range(epochs):
         order = rng.permutation(len(blocks)) if shuffle else range(len(blocks))
@@ -391,7 +393,7 @@ def test_concurrent_parallel_sized_kernels_under_the_workqueue_layer():
     """)
     env = dict(os.environ, NUMBA_THREADING_LAYER="workqueue", NUMBA_NUM_THREADS="2")
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                          text=True, timeout=120)
+                          text=True, timeout=120, check=False)
     assert proc.returncode == 0 and "ok" in proc.stdout, proc.stdout + proc.stderr
 
 
@@ -438,5 +440,24 @@ def test_local_cluster_two_worker_processes(digits_model):
 def test_importing_fastnn_does_not_import_dask():
     code = ("import sys, fastnn, fastnn.preprocessing, fastnn.nn, fastnn.train, fastnn.optim; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('dask', 'distributed')))")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          check=False)
     assert proc.returncode == 0 and proc.stdout.strip() == "[]", proc.stdout + proc.stderr
+
+
+def test_benchmark_script_smoke(tmp_path):
+    """benchmarks/dask_scale.py end to end at a tiny size (the real run is by hand)."""
+    pytest.importorskip("psutil")
+    pytest.importorskip("sklearn")
+    script = os.path.join(os.path.dirname(__file__), os.pardir, "benchmarks", "dask_scale.py")
+    out = tmp_path / "rows.json"
+    proc = subprocess.run([sys.executable, script, "--rows", "8192", "--chunk-rows", "2048",
+                           "--compare-rows", "0", "--predict-rows", "4096", "--cluster-rows", "0",
+                           "--json", str(out)], capture_output=True, text=True, timeout=300, check=False,
+                          env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rows = json.loads(out.read_text())
+    assert {r["case"].split(" 8192")[0] for r in rows} >= {
+        "generate only (sum of blocks)", "fastnn StandardScaler fit", "fastnn PCA(whiten, 16) fit"}
+    assert "predict sums agree: True" in proc.stdout
+    assert all(r["peak_rss_GiB"] > 0 for r in rows)
