@@ -200,7 +200,7 @@ def competitor_cases(n_rows, chunk_rows):
     return out
 
 
-def predict_cases(n_rows, chunk_rows):
+def predict_cases(n_rows, chunk_rows, default_threads_loop=True):
     """The digits MLP over n_rows generated rows: dask vs an in-memory loop over the same chunks."""
     from sklearn.datasets import load_digits
     from threadpoolctl import threadpool_limits
@@ -218,10 +218,12 @@ def predict_cases(n_rows, chunk_rows):
         for r0 in range(0, n_rows, chunk_rows):
             total += train.predict(model, block(min(chunk_rows, n_rows - r0), r0)).sum(axis=0)
         return total
-    a = measure("predict, in-memory loop over the chunks (default threads)", n_rows,
+    if default_threads_loop:
+        measure("predict, in-memory loop over the chunks (default threads)", n_rows,
                 in_memory_loop)
     with threadpool_limits(1, "blas"):
-        measure("predict, in-memory loop over the chunks (BLAS 1 thread)", n_rows, in_memory_loop)
+        a = measure("predict, in-memory loop over the chunks (BLAS 1 thread)", n_rows,
+                    in_memory_loop)
     with threadpool_limits(1, "blas"):
         b = measure("predict, fastnn.dask (threads)", n_rows,
                     lambda: fd.predict(model, X).sum(axis=0).compute())
@@ -249,6 +251,9 @@ def main(argv=None):
     ap.add_argument("--predict-rows", type=int, default=10**8, help="0: skip")
     ap.add_argument("--cluster-rows", type=int, default=2**25, help="0: skip")
     ap.add_argument("--skip-big", action="store_true", help="only the comparison cases")
+    ap.add_argument("--no-default-threads-loop", action="store_true",
+                    help="skip the in-memory predict loop with the default thread pools "
+                         "(10x slower than with one BLAS thread on a loaded 2-core machine)")
     ap.add_argument("--json", help="write the rows here")
     args = ap.parse_args(argv)
 
@@ -300,7 +305,8 @@ def main(argv=None):
                         lazy_array(args.cluster_rows, args.chunk_rows)))
         cluster_cases(args.cluster_rows, args.chunk_rows)
     if args.predict_rows:
-        predict_cases(args.predict_rows, min(args.chunk_rows, 2**20))
+        predict_cases(args.predict_rows, min(args.chunk_rows, 2**20),
+                      not args.no_default_threads_loop)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(RESULTS, f, indent=1)
