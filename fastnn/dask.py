@@ -60,6 +60,9 @@ def _is_dask(X):
 
 def _samples(X, name="X"):
     """X checked as a 2-D dask array of real numbers, with whole rows in every block."""
+    if not _is_dask(X):
+        raise TypeError(f"{name} must be a dask.array.Array, got {type(X).__name__} "
+                        "(numpy input: use fastnn.preprocessing / fastnn.train directly)")
     if X.ndim != 2:
         raise ValueError(f"{name} must be 2-D (n_samples, n_features), got shape {X.shape}")
     if X.dtype.kind not in "fiu" or X.dtype == np.float16 or X.dtype == np.longdouble:

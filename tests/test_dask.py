@@ -327,6 +327,10 @@ def test_fit_incremental_refuses_bad_arguments(digits_model):
         fd.fit_incremental(object(), Xd, y)
     with pytest.raises(ValueError, match="epochs"):
         fd.fit_incremental(preprocessing.StandardScaler(), Xd, epochs=0)
+    with pytest.raises(TypeError, match="dask.array.Array, got ndarray"):
+        fd.fit_incremental(preprocessing.StandardScaler(), X)
+    with pytest.raises(TypeError, match="dask.array.Array, got list"):
+        fd.predict(nn.Sequential(nn.Linear(64, 2, rng=0)), [[0.0] * 64])
     with pytest.raises(ValueError, match="y has 10 rows"):
         fd.fit_incremental(preprocessing.StandardScaler(), Xd, y[:10])
 
