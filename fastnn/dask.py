@@ -43,8 +43,6 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
     raise ImportError('fastnn.dask needs dask: pip install "fastnn[dask]"') from exc
 
 from . import preprocessing, train
-from ._cpu._moments import merge_moments
-from ._cpu.preprocessing import column_moments
 from ._validation import boolean, integer
 from .nn import Module
 
@@ -91,69 +89,99 @@ def _split_every(split_every):
 
 
 # -- tree reduction of packed per-block statistics ------------------------------
-# Each block's statistics travel as one float64 row [n, mean (d), rest]: a
-# (1, width) numpy array, so dask.array.reduction concatenates a node's
-# children into an (m, width) array and the merge walks its rows in order.
+# Each block's statistics travel as one float64 row, a (1, width) numpy array,
+# so dask.array.reduction concatenates a node's children into an (m, width)
+# array and the merge walks its rows in order.  Scaler rows are
+# [n or NaN, per-column counts (d), mean (d), M2 (d)]: the first entry is the
+# block's row count, or NaN when NaN values were left out and the counts
+# differ by column (the per-column counts are then the truth, as in
+# StandardScaler.partial_fit).  PCA rows are [n, mean (d), scatter (d * d)].
 
-def _pack(n, mean, rest):
-    return np.concatenate(([n], mean, rest.ravel()))[None, :]
+def _pack_moments(n, mean, m2):
+    counts = np.broadcast_to(np.asarray(n, np.float64), mean.shape)
+    first = np.nan if np.ndim(n) else float(n)
+    return np.concatenate(([first], counts, mean, m2))[None, :]
 
 
-def _moments_block(x):
+def _unpack_moments(row, d):
+    n = row[0] if row[0] == row[0] else row[1:d + 1].copy()
+    return n, row[d + 1:2 * d + 1], row[2 * d + 1:]
+
+
+def _pack_scatter(n, mean, scatter):
+    return np.concatenate(([n], mean, scatter.ravel()))[None, :]
+
+
+def _unpack_scatter(row, d):
+    return row[0], row[1:d + 1], row[d + 1:].reshape(d, d)
+
+
+def _merge_scatter(n_a, mean_a, s_a, n_b, mean_b, s_b):
+    return preprocessing.merge_scatter(float(n_a), mean_a, s_a, float(n_b), mean_b, s_b)
+
+
+_LAYOUTS = {  # name -> (pack, unpack, Chan merge: the same ones partial_fit / fit use)
+    "moments": (_pack_moments, _unpack_moments, preprocessing.StandardScaler._merge),
+    "scatter": (_pack_scatter, _unpack_scatter, _merge_scatter),
+}
+
+
+def _moments_block(x, block_info=None):
     x = _float_block(x)
-    kernel, n_chunks = column_moments.pick_chunks(x.size)
-    n, mean, m2 = kernel(x, n_chunks) if x.shape[0] else (0.0, np.zeros(x.shape[1]),
-                                                          np.zeros(x.shape[1]))
-    return _pack(n, mean, m2)
+    if x.shape[0] == 0:
+        return _pack_moments(0.0, np.zeros(x.shape[1]), np.zeros(x.shape[1]))
+    try:
+        return _pack_moments(*preprocessing.StandardScaler._moments_of(x))
+    except ValueError as exc:   # infinity: its message names a row of this block
+        row0 = block_info[0]["array-location"][0][0] if block_info else 0
+        raise ValueError(f"{exc} [the row index counts from row {row0} of X, where "
+                         "this block starts]") from exc
 
 
-def _scatter_block(x):
-    return _pack(*preprocessing.PCA._scatter(_float_block(x)))
+def _scatter_block(x, block_info=None):
+    return _pack_scatter(*preprocessing.PCA._scatter(_float_block(x)))
 
 
-def _merge_rows(parts, d, merge):
-    """Merge the packed rows of ``parts`` in order with ``merge``; one packed row back."""
-    n, mean, rest = parts[0, 0], parts[0, 1:d + 1], parts[0, d + 1:]
-    for row in parts[1:]:
-        if row[0] == 0:      # an empty block adds nothing (and 0 + 0 rows would divide by 0)
+def _merge_rows(parts, d, layout):
+    """Merge the packed rows of ``parts`` in order; one packed row back."""
+    pack, unpack, merge = _LAYOUTS[layout]
+    acc = None
+    for row in parts:
+        item = unpack(row, d)
+        if np.all(item[0] == 0):     # an empty block adds nothing (0 + 0 rows would divide by 0)
             continue
-        if n == 0:
-            n, mean, rest = row[0], row[1:d + 1], row[d + 1:]
-            continue
-        n, mean, rest = merge(n, mean, rest, row[0], row[1:d + 1], row[d + 1:])
-    return _pack(n, mean, np.asarray(rest))
+        acc = item if acc is None else merge(*acc, *item)
+    return parts[:1] if acc is None else pack(*acc)
 
 
-def _merge_moment_rows(parts, d):
-    return _merge_rows(parts, d, merge_moments)
-
-
-def _merge_scatter_rows(parts, d):
-    def merge(n_a, mean_a, s_a, n_b, mean_b, s_b):
-        n, mean, s = preprocessing.merge_scatter(n_a, mean_a, s_a.reshape(d, d),
-                                                 n_b, mean_b, s_b.reshape(d, d))
-        return n, mean, s.ravel()
-    return _merge_rows(parts, d, merge)
-
-
-def _reduce(X, block_fn, merge_fn, width, split_every):
-    """(n, mean, rest) of X: block_fn on every block, merged up a tree by merge_fn."""
+def _reduce(X, block_fn, layout, width, split_every):
+    """(n, mean, rest) of X: block_fn on every block, merged up a tree of Chan merges."""
     d = X.shape[1]
     stats = X.map_blocks(block_fn, chunks=((1,) * X.numblocks[0], (width,)),
                          dtype=np.float64, meta=np.empty((0, 0)))
 
     def combine(parts, axis, keepdims):
-        return merge_fn(parts, d)
+        return _merge_rows(parts, d, layout)
 
     def aggregate(parts, axis, keepdims):
-        return merge_fn(parts, d)[0]
+        return _merge_rows(parts, d, layout)[0]
 
     packed = da.reduction(stats, chunk=lambda x, axis, keepdims: x, combine=combine,
                           aggregate=aggregate, axis=0, keepdims=False, dtype=np.float64,
                           split_every=split_every, concatenate=True,
-                          meta=np.empty((0,)), name="fastnn-merge-" + block_fn.__name__)
-    packed = packed.compute()
-    return packed[0], packed[1:d + 1], packed[d + 1:]
+                          meta=np.empty((0,)), name="fastnn-merge-" + layout)
+    return _LAYOUTS[layout][1](packed.compute(), d)
+
+
+def _refuse_non_finite(X):
+    """PCA's ``refuse(what)`` for a dask X: one more pass, only on the error path."""
+    def refuse(what):
+        if bool((~da.isfinite(X)).any().compute()):
+            raise ValueError("X contains NaN or infinity: PCA cannot fit it")
+        raise ValueError(f"X is finite but {what} overflows float64 (max |X| = "
+                         f"{float(abs(X).max().compute()):.3g}); rescale X first, "
+                         "e.g. with StandardScaler")
+    return refuse
 
 
 def _lazy_apply(est, method, X, n_out):
@@ -194,8 +222,10 @@ class StandardScaler(preprocessing.StandardScaler):
     Each block's (count, mean, M2) comes from the kernel of the in-memory
     fit; the triples are merged with Chan's formula up a tree of
     ``split_every``-way merges, so ``fit`` gives the in-memory fit of the
-    whole array up to float64 rounding, whatever the chunking.  Numpy input
-    takes the in-memory path unchanged.
+    whole array up to float64 rounding, whatever the chunking.  As in
+    memory, NaN values are left out (``n_samples_seen_`` becomes per
+    feature) and infinity is refused.  Numpy input takes the in-memory path
+    unchanged.
 
     Examples
     --------
@@ -276,8 +306,7 @@ class StandardScaler(preprocessing.StandardScaler):
 
     def _fit_blocks(self, X):
         d = X.shape[1]
-        n, mean, m2 = _reduce(X, _moments_block, _merge_moment_rows, 1 + 2 * d,
-                              self.split_every)
+        n, mean, m2 = _reduce(X, _moments_block, "moments", 1 + 3 * d, self.split_every)
         return self._add_moments(n, mean, m2)
 
     def _dask_apply(self, method, X):
@@ -401,9 +430,9 @@ class PCA(preprocessing.PCA):
         k = self._n_components_for(n, d)
         if n < d:
             return super().fit(X.compute())
-        count, mean, scatter = _reduce(X, _scatter_block, _merge_scatter_rows, 1 + d + d * d,
+        count, mean, scatter = _reduce(X, _scatter_block, "scatter", 1 + d + d * d,
                                        self.split_every)
-        self._fit_scatter(count, mean, scatter.reshape(d, d), k)
+        self._fit_scatter(count, mean, scatter, k, _refuse_non_finite(X))
         return self
 
     def fit_transform(self, X):

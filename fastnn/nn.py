@@ -244,6 +244,20 @@ class Module:
     def backward(self, dy):
         raise NotImplementedError
 
+    def infer(self, x):
+        """The evaluation-mode output for ``x``, changing nothing.
+
+        Unlike ``eval()`` then ``forward``, nothing is saved for a backward
+        pass, no running statistic is updated and the train/eval mode is not
+        touched, so threads may call it on a model that is training or being
+        evaluated elsewhere (what :func:`fastnn.train.predict` does).  The
+        built-in layers implement it directly; a custom module without its
+        own ``infer`` falls back to ``forward`` under :meth:`preserved`, which
+        does toggle the mode while it runs.
+        """
+        with self.preserved(training=False):
+            return self.forward(x)
+
     def children(self):
         """Direct sub-modules (none for a plain layer)."""
         return []
@@ -559,16 +573,22 @@ class Linear(Module):
 
     _saved_attrs = ("_saved",)
 
-    def _forward(self, x, activation, slope):
+    def _linear(self, x, activation, slope):
         if type(x) is not type(self.weight.data):   # cheap test first: same type, same device
             _check_input(x, self.weight.data, self)
         b = None if self.bias is None else self.bias.data
-        y = F.linear(x, self.weight.data, b, activation=activation, negative_slope=slope)
+        return F.linear(x, self.weight.data, b, activation=activation, negative_slope=slope)
+
+    def _forward(self, x, activation, slope):
+        y = self._linear(x, activation, slope)
         self._saved = (x, y, activation, slope)
         return y
 
     def forward(self, x):
         return self._forward(x, self.activation, self.negative_slope)
+
+    def infer(self, x):
+        return self._linear(x, self.activation, self.negative_slope)
 
     def backward(self, dy):
         if self._saved is None:
@@ -602,13 +622,15 @@ class _Activation(Module):
     def __init__(self):
         self._y = None
 
-    def forward(self, x):
+    def infer(self, x):
         # No parameters: the layer runs where its input is.  On the GPU it is
         # the fused linear kernel's activation, applied alone.
         if type(x) is not np.ndarray and _on_device(x):
-            self._y = _gpu().activation(x, self.fused_name, self.negative_slope)
-        else:
-            self._y = self._apply(np.asarray(x))
+            return _gpu().activation(x, self.fused_name, self.negative_slope)
+        return self._apply(np.asarray(x))
+
+    def forward(self, x):
+        self._y = self.infer(x)
         return self._y
 
     def backward(self, dy):
@@ -726,6 +748,12 @@ class BatchNorm1d(Module):
         self._saved = (x, mean, invstd, self.training)
         return y
 
+    def infer(self, x):
+        if type(x) is not type(self.weight.data):
+            _check_input(x, self.weight.data, self)
+        return F.batch_norm(x, self.running_mean, self.running_var, self.weight.data,
+                            self.bias.data, training=False, eps=self.eps)[0]
+
     def backward(self, dy):
         if self._saved is None:
             raise RuntimeError("BatchNorm1d.backward called before forward")
@@ -785,8 +813,32 @@ class Dropout(Module):
             return dy
         return F.dropout_backward(dy, p=self.p, seed=self.seed)
 
+    def infer(self, x):
+        return x
+
     def extra_repr(self):
         return f"p={self.p}"
+
+
+def _refuse_reused_layers(model):
+    """A layer keeps what its backward needs from its last forward, per instance:
+    one instance at two places (``act = ReLU(); Sequential(..., act, ..., act)``,
+    or a shared Linear) would give wrong gradients silently, so it is refused."""
+    seen = {}
+    for path, module in _walk(model, ""):
+        if id(module) in seen:
+            raise ValueError(
+                f"the same {type(module).__name__} instance is used at {seen[id(module)]} and "
+                f"at {path}: fastnn layers keep what backward needs per instance, so reusing "
+                "one would give wrong gradients; create a separate layer for each position "
+                f"(e.g. nn.{type(module).__name__}(...) twice)")
+        seen[id(module)] = path
+
+
+def _walk(module, path):
+    yield path or "the top", module
+    for i, child in enumerate(module.children()):
+        yield from _walk(child, f"{path}.{i}" if path else f"layer {i}")
 
 
 class Sequential(Module):
@@ -805,6 +857,7 @@ class Sequential(Module):
             if not isinstance(layer, Module):
                 raise TypeError(f"layer {i} is a {type(layer).__name__}, not a fastnn.nn.Module")
         self.layers = list(layers)
+        _refuse_reused_layers(self)
         self._plan = self._fusion_plan()
         self._ran = None  # the plan steps of the last forward, for backward
 
@@ -846,6 +899,14 @@ class Sequential(Module):
             else:
                 x = self.layers[i].forward(x)
         self._ran = self._plan
+        return x
+
+    def infer(self, x):
+        for i, act in self._plan:
+            if act is not None:
+                x = self.layers[i]._linear(x, act.fused_name, act.negative_slope)
+            else:
+                x = self.layers[i].infer(x)
         return x
 
     def backward(self, dy):

@@ -88,6 +88,58 @@ def _moments(X):
     return kernel(X, n_chunks)
 
 
+def _refuse_non_finite(X, what):
+    """Say why a PCA statistic is not finite: NaN/inf in X, or finite values too large."""
+    bad = ~np.isfinite(X)
+    if bad.any():
+        i, j = np.argwhere(bad)[0]
+        raise ValueError(f"X contains NaN or infinity (X[{i}, {j}] = {X[i, j]}): "
+                         "PCA cannot fit it")
+    raise ValueError(f"X is finite but {what} overflows float64 (max |X| = "
+                     f"{float(np.max(np.abs(X))):.3g}); rescale X first, e.g. with StandardScaler")
+
+
+def _moments_ignoring_nan(X, n, mean, m2):
+    """Per-column (count, mean, M2) over the non-NaN values of X; inf is refused.
+
+    The slow path, taken only when the fast kernel's mean is not finite.
+    Counts are an int array (columns differ in how many values they have);
+    a column with no value gets NaN statistics.
+    """
+    inf = np.isinf(X)
+    if inf.any():
+        i, j = np.argwhere(inf)[0]
+        raise ValueError(f"X contains infinity (X[{i}, {j}] = {X[i, j]}); StandardScaler "
+                         "ignores NaN in fit but cannot standardize inf")
+    present = ~np.isnan(X)
+    if present.all():                        # finite data whose sum overflowed: as it is
+        return n, mean, m2
+    counts = present.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        values = np.where(present, X, 0.0).astype(np.float64)
+        mean = values.sum(axis=0) / counts
+        dev = np.where(present, values - mean, 0.0)
+        m2 = np.einsum("ij,ij->j", dev, dev)
+    return counts.astype(np.float64), mean, m2
+
+
+def _merge_per_column(n_a, mean_a, m2_a, n_b, mean_b, m2_b):
+    """Chan's merge of (count, mean, M2) with per-column counts (a column with
+    no value on one side takes the other side's statistics)."""
+    n_a = np.broadcast_to(np.asarray(n_a, np.float64), mean_a.shape)
+    n_b = np.broadcast_to(np.asarray(n_b, np.float64), mean_b.shape)
+    n = n_a + n_b
+    with np.errstate(invalid="ignore", divide="ignore"):
+        delta = np.where(n_b > 0, mean_b, 0.0) - np.where(n_a > 0, mean_a, 0.0)
+        frac = np.where(n > 0, n_b / n, 0.0)
+        mean = np.where(n_a > 0, mean_a, 0.0) + delta * frac
+        m2 = (np.where(n_a > 0, m2_a, 0.0) + np.where(n_b > 0, m2_b, 0.0)
+              + delta * delta * n_a * frac)
+    mean[n == 0] = np.nan
+    m2[n == 0] = np.nan
+    return n, mean, m2
+
+
 class _Estimator:
     _fitted_attr = "mean_"
 
@@ -135,8 +187,9 @@ class StandardScaler(_Estimator):
     scale_ : numpy.ndarray of float64 or None
         ``sqrt(var_)``, with 1 for constant features; None when
         ``with_std=False``.
-    n_samples_seen_ : int
-        Number of rows seen.
+    n_samples_seen_ : int or numpy.ndarray of int64, shape (n_features,)
+        Number of rows seen; per feature (the values that were not NaN) once
+        a NaN has been seen, as in scikit-learn.
     n_features_in_ : int
         Number of features.
 
@@ -147,8 +200,11 @@ class StandardScaler(_Estimator):
     with Chan's formula, within one call and across ``partial_fit`` calls:
     ``partial_fit`` over chunks equals ``fit`` on the whole up to float64
     rounding.  A feature is constant (scale 1) when its variance is within
-    float64 rounding of 0 (sklearn's test).  NaN is not skipped: a NaN in a
-    feature makes its statistics and its transformed values NaN.
+    float64 rounding of 0 (sklearn's test).  Missing values follow
+    scikit-learn's convention: NaN is ignored by ``fit``/``partial_fit``
+    (each feature's statistics use its non-NaN values; a feature with none
+    gets NaN statistics) and kept as NaN by ``transform``; ``inf`` in fit
+    raises ValueError.  Data without NaN never leaves the fast path.
 
     Examples
     --------
@@ -186,7 +242,7 @@ class StandardScaler(_Estimator):
         Raises
         ------
         ValueError
-            X not 2-D or empty.
+            X not 2-D or empty, or holding inf (NaN is ignored).
         TypeError
             Unsupported dtype (float16, complex, object).
         """
@@ -226,14 +282,30 @@ class StandardScaler(_Estimator):
         return X
 
     def _update(self, X):
-        return self._add_moments(*_moments(X))
+        return self._add_moments(*self._moments_of(X))
+
+    @staticmethod
+    def _moments_of(X):
+        """(count, mean, M2) of a checked X, NaN left out (count per column then)."""
+        n, mean, m2 = _moments(X)
+        if not np.isfinite(mean).all():      # a NaN or inf in some column (or an overflow)
+            n, mean, m2 = _moments_ignoring_nan(X, n, mean, m2)
+        return n, mean, m2
+
+    @staticmethod
+    def _merge(n_a, mean_a, m2_a, n_b, mean_b, m2_b):
+        """Chan's merge of two (count, mean, M2) triples, as ``partial_fit`` merges."""
+        if np.ndim(n_a) or np.ndim(n_b):
+            return _merge_per_column(n_a, mean_a, m2_a, n_b, mean_b, m2_b)
+        return merge_moments(float(n_a), mean_a, m2_a, float(n_b), mean_b, m2_b)
 
     def _add_moments(self, n, mean, m2):
         """Merge one (count, mean, M2) triple into the fitted statistics.
 
         The one place the statistics change: ``partial_fit`` passes its
         chunk's triple here, and so does :mod:`fastnn.dask` with the triple
-        its tree reduction merged from every block.
+        its tree reduction merged from every block.  ``n`` is a number, or
+        per-column counts where NaN values were left out.
         """
         if self.mean_ is None:
             self.n_features_in_ = mean.shape[0]
@@ -241,10 +313,12 @@ class StandardScaler(_Estimator):
             self.mean_ = mean
             total = n
         else:
-            total, self.mean_, self._m2 = merge_moments(
-                float(self.n_samples_seen_), self.mean_, self._m2, n, mean, m2)
-        self.n_samples_seen_ = int(total)
-        self.var_ = np.maximum(self._m2 / total, 0.0)
+            total, self.mean_, self._m2 = self._merge(self.n_samples_seen_, self.mean_, self._m2,
+                                                      n, mean, m2)
+        # an int, or (as in scikit-learn) per-column counts once NaN has been seen
+        self.n_samples_seen_ = total.astype(np.int64) if np.ndim(total) else int(total)
+        with np.errstate(invalid="ignore"):           # 0 / 0 for an all-NaN feature
+            self.var_ = np.maximum(self._m2 / total, 0.0)
         if self.with_std:
             scale = np.sqrt(self.var_)
             # sklearn's constant-feature test: the variance is within the
@@ -433,13 +507,13 @@ class PCA(_Estimator):
         k = self._n_components_for(n, d)
         if n >= d:
             count, mean, scatter = self._scatter(X)
-            self._fit_scatter(count, mean, scatter, k)
+            self._fit_scatter(count, mean, scatter, k, lambda what: _refuse_non_finite(X, what))
             return None
         # Few samples: the D x D covariance would be rank <= N - 1; an SVD
         # of the N x D centered data costs O(N^2 D) instead of O(D^3).
         _, mean, _ = _moments(X)
         if not np.isfinite(mean).all():
-            raise ValueError("X contains NaN or infinity: PCA cannot fit it")
+            _refuse_non_finite(X, "the mean")
         centered = np.empty_like(X)
         self._center(X, mean, centered)
         _, s, eigvec = np.linalg.svd(centered.astype(np.float64, copy=False),
@@ -460,17 +534,19 @@ class PCA(_Estimator):
             raise ValueError(f"n_components={k} must be <= min(n_samples, n_features) = {k_max}")
         return k
 
-    def _fit_scatter(self, n, mean, scatter, k):
+    def _fit_scatter(self, n, mean, scatter, k, refuse):
         """Fit from the count, mean and centered scatter matrix of all the rows.
 
-        :mod:`fastnn.dask` calls it with the scatter its tree reduction merged.
+        :mod:`fastnn.dask` calls it with the scatter its tree reduction
+        merged.  ``refuse(what)`` raises the error for a statistic that is
+        not finite (it knows where X is).
         """
         cov = scatter / (n - 1)
         # Symmetrize: the float32 product can differ in the last bit across
         # the diagonal, which eigh ignores (it reads one triangle).
         cov = (cov + cov.T) / 2
         if not np.isfinite(cov).all():
-            raise ValueError("X contains NaN or infinity: PCA cannot fit it")
+            refuse("the covariance")
         eigval, eigvec = np.linalg.eigh(cov)
         self._set_axes(mean, eigval[::-1], eigvec[:, ::-1].T, float(np.trace(cov)), int(n), k)
 

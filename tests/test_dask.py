@@ -121,11 +121,27 @@ def test_scaler_integers_become_float64_and_copy_false_leaves_blocks_alone():
     np.testing.assert_array_equal(F.compute(), before)
 
 
-def test_scaler_nan_propagates_as_in_memory():
+@pytest.mark.parametrize("rows", [100, (1, 16, 17, 200, 66)])
+def test_scaler_leaves_nan_out_as_in_memory(rows):
+    X = data(n=300, d=4)
+    X[17, 1] = np.nan                 # counts per column differ from here on
+    X[120:130, 2] = np.nan
+    X[:, 3] = np.nan                  # a feature with no value at all
+    ours = fd.StandardScaler().fit(chunked(X, rows))
+    with np.errstate(invalid="ignore"):
+        mem = preprocessing.StandardScaler().fit(X)
+    np.testing.assert_array_equal(ours.n_samples_seen_, mem.n_samples_seen_)
+    np.testing.assert_array_equal(ours.n_samples_seen_, [300, 299, 290, 0])
+    assert rel(ours.mean_[:3], mem.mean_[:3]) < 1e-12 and rel(ours.var_[:3], mem.var_[:3]) < 1e-10
+    assert np.isnan(ours.mean_[3]) and np.isnan(mem.mean_[3])
+    np.testing.assert_allclose(ours.mean_[:3], np.nanmean(X[:, :3], axis=0), rtol=1e-12)
+
+
+def test_scaler_refuses_infinity_naming_where_it_is():
     X = data(n=300, d=3)
-    X[17, 1] = np.nan
-    ours = fd.StandardScaler().fit(chunked(X, 100))
-    assert np.isnan(ours.mean_[1]) and np.isfinite(ours.mean_[[0, 2]]).all()
+    X[250, 2] = np.inf
+    with pytest.raises(ValueError, match=r"X\[50, 2\] = inf.*from row 200 of X"):
+        fd.StandardScaler().fit(chunked(X, 100))
 
 
 # ----------------------------------------------------------------- PCA

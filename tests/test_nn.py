@@ -472,3 +472,37 @@ def test_to_cuda_without_cuda_is_a_clear_runtime_error():
     with pytest.raises(RuntimeError, match=r"model.to\('cuda'\)"):
         model.to("cuda")
     assert model.device == "cpu" and type(model[0].weight.data) is np.ndarray
+
+
+@pytest.mark.parametrize("build, where", [
+    (lambda act: nn.Sequential(nn.Linear(3, 4), act, nn.BatchNorm1d(4), nn.Linear(4, 2), act),
+     "layer 1 and at layer 4"),
+    (lambda lin: nn.Sequential(lin, nn.ReLU(), nn.Sequential(nn.Tanh(), lin)),
+     "layer 0 and at layer 2.1"),
+])
+def test_a_layer_instance_used_twice_is_refused_by_name(build, where):
+    # each layer keeps what its backward needs per instance: a second use
+    # would overwrite the first one's and give wrong gradients silently
+    shared = nn.ReLU() if "4" in where else nn.Linear(4, 4)
+    with pytest.raises(ValueError, match=f"same {type(shared).__name__} instance is used at "
+                                         f"{where}"):
+        build(shared)
+
+
+def test_infer_is_the_eval_output_and_changes_nothing():
+    model = nn.Sequential(nn.Linear(4, 6, rng=0), nn.BatchNorm1d(6), nn.ReLU(), nn.Dropout(0.5, rng=1),
+                          nn.Linear(6, 3, rng=2), nn.Tanh())
+    x = _x(8, 4, np.float32, seed=3)
+    model(x)                                            # training mode, running stats moved
+    before = _snapshot(model)
+    rng_state = model[3].rng.bit_generator.state
+    saved = [(m, dict(vars(m))) for m in model.modules()]
+    y = model.infer(x)
+    assert all(m.training for m in model.modules())
+    _assert_state_equal(before, model.state_dict())
+    assert model[3].rng.bit_generator.state == rng_state
+    for m, attrs in saved:                             # nothing saved for backward either
+        assert all(vars(m)[k] is v for k, v in attrs.items()), type(m).__name__
+    with model.preserved(training=False):
+        want = model.forward(x)
+    np.testing.assert_array_equal(y, want)

@@ -177,6 +177,42 @@ def series(history, key):
     return np.asarray(v, dtype=np.float64)
 
 
+def fit_sweep(runs, X, y, **common):
+    """Train several models on the same data, one after another.
+
+    The one place the lesson trains a sweep (L2 strengths, learning rates):
+    when the compiled engine's ``train.fit_many`` lands, it replaces this loop
+    and every sweep uses it.
+
+    Parameters
+    ----------
+    runs : list of dict
+        Each has "model" and "optimizer", plus any ``train.fit`` keyword
+        that differs between runs (``l2``, ``schedule``, ...).
+    X, y : arrays
+        The training data, shared by every run.
+    **common
+        ``train.fit`` keywords shared by every run.
+
+    Returns
+    -------
+    list of (history, divergence)
+        ``divergence`` is None, or (epoch, step) where a run's loss became
+        NaN/inf (its history then stops there).
+    """
+    from fastnn import train
+    out = []
+    for r in runs:
+        kw = dict(common, **{k: v for k, v in r.items() if k not in ("model", "optimizer")})
+        try:
+            # A too-high rate overflows on purpose; fit reports it as a divergence.
+            with np.errstate(over="ignore", invalid="ignore"):
+                out.append((train.fit(r["model"], X, y, optimizer=r["optimizer"], **kw), None))
+        except train.DivergenceError as exc:
+            out.append((exc.history, (exc.epoch, exc.step)))
+    return out
+
+
 def loss_and_accuracy(model, X, y):
     """(cross-entropy, accuracy) in eval mode (dropout off, running BN stats)."""
     from fastnn import train

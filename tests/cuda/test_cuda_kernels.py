@@ -74,7 +74,7 @@ def test_linear_strided_weight_and_no_bias():
 # ---------------------------------------------------------------- batch norm
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("shape", [(2, 1), (7, 3), (19, 2)], ids=str)
+@pytest.mark.parametrize("shape", [(2, 1), (7, 3), (19, 2), (150, 3)], ids=str)
 def test_batch_norm_train_and_backward(dtype, shape):
     rng = np.random.default_rng(3)
     x = (1e3 + rng.standard_normal(shape)).astype(dtype)   # a large offset
