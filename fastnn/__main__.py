@@ -99,6 +99,10 @@ def _numba_info():
             info["parallel_threshold"] = PARALLEL_THRESHOLD
             info["after_fork"] = ("serial twins in a process forked after its parent started "
                                   "the thread pool (GNU OpenMP's pool does not survive fork)")
+            info["off_main_thread"] = ("serial twins: kernels called from other threads (Dask's "
+                                       "threaded scheduler, distributed workers) use one core "
+                                       "each and never enter numba's pool concurrently, "
+                                       "whatever the threading layer")
         except Exception:
             pass
     except Exception as exc:

@@ -19,12 +19,51 @@ from ._cpu import preprocessing as _k
 from ._cpu._moments import merge_moments
 from ._validation import boolean, float_array, integer, real_scalar
 
-__all__ = ["NotFittedError", "StandardScaler", "PCA"]
+__all__ = ["PCA", "NotFittedError", "StandardScaler", "merge_scatter"]
 
 # Rows per block in PCA: about 4 MiB of float32 (L3-resident), so centering a block and the
 # BLAS product that reads it back meet in the cache and X crosses the memory
 # bus once.
 _PCA_BLOCK_ELEMENTS = 1 << 20
+
+
+def merge_scatter(n_a, mean_a, scatter_a, n_b, mean_b, scatter_b):
+    """Merge two (count, mean, centered scatter matrix) triples: Chan's formula, co-moment form.
+
+    Parameters
+    ----------
+    n_a, n_b : float
+        Row counts (not both 0).
+    mean_a, mean_b : numpy.ndarray of float64, shape (d,)
+        Column means.
+    scatter_a, scatter_b : numpy.ndarray of float64, shape (d, d)
+        :math:`\\sum_i (x_i - \\mu)(x_i - \\mu)^T` of each part.
+
+    Returns
+    -------
+    tuple
+        ``(n, mean, scatter)`` of the union, new arrays (the inputs are not modified).
+
+    Notes
+    -----
+    :math:`S = S_a + S_b + \\delta \\delta^T n_a n_b / n` with
+    :math:`\\delta = \\mu_b - \\mu_a`: exact for any offset, never
+    :math:`E[xx^T] - \\mu\\mu^T`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> x = np.array([[0.0], [2.0], [4.0]])
+    >>> n, mean, s = merge_scatter(1.0, x[0], np.zeros((1, 1)), 2.0, np.array([3.0]),
+    ...                            np.array([[2.0]]))
+    >>> n, float(mean[0]), float(s[0, 0])
+    (3.0, 2.0, 8.0)
+    """
+    n = n_a + n_b
+    delta = mean_b - mean_a
+    scatter = scatter_a + scatter_b
+    scatter += np.outer(delta, delta * (n_a * n_b / n))
+    return n, mean_a + delta * (n_b / n), scatter
 
 
 class NotFittedError(ValueError, AttributeError):
@@ -243,20 +282,39 @@ class StandardScaler(_Estimator):
         return X
 
     def _update(self, X):
+        return self._add_moments(*self._moments_of(X))
+
+    @staticmethod
+    def _moments_of(X):
+        """(count, mean, M2) of a checked X, NaN left out (count per column then)."""
         n, mean, m2 = _moments(X)
         if not np.isfinite(mean).all():      # a NaN or inf in some column (or an overflow)
             n, mean, m2 = _moments_ignoring_nan(X, n, mean, m2)
+        return n, mean, m2
+
+    @staticmethod
+    def _merge(n_a, mean_a, m2_a, n_b, mean_b, m2_b):
+        """Chan's merge of two (count, mean, M2) triples, as ``partial_fit`` merges."""
+        if np.ndim(n_a) or np.ndim(n_b):
+            return _merge_per_column(n_a, mean_a, m2_a, n_b, mean_b, m2_b)
+        return merge_moments(float(n_a), mean_a, m2_a, float(n_b), mean_b, m2_b)
+
+    def _add_moments(self, n, mean, m2):
+        """Merge one (count, mean, M2) triple into the fitted statistics.
+
+        The one place the statistics change: ``partial_fit`` passes its
+        chunk's triple here, and so does :mod:`fastnn.dask` with the triple
+        its tree reduction merged from every block.  ``n`` is a number, or
+        per-column counts where NaN values were left out.
+        """
         if self.mean_ is None:
-            self.n_features_in_ = X.shape[1]
+            self.n_features_in_ = mean.shape[0]
             self._m2 = m2
             self.mean_ = mean
             total = n
-        elif np.ndim(n) or np.ndim(self.n_samples_seen_):
-            total, self.mean_, self._m2 = _merge_per_column(
-                self.n_samples_seen_, self.mean_, self._m2, n, mean, m2)
         else:
-            total, self.mean_, self._m2 = merge_moments(
-                float(self.n_samples_seen_), self.mean_, self._m2, n, mean, m2)
+            total, self.mean_, self._m2 = self._merge(self.n_samples_seen_, self.mean_, self._m2,
+                                                      n, mean, m2)
         # an int, or (as in scikit-learn) per-column counts once NaN has been seen
         self.n_samples_seen_ = total.astype(np.int64) if np.ndim(total) else int(total)
         with np.errstate(invalid="ignore"):           # 0 / 0 for an all-NaN feature
@@ -446,51 +504,69 @@ class PCA(_Estimator):
 
     def _fit(self, X, keep_projection):
         n, d = X.shape
+        k = self._n_components_for(n, d)
+        if n >= d:
+            count, mean, scatter = self._scatter(X)
+            self._fit_scatter(count, mean, scatter, k, lambda what: _refuse_non_finite(X, what))
+            return None
+        # Few samples: the D x D covariance would be rank <= N - 1; an SVD
+        # of the N x D centered data costs O(N^2 D) instead of O(D^3).
+        _, mean, _ = _moments(X)
+        if not np.isfinite(mean).all():
+            _refuse_non_finite(X, "the mean")
+        centered = np.empty_like(X)
+        self._center(X, mean, centered)
+        _, s, eigvec = np.linalg.svd(centered.astype(np.float64, copy=False),
+                                     full_matrices=False)
+        eigval = s * s / (n - 1)
+        self._set_axes(mean, eigval, eigvec, float(eigval.sum()), n, k)
+        if keep_projection:
+            return centered @ self._projection(X.dtype)
+        return None
+
+    def _n_components_for(self, n, d):
+        """The number of components to keep for an (n, d) X, after checking it."""
         if n < 2 or d < 1:
-            raise ValueError(f"PCA needs at least 2 samples and 1 feature, got X of shape {X.shape}")
+            raise ValueError(f"PCA needs at least 2 samples and 1 feature, got X of shape {(n, d)}")
         k_max = min(n, d)
         k = k_max if self.n_components is None else self.n_components
         if k > k_max:
             raise ValueError(f"n_components={k} must be <= min(n_samples, n_features) = {k_max}")
-        if n >= d:
-            mean, cov = self._covariance(X)
-            if not np.isfinite(cov).all():
-                _refuse_non_finite(X, "the covariance")
-            total_var = float(np.trace(cov))
-            eigval, eigvec = np.linalg.eigh(cov)
-            eigval, eigvec = eigval[::-1], eigvec[:, ::-1].T
-            centered = None
-        else:
-            # Few samples: the D x D covariance would be rank <= N - 1; an SVD
-            # of the N x D centered data costs O(N^2 D) instead of O(D^3).
-            _, mean, _ = _moments(X)
-            if not np.isfinite(mean).all():
-                _refuse_non_finite(X, "the mean")
-            centered = np.empty_like(X)
-            self._center(X, mean, centered)
-            _, s, eigvec = np.linalg.svd(centered.astype(np.float64, copy=False),
-                                         full_matrices=False)
-            eigval = s * s / (n - 1)
-            total_var = float(eigval.sum())
+        return k
+
+    def _fit_scatter(self, n, mean, scatter, k, refuse):
+        """Fit from the count, mean and centered scatter matrix of all the rows.
+
+        :mod:`fastnn.dask` calls it with the scatter its tree reduction
+        merged.  ``refuse(what)`` raises the error for a statistic that is
+        not finite (it knows where X is).
+        """
+        cov = scatter / (n - 1)
+        # Symmetrize: the float32 product can differ in the last bit across
+        # the diagonal, which eigh ignores (it reads one triangle).
+        cov = (cov + cov.T) / 2
+        if not np.isfinite(cov).all():
+            refuse("the covariance")
+        eigval, eigvec = np.linalg.eigh(cov)
+        self._set_axes(mean, eigval[::-1], eigvec[:, ::-1].T, float(np.trace(cov)), int(n), k)
+
+    def _set_axes(self, mean, eigval, eigvec, total_var, n, k):
+        """Keep the first k axes (rows of eigvec), signed deterministically."""
         eigval = np.maximum(eigval[:k], 0.0)  # rounding can make ~0 eigenvalues negative
         eigvec = np.ascontiguousarray(eigvec[:k])
         rows = np.arange(k)
         sign = np.sign(eigvec[rows, np.argmax(np.abs(eigvec), axis=1)])
         sign[sign == 0] = 1.0
         eigvec *= sign[:, None]
-
         self.mean_ = mean
         self.components_ = eigvec
         self.explained_variance_ = eigval
         self.explained_variance_ratio_ = (eigval / total_var if total_var > 0
                                           else np.zeros_like(eigval))
         self.n_components_ = k
-        self.n_features_in_ = d
+        self.n_features_in_ = eigvec.shape[1]
         self.n_samples_seen_ = n
         self._proj = {}
-        if keep_projection and centered is not None:
-            return centered @ self._projection(X.dtype)
-        return None
 
     @staticmethod
     def _center(X, mean, out):
@@ -502,30 +578,26 @@ class PCA(_Estimator):
         # stays small next to the block's O(rows * d^2) product.
         return max(_PCA_BLOCK_ELEMENTS // d, 8 * d)
 
-    def _covariance(self, X):
-        """Mean and covariance (float64) of X, reading X from memory once."""
+    @classmethod
+    def _scatter(cls, X):
+        """(count, mean, centered scatter matrix), float64, reading X from memory once.
+
+        The scatter is :math:`X_c^T X_c`; one row gives a zero matrix.
+        """
         n, d = X.shape
-        rows = self._block_rows(d)
+        rows = cls._block_rows(d)
         buf = np.empty((min(rows, n), d), dtype=X.dtype)
         count, mean, comoment = 0.0, np.zeros(d), np.zeros((d, d))
         for b0 in range(0, n, rows):
             xb = X[b0:b0 + rows]
-            nb = float(xb.shape[0])
             cb = buf[:xb.shape[0]]
             # Serial centering: a numba parallel region here would leave its
             # OpenMP threads spinning against the BLAS threads of the product.
             mb = _k.center_columns.serial(xb, 1, cb)
             block = (cb.T @ cb).astype(np.float64, copy=False)
-            total = count + nb
-            delta = mb - mean
-            comoment += block
-            comoment += np.outer(delta, delta * (count * nb / total))
-            mean += delta * (nb / total)
-            count = total
-        comoment /= n - 1
-        # Symmetrize: the float32 product can differ in the last bit across
-        # the diagonal, which eigh ignores (it reads one triangle).
-        return mean, (comoment + comoment.T) / 2
+            count, mean, comoment = merge_scatter(count, mean, comoment,
+                                                  float(xb.shape[0]), mb, block)
+        return count, mean, comoment
 
     def _projection(self, dtype):
         """components_.T, scaled for whitening, in ``dtype`` (cached)."""
