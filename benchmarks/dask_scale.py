@@ -54,7 +54,8 @@ def _make_generator():
 
 
 _FILL = None
-_KEYS = (np.arange(D, dtype=np.uint32) * np.uint32(0x85EBCA6B) + np.uint32(SEED)) ^ np.uint32(0xC2B2AE35)
+_KEYS = ((np.arange(D, dtype=np.uint32) * np.uint32(0x85EBCA6B) + np.uint32(SEED))
+         ^ np.uint32(0xC2B2AE35))
 _SCALE = np.linspace(0.5, 4.0, D).astype(np.float32)
 _OFFSET = np.linspace(-100.0, 100.0, D).astype(np.float32)
 

@@ -11,15 +11,13 @@ import threading
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 da = pytest.importorskip("dask.array")
 dask = pytest.importorskip("dask")
 
 import fastnn._config as config
-from fastnn import dask as fd
-from fastnn import nn, preprocessing, train
+from fastnn import dask as fd, nn, preprocessing, train
 from fastnn._cpu import preprocessing as kernels
 from tests.conftest import assert_close
 from tests.reference import preprocessing as ref
@@ -343,9 +341,9 @@ def test_fit_incremental_refuses_bad_arguments(digits_model):
         fd.fit_incremental(object(), Xd, y)
     with pytest.raises(ValueError, match="epochs"):
         fd.fit_incremental(preprocessing.StandardScaler(), Xd, epochs=0)
-    with pytest.raises(TypeError, match="dask.array.Array, got ndarray"):
+    with pytest.raises(TypeError, match=r"dask\.array\.Array, got ndarray"):
         fd.fit_incremental(preprocessing.StandardScaler(), X)
-    with pytest.raises(TypeError, match="dask.array.Array, got list"):
+    with pytest.raises(TypeError, match=r"dask\.array\.Array, got list"):
         fd.predict(nn.Sequential(nn.Linear(64, 2, rng=0)), [[0.0] * 64])
     with pytest.raises(ValueError, match="y has 10 rows"):
         fd.fit_incremental(preprocessing.StandardScaler(), Xd, y[:10])
@@ -473,7 +471,8 @@ def test_benchmark_script_smoke(tmp_path):
     out = tmp_path / "rows.json"
     proc = subprocess.run([sys.executable, script, "--rows", "8192", "--chunk-rows", "2048",
                            "--compare-rows", "0", "--predict-rows", "4096", "--cluster-rows", "0",
-                           "--json", str(out)], capture_output=True, text=True, timeout=300, check=False,
+                           "--json", str(out)], capture_output=True, text=True, timeout=300,
+                          check=False,
                           env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     rows = json.loads(out.read_text())

@@ -91,4 +91,5 @@ def test_no_import_cycle_beyond_the_known_ones():
 
 
 def test_the_cycle_finder_finds_a_cycle():
-    assert _strongly_connected({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [{"a", "b", "c"}]
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
+    assert _strongly_connected(graph) == [{"a", "b", "c"}]

@@ -30,7 +30,7 @@ from numba.cuda.compiler import compile_cuda
 # Device functions ask the current device for its compute capability; there is none.
 _dispatcher.get_current_device = lambda: pytypes.SimpleNamespace(compute_capability=(9, 0))
 
-from fastnn._cuda import (  # noqa: E402  # noqa: E402  # noqa: E402
+from fastnn._cuda import (
     _common,
     activations,
     batchnorm,
