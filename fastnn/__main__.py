@@ -5,7 +5,8 @@ Subcommands:
 * ``fastnn bench``  -- benchmark every kernel against numpy and torch, and the
   machine's own limits (see ``fastnn bench --help``);
 * ``fastnn info``   -- what a bug report needs: versions, numba threading
-  layer and thread count, cache directory, BLAS, whether CUDA is usable;
+  layer and thread count, the OpenMP environment ``import fastnn`` set (and
+  how to opt out), cache directory, BLAS, whether CUDA is usable;
 * ``fastnn lesson`` -- the lesson's experiments and figures, or with
   ``--html DIR`` the lesson as one interactive page
   (``fastnn.lesson.main``; ``fastnn lesson --help``).
@@ -59,9 +60,44 @@ def collect_info():
         affinity = None
     out["cpu"] = {"model": _cpu_name(), "os.cpu_count": os.cpu_count(), "usable": affinity}
     out["numba"] = _numba_info()
+    try:
+        out["thread_pool_env"] = thread_pool_env()
+    except Exception as exc:
+        out["thread_pool_env"] = f"unknown ({type(exc).__name__}: {exc})"
     out["blas"] = _blas_info()
     out["cuda"] = _cuda_info()
     out["environment"] = {k: os.environ[k] for k in _ENV_VARS if k in os.environ}
+    return out
+
+
+def thread_pool_env():
+    """What ``import fastnn`` set in the environment for OpenMP, and how to opt out.
+
+    Returns
+    -------
+    dict
+        Each of ``OMP_WAIT_POLICY`` and ``GOMP_SPINCOUNT`` with its value and
+        who set it, then ``why`` and ``opt_out`` as sentences.
+
+    Examples
+    --------
+    >>> env = thread_pool_env()
+    >>> sorted(env)
+    ['GOMP_SPINCOUNT', 'OMP_WAIT_POLICY', 'opt_out', 'why']
+    """
+    from fastnn._config import SET_BY_FASTNN, THREAD_ENV
+    out = {}
+    for name in THREAD_ENV:
+        value = os.environ.get(name)
+        if name in SET_BY_FASTNN:
+            out[name] = f"{value} (set by import fastnn)"
+        else:
+            out[name] = (f"{value} (yours)" if value is not None else
+                         "unset (you set the other one, so fastnn set neither)")
+    out["why"] = ("numba's OpenMP workers sleep after a short spin instead of spinning on the "
+                  "cores that BLAS and the next kernel need (measured in fastnn/_config.py)")
+    out["opt_out"] = ("set OMP_WAIT_POLICY or GOMP_SPINCOUNT yourself before importing fastnn "
+                      "(e.g. OMP_WAIT_POLICY=ACTIVE): fastnn then sets neither")
     return out
 
 

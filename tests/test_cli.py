@@ -1,5 +1,6 @@
 """The ``fastnn`` command: info, bench (quick), lesson wiring."""
 import json
+import os
 import subprocess
 import sys
 import types
@@ -33,13 +34,32 @@ def test_info_runs_and_reports_what_a_bug_report_needs():
     rc, out, err = _fastnn("info")
     assert rc == 0, err
     for key in ("numpy", "numba", "llvmlite", "threading_layer", "num_threads", "cache_dir",
-                "cuda", "usable", "blas", "after_fork"):
+                "cuda", "usable", "blas", "after_fork", "thread_pool_env", "opt_out"):
         assert key in out, key
     rc, out, err = _fastnn("info", "--json")
     assert rc == 0, err
     info = json.loads(out)
     assert info["numba"]["num_threads"] >= 1
     assert isinstance(info["cuda"]["usable"], bool)
+
+
+@pytest.mark.parametrize("user, expected", [
+    ({}, {"OMP_WAIT_POLICY": "PASSIVE (set by import fastnn)",
+          "GOMP_SPINCOUNT": "3000 (set by import fastnn)"}),
+    ({"OMP_WAIT_POLICY": "ACTIVE"}, {"OMP_WAIT_POLICY": "ACTIVE (yours)",
+                                     "GOMP_SPINCOUNT": "unset (you set the other one, so "
+                                                       "fastnn set neither)"}),
+    ({"GOMP_SPINCOUNT": "10"}, {"GOMP_SPINCOUNT": "10 (yours)"}),
+])
+def test_info_says_what_import_fastnn_set_and_how_to_opt_out(user, expected):
+    code = ("import json; from fastnn.__main__ import thread_pool_env; "
+            "print(json.dumps(thread_pool_env()))")
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    out = subprocess.run([sys.executable, "-c", code], env=dict(env, **user), capture_output=True,
+                         text=True, check=True).stdout
+    got = json.loads(out)
+    assert {k: got[k] for k in expected} == expected
+    assert "before importing fastnn" in got["opt_out"]
 
 
 def test_bench_quick_prints_a_table_and_saves_json(quick_run):
