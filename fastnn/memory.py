@@ -132,6 +132,13 @@ def empty(shape, dtype):
     -------
     ndarray
         Writeable, C-contiguous, of ``shape`` and ``dtype``.
+
+    Examples
+    --------
+    >>> from fastnn import memory
+    >>> a = memory.empty((1024, 1024), "float32")   # 4 MiB: lent by the cache
+    >>> a.shape, a.dtype, a.flags.c_contiguous, a.flags.writeable
+    ((1024, 1024), dtype('float32'), True, True)
     """
     dtype = np.dtype(dtype)
     try:
@@ -153,6 +160,11 @@ def empty_cache():
     """Give every idle cached buffer back to the system (like torch.cuda.empty_cache).
 
     Buffers that some array still uses stay lent.
+
+    Examples
+    --------
+    >>> from fastnn import memory
+    >>> memory.empty_cache()
     """
     _cache.evict(_cache.held)
 
@@ -163,12 +175,31 @@ def set_cache_limit(nbytes):
     Lowering the limit evicts idle buffers at once, and lent ones as they
     come back.
 
+    Parameters
+    ----------
+    nbytes : int
+        The new limit in bytes (default 1 GiB); 0 turns the cache off.
+
+    Returns
+    -------
+    int
+        The previous limit.
+
     Raises
     ------
     TypeError
         ``nbytes`` is not an integer.
     ValueError
         ``nbytes`` is negative.
+
+    Examples
+    --------
+    >>> from fastnn import memory
+    >>> old = memory.set_cache_limit(0)      # off: every output is a fresh allocation
+    >>> memory.cache_info()["limit"]
+    0
+    >>> memory.set_cache_limit(old)
+    0
     """
     # checked here rather than by fastnn._validation, which sits above this module
     if isinstance(nbytes, bool) or not hasattr(nbytes, "__index__"):
@@ -184,7 +215,21 @@ def set_cache_limit(nbytes):
 
 
 def cache_info():
-    """Dict: the cache's ``limit``, and the bytes it ``held`` (idle or lent) and holds ``idle``."""
+    """What the cache holds.
+
+    Returns
+    -------
+    dict
+        ``limit`` (bytes it may hold), ``held`` (bytes it holds, idle or
+        lent) and ``idle`` (bytes of buffers no array uses).
+
+    Examples
+    --------
+    >>> from fastnn import memory
+    >>> info = memory.cache_info()
+    >>> sorted(info), info["idle"] <= info["held"]
+    (['held', 'idle', 'limit'], True)
+    """
     with _cache.lock:
         idle = sum(nbytes * len(bufs) for nbytes, bufs in _cache.idle.items())
         return {"limit": _cache.limit, "held": _cache.held, "idle": idle}
