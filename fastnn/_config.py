@@ -72,7 +72,8 @@ def jit(fn=None, *, parallel=False, fastmath=FASTMATH, **options):
     """
     flags = set(fastmath)
     if flags - FASTMATH:
-        raise ValueError(f"fastmath flags {sorted(flags - FASTMATH)} are outside the package policy")
+        raise ValueError(f"fastmath flags {sorted(flags - FASTMATH)} are outside the package "
+                         "policy")
 
     def wrap(f):
         return njit(fastmath=flags, cache=True, nogil=True,

@@ -179,7 +179,9 @@ def _verdict(d):
 
 
 def _summary(layers):
-    names = lambda v: ", ".join(f"{d['index']} ({d['name']})" for d in layers if d["verdict"] == v)
+    def names(verdict):
+        return ", ".join(f"{d['index']} ({d['name']})" for d in layers if d["verdict"] == verdict)
+
     ratios = [d["ratio"] for d in layers if np.isfinite(d["ratio"])]
     grads = [d["grad_norm"] for d in layers if np.isfinite(d["grad_norm"])]
     detail = []

@@ -19,23 +19,34 @@ from fastnn._cuda import require_cuda
 
 cuda = require_cuda()   # a clear RuntimeError here when no CUDA device is usable
 
-from fastnn._cpu.rng import seed_key  # noqa: E402
+from fastnn._cpu.rng import seed_key
+from fastnn._cuda import (
+    _common as _c,
+    batchnorm as _bn,
+    dropout as _do,
+    linear as _li,
+    losses as _lo,
+    regularization as _re,
+    softmax as _sm,
+)
+from fastnn._validation import (
+    FLOAT_DTYPES,
+    check_reduction,
+    check_shape,
+    integer,
+    real_scalar,
+    shape_tuple,
+)
+from fastnn.functional import (
+    _batchnorm as _cpu_bn,
+    _linear as _cpu_linear,
+    _softmax as _cpu_softmax,
+)
+
 # The argument rules are the CPU side's own helpers, so the two cannot drift.
-from fastnn.functional._dropout import _seed, _threshold  # noqa: E402
-from fastnn.functional._losses import _mean  # noqa: E402
-from fastnn.functional._regularization import _lam  # noqa: E402
-from fastnn._cuda import _common as _c  # noqa: E402
-from fastnn._cuda import batchnorm as _bn  # noqa: E402
-from fastnn._cuda import dropout as _do  # noqa: E402
-from fastnn._cuda import linear as _li  # noqa: E402
-from fastnn._cuda import losses as _lo  # noqa: E402
-from fastnn._cuda import regularization as _re  # noqa: E402
-from fastnn._cuda import softmax as _sm  # noqa: E402
-from fastnn._validation import (FLOAT_DTYPES, check_reduction, check_shape,  # noqa: E402
-                                integer, real_scalar, shape_tuple)
-from fastnn.functional import _batchnorm as _cpu_bn  # noqa: E402
-from fastnn.functional import _linear as _cpu_linear  # noqa: E402
-from fastnn.functional import _softmax as _cpu_softmax  # noqa: E402
+from fastnn.functional._dropout import _seed, _threshold
+from fastnn.functional._losses import _mean
+from fastnn.functional._regularization import _lam
 
 __all__ = ["linear", "linear_backward", "batch_norm", "batch_norm_backward", "dropout",
            "dropout_backward", "dropout_mask", "softmax", "log_softmax", "cross_entropy",

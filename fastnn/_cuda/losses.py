@@ -6,8 +6,15 @@ merges the partials into a device scalar (no host synchronization).
 """
 import numpy as np
 
-from fastnn._cuda._common import (MAX_THREADS, block_sum, cuda, grid_for, launch, sum_1d,
-                                  threads_per_block)
+from fastnn._cuda._common import (
+    MAX_THREADS,
+    block_sum,
+    cuda,
+    grid_for,
+    launch,
+    sum_1d,
+    threads_per_block,
+)
 
 
 @cuda.jit(device=True)
@@ -79,7 +86,10 @@ def _regression_sum(pred, target, grad, gscale, with_grad, l1, total):
 
 
 def mse_sum(pred, target, grad, gscale, with_grad, total):
-    """total[0] = sum((pred - target)**2); with_grad: grad = gscale * (pred - target). Flat arrays."""
+    """total[0] = sum((pred - target)**2); with_grad: grad = gscale * (pred - target).
+
+    Flat arrays.
+    """
     _regression_sum(pred, target, grad, gscale, with_grad, False, total)
 
 

@@ -65,7 +65,10 @@ def zeros_like(a):
 
 
 def sgd_step(w, g, buf, lr, weight_decay, momentum, nesterov, first):
-    """The GPU twin of ``fastnn.optim._CPU.sgd_step`` (same arguments; buf None without momentum)."""
+    """The GPU twin of ``fastnn.optim._CPU.sgd_step``.
+
+    Same arguments; ``buf`` is None without momentum.
+    """
     wf = _flat(w, "parameter")
     _launch(sgd_kernel, w, wf, _flat(g, "grad"), wf if buf is None else _flat(buf, "state"),
             float(lr), float(weight_decay), float(momentum), bool(nesterov), bool(first))

@@ -3,8 +3,16 @@ import math
 
 import numpy as np
 
-from fastnn._cuda._common import (MAX_THREADS, block_max, block_sum, cuda, grid_for, launch,
-                                  sum_1d, threads_per_block)
+from fastnn._cuda._common import (
+    MAX_THREADS,
+    block_max,
+    block_sum,
+    cuda,
+    grid_for,
+    launch,
+    sum_1d,
+    threads_per_block,
+)
 
 
 @cuda.jit

@@ -13,9 +13,17 @@ import math
 
 import numpy as np
 
-from fastnn._cuda._common import MAX_THREADS, block_max, block_sum, cuda, launch, sum_1d
-from fastnn._cuda._common import grid_for, threads_per_block
 from fastnn._cuda import simulator_enabled
+from fastnn._cuda._common import (
+    MAX_THREADS,
+    block_max,
+    block_sum,
+    cuda,
+    grid_for,
+    launch,
+    sum_1d,
+    threads_per_block,
+)
 
 _MAX_ROW_BLOCKS = 65535 * 8
 _FULL_MASK = 0xFFFFFFFF

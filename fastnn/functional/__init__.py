@@ -19,14 +19,15 @@ import functools
 
 import numpy as np
 
-from ._batchnorm import *  # noqa: F401,F403
-from ._dropout import *  # noqa: F401,F403
-from ._linear import *  # noqa: F401,F403
-from ._losses import *  # noqa: F401,F403
-from ._regularization import *  # noqa: F401,F403
-from ._softmax import *  # noqa: F401,F403
-from . import _batchnorm, _dropout, _linear, _losses, _regularization, _softmax
 from fastnn._validation import is_device_array
+
+from . import _batchnorm, _dropout, _linear, _losses, _regularization, _softmax
+from ._batchnorm import *  # noqa: F403
+from ._dropout import *  # noqa: F403
+from ._linear import *  # noqa: F403
+from ._losses import *  # noqa: F403
+from ._regularization import *  # noqa: F403
+from ._softmax import *  # noqa: F403
 
 __all__ = (_linear.__all__ + _batchnorm.__all__ + _dropout.__all__
            + _softmax.__all__ + _losses.__all__ + _regularization.__all__)

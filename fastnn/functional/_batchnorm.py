@@ -2,8 +2,14 @@
 import numpy as np
 
 from fastnn._cpu import batchnorm as _k
-from fastnn._validation import (boolean, check_shape, float_array, may_share_memory, output_array,
-                                real_scalar)
+from fastnn._validation import (
+    boolean,
+    check_shape,
+    float_array,
+    may_share_memory,
+    output_array,
+    real_scalar,
+)
 
 __all__ = ["batch_norm", "batch_norm_backward"]
 

@@ -12,8 +12,14 @@ import numpy as np
 
 from fastnn import memory
 from fastnn._cpu import losses as _k
-from fastnn._validation import (check_reduction, check_shape, class_labels,
-                                float_array, output_array, real_scalar)
+from fastnn._validation import (
+    check_reduction,
+    check_shape,
+    class_labels,
+    float_array,
+    output_array,
+    real_scalar,
+)
 
 __all__ = ["hinge_loss", "hinge_loss_with_grad", "mse_loss", "mse_loss_with_grad",
            "l1_loss", "l1_loss_with_grad"]

@@ -5,8 +5,14 @@ import numpy as np
 
 from fastnn import memory
 from fastnn._cpu import softmax as _k
-from fastnn._validation import (check_reduction, class_labels, float_array, integer, output_array,
-                                real_scalar)
+from fastnn._validation import (
+    check_reduction,
+    class_labels,
+    float_array,
+    integer,
+    output_array,
+    real_scalar,
+)
 
 __all__ = ["softmax", "log_softmax", "cross_entropy", "cross_entropy_with_grad"]
 
