@@ -21,6 +21,7 @@ the GPU's memory; outputs come back as host arrays.
 ``as_inputs``, ``as_targets`` and ``LOSS_WITH_GRAD`` are internals shared
 with :mod:`fastnn.diagnostics` (not part of ``__all__``).
 """
+import functools
 import math
 
 import numpy as np
@@ -166,7 +167,7 @@ def _progress_bar(total, enabled, desc):
 
 def fit(model, X, y, loss="cross_entropy", optimizer=None, epochs=10, batch_size=32,
         schedule=None, validation=None, shuffle=True, rng=None, progress=True,
-        l2=0.0, l1=0.0, max_norm=None):
+        l2=0.0, l1=0.0, max_norm=None, engine="auto"):
     """Train ``model`` on (X, y) with mini-batch gradient descent.
 
     Parameters
@@ -207,6 +208,14 @@ def fit(model, X, y, loss="cross_entropy", optimizer=None, epochs=10, batch_size
         After every step, rescale each neuron's incoming weight vector (each
         row of a 2-D ``decay`` parameter) to norm ``max_norm`` if it is longer
         (``F.max_norm_``).
+    engine : {"auto", "compiled", "layers"}
+        "compiled" runs each epoch as one numba call (:mod:`fastnn.engine`:
+        a CPU ``nn.Sequential`` of Linear, activation, BatchNorm1d and
+        Dropout layers with SGD, Adam or AdamW; ValueError naming the
+        obstacle otherwise); "layers" calls the layers one by one (the
+        reference); "auto" takes the compiled engine when it can.  Both
+        compute the same steps (same shuffles, dropout masks and update
+        rules), equal to rounding.
 
     Returns
     -------
@@ -216,7 +225,8 @@ def fit(model, X, y, loss="cross_entropy", optimizer=None, epochs=10, batch_size
         (at the epoch's last step), "train_accuracy" (classification, on the
         training batches as they were trained), and with ``validation``:
         "val_loss" and, for classification, "val_accuracy".  Also
-        "step_loss": the data loss of every step (one entry per step).
+        "step_loss": the data loss of every step (one entry per step), and
+        "engine": "compiled", or "layers (<why>)" (a string, not a list).
 
     Raises
     ------
@@ -240,6 +250,7 @@ def fit(model, X, y, loss="cross_entropy", optimizer=None, epochs=10, batch_size
     from fastnn.optim import Adam, Optimizer
 
     loss = check_choice(loss, "loss", LOSSES)
+    engine = check_choice(engine, "engine", ENGINES)
     epochs = integer(epochs, "epochs", low=0)
     batch_size = integer(batch_size, "batch_size", low=1)
     l2 = real_scalar(l2, "l2", low=0.0)
@@ -271,12 +282,7 @@ def fit(model, X, y, loss="cross_entropy", optimizer=None, epochs=10, batch_size
     for layer in model.modules():
         if isinstance(layer, Dropout):
             layer.rng = np.random.default_rng(rng.integers(2 ** 63))
-    device = model.device
-    decayed = [p for p in model.parameters() if p.decay]
-    constrained = [p for p in decayed if p.data.ndim == 2]
-    loss_fn = LOSS_WITH_GRAD[loss]
     classify = loss in CLASSIFICATION
-
     history = {"epoch": [], "train_loss": [], "penalty": [], "lr": [], "step_loss": []}
     if classify:
         history["train_accuracy"] = []
@@ -287,53 +293,21 @@ def fit(model, X, y, loss="cross_entropy", optimizer=None, epochs=10, batch_size
 
     n = X.shape[0]
     batches = _batches(n, batch_size)
+    plan, reason = _choose_engine(engine, model, optimizer, loss, X, batches, l2, l1, max_norm)
+    history["engine"] = "compiled" if plan is not None else f"layers ({reason})"
+    if plan is not None:
+        run_epoch = functools.partial(_compiled_epoch, plan, X, y, schedule, optimizer)
+    else:
+        run_epoch = functools.partial(_layers_epoch, model, X, y, loss, optimizer, schedule,
+                                      l2, l1, max_norm)
     bar = _progress_bar(epochs, progress, "fit")
     model.train()
-    buffers = [b for _, b in model.named_buffers()]
     step = 0
     try:
         for epoch in range(1, epochs + 1):
             order = rng.permutation(n) if shuffle else None
-            total_loss = total_penalty = 0.0
-            correct = 0
-            for b, (start, stop) in enumerate(batches, 1):
-                if order is None:
-                    xb, yb = X[start:stop], y[start:stop]
-                else:
-                    idx = order[start:stop]
-                    xb, yb = X[idx], y[idx]
-                xb_in, yb_in = _move(xb, device), _move(yb, device)
-                if schedule is not None:
-                    optimizer.lr = real_scalar(schedule(step), "schedule(step)", low=0.0)
-                # The forward updates batch-norm running statistics in place; a
-                # diverging batch must not leave NaN in them for eval mode.
-                saved = [_copy(buf) for buf in buffers]
-                out = model.forward(xb_in)
-                value, dout = loss_fn(out, yb_in)
-                value = float(value)
-                if not math.isfinite(value):
-                    for buf, old in zip(buffers, saved):
-                        _assign(buf, old)
-                    raise DivergenceError(epoch, b, len(batches), step, value, history)
-                model.zero_grad()
-                model.backward(dout)
-                penalty = 0.0
-                for p in decayed:
-                    for lam, pen in ((l2, F.l2_penalty), (l1, F.l1_penalty)):
-                        if lam:
-                            pv, pg = pen(p.data, lam)
-                            penalty += float(pv)
-                            p.accumulate(pg)
-                optimizer.step()
-                if max_norm is not None:
-                    for p in constrained:
-                        F.max_norm_(p.data, max_norm)
-                history["step_loss"].append(value)
-                total_loss += value * (stop - start)
-                total_penalty += penalty
-                if classify:
-                    correct += int(np.count_nonzero(_host(out).argmax(axis=1) == yb))
-                step += 1
+            total_loss, total_penalty, correct, step = run_epoch(batches, order, epoch, step,
+                                                                 history)
             history["epoch"].append(epoch)
             history["train_loss"].append(total_loss / n)
             history["penalty"].append(total_penalty / len(batches))
@@ -341,20 +315,130 @@ def fit(model, X, y, loss="cross_entropy", optimizer=None, epochs=10, batch_size
             if classify:
                 history["train_accuracy"].append(correct / n)
             if validation is not None:
-                scores = _evaluate(model, X_val, y_val, loss, _EVAL_BATCH)
-                history["val_loss"].append(scores["loss"])
-                if classify:
-                    history["val_accuracy"].append(scores["accuracy"])
+                _validate(model, X_val, y_val, loss, history)
             if bar is not None:
-                post = {"loss": f"{history['train_loss'][-1]:.4g}"}
-                if "val_accuracy" in history:
-                    post["val_acc"] = f"{history['val_accuracy'][-1]:.3f}"
-                bar.set_postfix(post, refresh=False)
-                bar.update(1)
+                _progress(bar, history)
     finally:
         if bar is not None:
             bar.close()
     return history
+
+
+ENGINES = ("auto", "compiled", "layers")
+
+
+def _choose_engine(engine, model, optimizer, loss, X, batches, l2, l1, max_norm):
+    """(plan, None) for the compiled engine, or (None, why the layer path runs)."""
+    from fastnn.engine import NotCompilable, Plan
+
+    if engine == "layers":
+        return None, "engine='layers' was asked for"
+    try:
+        return Plan(model, optimizer, loss, X.shape[1], batches, l2, l1, max_norm), None
+    except NotCompilable as exc:
+        if engine == "compiled":
+            raise ValueError(f"engine='compiled' cannot train this model: {exc}") from None
+        return None, str(exc)
+
+
+def _validate(model, X_val, y_val, loss, history):
+    scores = _evaluate(model, X_val, y_val, loss, _EVAL_BATCH)
+    history["val_loss"].append(scores["loss"])
+    if loss in CLASSIFICATION:
+        history["val_accuracy"].append(scores["accuracy"])
+
+
+def _progress(bar, history):
+    post = {"loss": f"{history['train_loss'][-1]:.4g}"}
+    if "val_accuracy" in history:
+        post["val_acc"] = f"{history['val_accuracy'][-1]:.3f}"
+    bar.set_postfix(post, refresh=False)
+    bar.update(1)
+
+
+def _compiled_epoch(plan, X, y, schedule, optimizer, batches, order, epoch, step, history):
+    """One epoch in one compiled call; returns what :func:`_layers_epoch` returns.
+
+    The schedule is evaluated in Python for the epoch's steps first (so a
+    bad value stops the epoch before its first step, where the layer path
+    would stop at that step).
+    """
+    k = len(batches)
+    if schedule is not None:
+        lrs = np.array([real_scalar(schedule(step + i), "schedule(step)", low=0.0)
+                        for i in range(k)])
+    else:
+        lrs = np.full(k, float(optimizer.lr))
+    order = np.arange(X.shape[0]) if order is None else order
+    done = plan.epoch(X, y, order, lrs, plan.draw_seeds(k))
+    history["step_loss"].extend(plan.step_loss[:done].tolist())
+    if schedule is not None:
+        optimizer.lr = float(lrs[min(done, k - 1)])
+    if done < k:
+        raise DivergenceError(epoch, done + 1, k, step + done, float(plan.step_loss[done]),
+                              history)
+    total_loss = total_penalty = 0.0
+    for (start, stop), value, penalty in zip(batches, plan.step_loss.tolist(),
+                                             plan.step_penalty.tolist()):
+        total_loss += value * (stop - start)
+        total_penalty += penalty
+    return total_loss, total_penalty, int(plan.step_correct.sum()), step + k
+
+
+def _layers_epoch(model, X, y, loss, optimizer, schedule, l2, l1, max_norm, batches, order,
+                  epoch, step, history):
+    """One epoch, layer by layer (the reference path).
+
+    Returns (sum of batch loss x batch size, sum of penalties, correct
+    training predictions, the global step after the epoch).
+    """
+    device = model.device
+    decayed = [p for p in model.parameters() if p.decay]
+    buffers = [b for _, b in model.named_buffers()]
+    total_loss = total_penalty = 0.0
+    correct = 0
+    for b, (start, stop) in enumerate(batches, 1):
+        idx = slice(start, stop) if order is None else order[start:stop]
+        xb, yb = X[idx], y[idx]
+        if schedule is not None:
+            optimizer.lr = real_scalar(schedule(step), "schedule(step)", low=0.0)
+        # The forward updates batch-norm running statistics in place; a
+        # diverging batch must not leave NaN in them for eval mode.
+        saved = [_copy(buf) for buf in buffers]
+        out = model.forward(_move(xb, device))
+        value, dout = LOSS_WITH_GRAD[loss](out, _move(yb, device))
+        value = float(value)
+        if not math.isfinite(value):
+            for buf, old in zip(buffers, saved):
+                _assign(buf, old)
+            raise DivergenceError(epoch, b, len(batches), step, value, history)
+        model.zero_grad()
+        model.backward(dout)
+        penalty = _add_penalties(decayed, l2, l1)
+        optimizer.step()
+        if max_norm is not None:
+            for p in decayed:
+                if p.data.ndim == 2:
+                    F.max_norm_(p.data, max_norm)
+        history["step_loss"].append(value)
+        total_loss += value * (stop - start)
+        total_penalty += penalty
+        if loss in CLASSIFICATION:
+            correct += int(np.count_nonzero(_host(out).argmax(axis=1) == yb))
+        step += 1
+    return total_loss, total_penalty, correct, step
+
+
+def _add_penalties(decayed, l2, l1):
+    """Add the L2 and L1 penalty gradients to the decayed parameters; returns the penalty."""
+    penalty = 0.0
+    for p in decayed:
+        for lam, pen in ((l2, F.l2_penalty), (l1, F.l1_penalty)):
+            if lam:
+                pv, pg = pen(p.data, lam)
+                penalty += float(pv)
+                p.accumulate(pg)
+    return penalty
 
 
 _EVAL_BATCH = 4096  # the default batch_size of predict / evaluate (and fit's validation)
