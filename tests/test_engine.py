@@ -191,3 +191,91 @@ def _build(spec):
        opt=st.sampled_from(sorted(OPTIMIZERS)))
 def test_random_architectures(spec, loss, opt):
     _assert_same(lambda: _build(spec), loss=loss, opt=opt)
+
+
+def test_divergence_is_reported_as_the_layer_path_does():
+    X, y = _data("cross_entropy")
+    X[37] = np.nan        # a NaN row: the step whose batch holds it diverges
+    errors, models = {}, {}
+    for name in ("layers", "compiled"):
+        model = _mlp(bn=True)
+        with pytest.raises(DivergenceError) as info:
+            fit(model, X, y, optimizer=optim.Adam(model.parameters()), batch_size=16, epochs=3,
+                rng=0, progress=False, engine=name)
+        errors[name], models[name] = info.value, model
+    a, b = errors["layers"], errors["compiled"]
+    assert (a.epoch, a.step, a.global_step) == (b.epoch, b.step, b.global_step)
+    assert str(a) == str(b)
+    np.testing.assert_allclose(b.history["step_loss"], a.history["step_loss"], rtol=1e-10)
+    for k, v in models["compiled"].state_dict().items():   # running stats restored, finite
+        assert np.isfinite(v).all()
+        np.testing.assert_allclose(v, models["layers"].state_dict()[k], rtol=1e-10, atol=1e-12)
+
+
+def test_why_not_names_the_obstacle_and_auto_falls_back():
+    X, y = _data("cross_entropy")
+    shared = nn.Linear(D, D, rng=0, dtype=np.float64)
+    cases = [
+        (nn.Sequential(nn.Sequential(nn.Linear(D, C, rng=0))), "layer 0 is a Sequential"),
+        (nn.Sequential(shared, nn.ReLU(), shared, nn.Linear(D, C, rng=1, dtype=np.float64)),
+         "same object as layer 0"),
+        (nn.Sequential(nn.Linear(D, 4, rng=0), nn.Linear(4, C, rng=1, dtype=np.float64)),
+         "mix float32 and float64"),
+        (nn.Linear(D, C, rng=0), "not a fastnn.nn.Sequential"),
+    ]
+    for model, reason in cases:
+        assert reason in engine.why_not(model)
+        if "same object" in reason or "mix" in reason:
+            continue   # fit refuses these before choosing an engine (optimizer, forward)
+        with pytest.raises(ValueError, match="engine='compiled' cannot train"):
+            fit(model, X, y, epochs=1, progress=False, engine="compiled")
+    model = _mlp()
+
+    class MySGD(optim.SGD):
+        pass
+    opt = MySGD(model.parameters(), lr=0.1)
+    assert "MySGD" in engine.why_not(model, opt)
+    hist = fit(model, X, y, optimizer=opt, epochs=1, progress=False)
+    assert hist["engine"] == "layers (the optimizer is a MySGD, not SGD, Adam or AdamW)"
+    partial = optim.Adam(model.parameters()[:2])
+    assert "exactly model.parameters()" in engine.why_not(model, partial)
+    with pytest.raises(ValueError, match="engine"):
+        fit(model, X, y, epochs=1, progress=False, engine="fast")
+
+
+def test_parameters_live_in_one_arena_and_state_still_works(tmp_path):
+    X, y = _data("cross_entropy")
+    hist, model, opt = _train(lambda: _mlp(bn=True), "compiled")
+    arena = model._engine_params
+    for p in model.parameters():
+        assert p.data.base is arena and np.shares_memory(p.grad, opt.state[0]["exp_avg"]) is False
+    for p, s in zip(model.parameters(), opt.state):
+        assert s["exp_avg"].base is not None and s["step"] == len(hist["step_loss"])
+    before = model.state_dict()
+    model.save(tmp_path / "m.npz")
+    fresh = _mlp(bn=True).load(tmp_path / "m.npz")
+    for k, v in fresh.state_dict().items():
+        np.testing.assert_array_equal(v, before[k])
+    # load_state_dict copies into the arena: the views stay views
+    model.load_state_dict({k: np.zeros_like(v) for k, v in before.items()})
+    assert not arena.any() and model[0].weight.data.base is arena
+
+
+@pytest.mark.parametrize("first,second", [("compiled", "layers"), ("layers", "compiled")])
+def test_switching_engines_between_fits_continues_the_same_run(first, second):
+    """Optimizer state, step counts and buffers are handed over both ways."""
+    X, y = _data("cross_entropy")
+    runs = {}
+    for order in ((first, second), ("layers", "layers")):
+        model = _mlp(bn=True, dropout=0.2)
+        opt = optim.SGD(model.parameters(), lr=0.05, momentum=0.9) if first == "layers" \
+            else optim.Adam(model.parameters(), lr=1e-2)
+        h1 = fit(model, X, y, optimizer=opt, batch_size=16, epochs=1, rng=0, progress=False,
+                 engine=order[0])
+        h2 = fit(model, X, y, optimizer=opt, batch_size=16, epochs=1, rng=1, progress=False,
+                 engine=order[1])
+        runs[order] = (h1["step_loss"] + h2["step_loss"], model.state_dict())
+    got, want = runs[(first, second)], runs[("layers", "layers")]
+    np.testing.assert_allclose(got[0], want[0], rtol=1e-10)
+    for k in want[1]:
+        np.testing.assert_allclose(got[1][k], want[1][k], rtol=1e-10, atol=1e-12, err_msg=k)
