@@ -26,6 +26,8 @@ True
 >>> engine.why_not(nn.Sequential(nn.Sequential(nn.Linear(4, 2, rng=0))))
 'layer 0 is a Sequential (the engine compiles a flat Sequential of Linear, activation, BatchNorm1d and Dropout layers)'
 """
+import functools
+
 import numpy as np
 
 from fastnn._cpu import engine as _k
@@ -34,7 +36,7 @@ from fastnn.nn import (BatchNorm1d, Dropout, LeakyReLU, Linear, ReLU, Sequential
                        Tanh)
 from fastnn.optim import SGD, Adam, AdamW
 
-__all__ = ["why_not", "Plan"]
+__all__ = ["why_not", "Plan", "one_blas_thread"]
 
 _ACT_CODES = {None: NONE, "relu": RELU, "leaky_relu": LEAKY_RELU, "tanh": TANH,
               "sigmoid": SIGMOID}
@@ -146,6 +148,30 @@ def pack(arrays, dtype):
         views.append(v)
         off += a.size
     return arena, views
+
+
+@functools.lru_cache(maxsize=1)
+def _blas_pools():
+    """threadpoolctl's handle on every loaded BLAS, scipy's (numba's np.dot) included."""
+    import scipy.linalg.cython_blas  # noqa: F401  (load it before the controller looks)
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController().select(user_api="blas")
+
+
+def one_blas_thread():
+    """Context manager: every BLAS on one thread inside the block (~10 us to enter and leave).
+
+    The engine's products are microseconds each; a BLAS thread team woken
+    for every one of them made an epoch 170x slower (measured, 2 cores).
+
+    Examples
+    --------
+    >>> from fastnn import engine
+    >>> with engine.one_blas_thread():
+    ...     pass
+    """
+    return _blas_pools().limit(limits=1)
 
 
 class NotCompilable(ValueError):

@@ -21,6 +21,7 @@ the GPU's memory; outputs come back as host arrays.
 ``as_inputs``, ``as_targets`` and ``LOSS_WITH_GRAD`` are internals shared
 with :mod:`fastnn.diagnostics` (not part of ``__all__``).
 """
+import contextlib
 import functools
 import math
 
@@ -296,14 +297,18 @@ def fit(model, X, y, loss="cross_entropy", optimizer=None, epochs=10, batch_size
     plan, reason = _choose_engine(engine, model, optimizer, loss, X, batches, l2, l1, max_norm)
     history["engine"] = "compiled" if plan is not None else f"layers ({reason})"
     if plan is not None:
+        from fastnn.engine import one_blas_thread
         run_epoch = functools.partial(_compiled_epoch, plan, X, y, schedule, optimizer)
     else:
         run_epoch = functools.partial(_layers_epoch, model, X, y, loss, optimizer, schedule,
                                       l2, l1, max_norm)
     bar = _progress_bar(epochs, progress, "fit")
+    stack = contextlib.ExitStack()
     model.train()
     step = 0
     try:
+        if plan is not None:
+            stack.enter_context(one_blas_thread())
         for epoch in range(1, epochs + 1):
             order = rng.permutation(n) if shuffle else None
             total_loss, total_penalty, correct, step = run_epoch(batches, order, epoch, step,
@@ -319,6 +324,7 @@ def fit(model, X, y, loss="cross_entropy", optimizer=None, epochs=10, batch_size
             if bar is not None:
                 _progress(bar, history)
     finally:
+        stack.close()
         if bar is not None:
             bar.close()
     return history

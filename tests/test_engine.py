@@ -76,8 +76,12 @@ def _assert_same(make_model, dtype=np.float64, **kwargs):
         if key in ref_hist:
             np.testing.assert_allclose(hist[key], ref_hist[key], rtol=rtol, atol=atol)
     want = ref.state_dict()
+    # A parameter whose gradient is 0 in exact arithmetic (a bias right before
+    # batch norm) gets rounding noise (~1e-17) as its gradient, which Adam
+    # turns into steps of ~lr * 1e-17 / eps = 1e-11: hence the absolute 1e-9.
+    p_atol = 1e-9 if dtype == np.float64 else atol
     for name, value in got.state_dict().items():
-        np.testing.assert_allclose(value, want[name], rtol=rtol, atol=atol, err_msg=name)
+        np.testing.assert_allclose(value, want[name], rtol=rtol, atol=p_atol, err_msg=name)
     for s_got, s_ref in zip(_state(got_opt), _state(ref_opt)):
         assert s_got.keys() == s_ref.keys()
         for k in s_ref:
@@ -133,15 +137,12 @@ def test_no_bias_and_standalone_layers():
     _assert_same(make)
 
 
-def test_batches_large_enough_for_the_blas():
-    """Products above BLAS_FLOPS go through np.dot (the BLAS): same steps."""
+def test_a_wider_net_in_larger_batches():
     X, y = _data("cross_entropy", n=300, d=64, c=10)
 
     def make():
         return nn.Sequential(nn.Linear(64, 256, rng=0, dtype=np.float64), nn.ReLU(),
                              nn.Linear(256, 10, rng=1, dtype=np.float64))
-    from fastnn._cpu import engine as k
-    assert 64 * 64 * 256 >= k.BLAS_FLOPS > 16 * 8 * 8
     _assert_same(make, data=(X, y), batch_size=64, epochs=2)
 
 

@@ -19,10 +19,18 @@ arrays, not one per layer:
 The per-layer work reuses the package's own kernels (the fused linear
 epilogue and prologue, batch norm, the counter-based dropout, the fused
 losses, max-norm, and the update rules of :mod:`fastnn.optim`), so the
-engine computes what the layer-by-layer path computes.  Only the matrix
-products are new: below :data:`BLAS_FLOPS` multiply-adds they are plain
-loops (a BLAS call costs more than a 32 x 16 x 16 product), above it
-``np.dot``, which numba sends to the BLAS.
+engine computes what the layer-by-layer path computes.
+
+The matrix products are ``np.dot`` calls, which numba sends to the BLAS
+(scipy's OpenBLAS) without a Python round trip.  Plain compiled loops were
+measured against it (float32, one BLAS thread, the three products of a
+layer's step, medians of 7): the BLAS won at every size of the lesson's
+nets, from 32x16x2 (0.4 us vs 0.6) through 32x30x16 (1.4 vs 7.5) and
+64x64x128 (32 vs 310) to 32x256x256 (329 vs 810); so there is no switch.
+The BLAS must run on ONE thread while the engine calls it (see
+:meth:`fastnn.engine.Plan.epoch`): its thread team, woken for
+microsecond-sized products, made an epoch of the 64-128-10 net 170x slower
+(480 ms against 2.9).
 """
 import math
 
@@ -64,10 +72,6 @@ O_KIND, O_MOMENTUM, O_NESTEROV, O_BETA1, O_BETA2, O_EPS, O_WD, O_DECOUPLED, O_L2
     O_MAXNORM = range(11)
 N_O = 11
 
-# Multiply-adds of one product above which np.dot (the BLAS) beats the plain
-# loops; measured by ``benchmarks/bench_engine.py`` (see fastnn.engine).
-BLAS_FLOPS = 1 << 17
-
 # The serial twins: numba calls dispatchers, not DualKernel objects.
 _bias_activation_ = bias_activation_.serial
 _activation_grad_bias_sum = activation_grad_bias_sum.serial
@@ -81,8 +85,8 @@ _l1_sum = l1_sum.serial
 _max_norm = max_norm.serial
 _cross_entropy_rows = cross_entropy_rows.serial
 
-_sgd_rule = jit(sgd_rule)
-_adam_rule = jit(adam_rule)
+_sgd_rule = jit(sgd_rule, inline="always")
+_adam_rule = jit(adam_rule, inline="always")
 
 
 @jit
@@ -94,58 +98,19 @@ def _view(arena, offset, rows, cols):
 @jit
 def matmul_xwt(x, w, y):
     """``y = x @ w.T`` for C-contiguous x (n, k), w (m, k), y (n, m)."""
-    n, k = x.shape
-    m = w.shape[0]
-    if n * k * m >= BLAS_FLOPS:
-        np.dot(x, w.T, y)
-        return
-    for b in range(n):
-        xb = x[b]
-        yb = y[b]
-        for o in range(m):
-            wo = w[o]
-            acc = yb.dtype.type(0)
-            for i in range(k):
-                acc += xb[i] * wo[i]
-            yb[o] = acc
+    np.dot(x, w.T, y)
 
 
 @jit
 def matmul_gw(g, w, dx):
     """``dx = g @ w`` for g (n, m), w (m, k), dx (n, k)."""
-    n, m = g.shape
-    k = w.shape[1]
-    if n * k * m >= BLAS_FLOPS:
-        np.dot(g, w, dx)
-        return
-    for b in range(n):
-        gb = g[b]
-        db = dx[b]
-        db[:] = 0
-        for o in range(m):
-            v = gb[o]
-            wo = w[o]
-            for i in range(k):
-                db[i] += v * wo[i]
+    np.dot(g, w, dx)
 
 
 @jit
 def matmul_gtx(g, x, dw):
     """``dw = g.T @ x`` for g (n, m), x (n, k), dw (m, k)."""
-    n, m = g.shape
-    k = x.shape[1]
-    if n * k * m >= BLAS_FLOPS:
-        np.dot(g.T, x, dw)
-        return
-    dw[:] = 0
-    for b in range(n):
-        gb = g[b]
-        xb = x[b]
-        for o in range(m):
-            v = gb[o]
-            row = dw[o]
-            for i in range(k):
-                row[i] += v * xb[i]
+    np.dot(g.T, x, dw)
 
 
 @jit
@@ -342,6 +307,30 @@ def _penalties(params, grads, pinfo, l2, l1):
 
 
 @jit
+def _sgd_span(w, g, buf, lr, wd, momentum, nesterov, first):
+    """SGD over one parameter's 1-D views (a separate function: plain views vectorize)."""
+    for i in range(w.size):
+        b = np.float64(buf[i]) if momentum != 0.0 and not first else 0.0
+        nw, nb = _sgd_rule(np.float64(w[i]), np.float64(g[i]), b, lr, wd, momentum, nesterov,
+                           first)
+        w[i] = nw
+        if momentum != 0.0:
+            buf[i] = nb
+
+
+@jit
+def _adam_span(w, g, m, v, lr, b1, b2, bias1, bias2_sqrt, eps, wd, decoupled):
+    """Adam over one parameter's 1-D views."""
+    for i in range(w.size):
+        nw, nm, nv = _adam_rule(np.float64(w[i]), np.float64(g[i]), np.float64(m[i]),
+                                np.float64(v[i]), lr, b1, b2, bias1, bias2_sqrt, eps, wd,
+                                decoupled)
+        w[i] = nw
+        m[i] = nm
+        v[i] = nv
+
+
+@jit
 def _optimizer_step(params, grads, state1, state2, pinfo, tcount, opt, lr):
     """One optimizer step over the arenas with the rules of fastnn.optim; counts tcount up."""
     for p in range(pinfo.shape[0]):
@@ -350,29 +339,19 @@ def _optimizer_step(params, grads, state1, state2, pinfo, tcount, opt, lr):
         wd = opt[O_WD] if pinfo[p, P_DECAY] != 0 else 0.0
         t = tcount[p] + 1
         tcount[p] = t
+        w, g = params[lo:hi], grads[lo:hi]
         if opt[O_KIND] == SGD:
-            momentum = opt[O_MOMENTUM]
-            nesterov = opt[O_NESTEROV] != 0.0
-            first = t == 1
-            for i in range(lo, hi):
-                b = np.float64(state1[i]) if momentum != 0.0 and not first else 0.0
-                nw, nbuf = _sgd_rule(np.float64(params[i]), np.float64(grads[i]), b, lr, wd,
-                                     momentum, nesterov, first)
-                params[i] = nw
-                if momentum != 0.0:
-                    state1[i] = nbuf
+            buf = state1[lo:hi] if state1.size > 0 else w
+            _sgd_span(w, g, buf, lr, wd, opt[O_MOMENTUM], opt[O_NESTEROV] != 0.0, t == 1)
         else:
             b1, b2 = opt[O_BETA1], opt[O_BETA2]
-            bias1 = 1.0 - b1 ** t
-            bias2_sqrt = math.sqrt(1.0 - b2 ** t)
-            decoupled = opt[O_DECOUPLED] != 0.0
-            for i in range(lo, hi):
-                nw, nm, nv = _adam_rule(np.float64(params[i]), np.float64(grads[i]),
-                                        np.float64(state1[i]), np.float64(state2[i]), lr, b1, b2,
-                                        bias1, bias2_sqrt, opt[O_EPS], wd, decoupled)
-                params[i] = nw
-                state1[i] = nm
-                state2[i] = nv
+            m, v = state1[lo:hi], state2[lo:hi]
+            bias1, bias2_sqrt = 1.0 - b1 ** t, math.sqrt(1.0 - b2 ** t)
+            if wd == 0.0:   # a constant 0 lets the compiler drop the decay branches
+                _adam_span(w, g, m, v, lr, b1, b2, bias1, bias2_sqrt, opt[O_EPS], 0.0, False)
+            else:
+                _adam_span(w, g, m, v, lr, b1, b2, bias1, bias2_sqrt, opt[O_EPS], wd,
+                           opt[O_DECOUPLED] != 0.0)
 
 
 @jit
