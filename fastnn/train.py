@@ -32,7 +32,7 @@ from fastnn._cuda import on_device
 from fastnn._validation import as_rng, check_choice, class_labels, integer, real_scalar
 from fastnn.nn import Dropout, _assign, _copy, _move, _to_host
 
-__all__ = ["fit", "predict", "predict_proba", "evaluate", "steps_per_epoch", "DivergenceError",
+__all__ = ["fit", "fit_many", "predict", "predict_proba", "evaluate", "steps_per_epoch", "DivergenceError",
            "LOSSES"]
 
 LOSSES = ("cross_entropy", "hinge", "mse", "mae")
@@ -445,6 +445,119 @@ def _add_penalties(decayed, l2, l1):
                 penalty += float(pv)
                 p.accumulate(pg)
     return penalty
+
+
+#: fit_many arguments that may differ between the models (a list: one value per model).
+PER_MODEL = ("schedule", "rng", "l2", "l1", "max_norm")
+
+
+def _per_model(kwargs, k):
+    """[kwargs of model i]: a list or tuple under a PER_MODEL key is split over the k models."""
+    out = [dict(kwargs) for _ in range(k)]
+    for key, value in kwargs.items():
+        if isinstance(value, (list, tuple)) and key in PER_MODEL:
+            if len(value) != k:
+                raise ValueError(f"{key} has {len(value)} values for {k} models")
+            for i in range(k):
+                out[i][key] = value[i]
+        elif isinstance(value, (list, tuple)) and key != "validation":
+            raise TypeError(f"{key} cannot differ between models (per-model lists are "
+                            f"accepted for {', '.join(PER_MODEL)})")
+    return out
+
+
+def fit_many(models, X, y, optimizers=None, n_jobs=None, **kwargs):
+    """Train independent models on the same data at once; each as :func:`fit` would.
+
+    The models train in ``n_jobs`` threads: the compiled engine releases
+    the GIL for a whole epoch, so K small models spread over the cores.
+    Models the engine cannot compile (``engine.why_not``) train afterwards,
+    one by one, on the layer path.
+
+    Parameters
+    ----------
+    models : sequence of fastnn.nn.Module
+        Distinct models (their own initializations, dropout rates, ...).
+    X, y : array_like
+        Shared training data (see :func:`fit`).
+    optimizers : sequence of fastnn.optim.Optimizer, optional
+        One per model (learning rate, momentum, weight decay); default
+        ``Adam(model.parameters(), lr=1e-3)`` for each.
+    n_jobs : int >= 1, optional
+        Threads; default ``numba.get_num_threads()`` (the cores numba uses).
+    **kwargs
+        Any other argument of :func:`fit` (``engine`` and ``progress``
+        excepted).  ``schedule``, ``rng``, ``l2``, ``l1`` and ``max_norm``
+        may be lists with one value per model.
+
+    Returns
+    -------
+    list of dict
+        The history of each model, as :func:`fit` returns it.  Each equals
+        what ``fit(models[i], X, y, optimizer=optimizers[i], **kwargs_i)``
+        returns, and leaves the model and optimizer in the same state.
+
+    Raises
+    ------
+    ValueError, TypeError
+        Mismatched list lengths, a per-model list under another argument,
+        and whatever :func:`fit` raises for one of the models (the first
+        such error, after every model has finished or failed).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastnn import nn, optim, train
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.standard_normal((64, 4)).astype(np.float32)
+    >>> y = (X[:, 0] > 0).astype(np.int64)
+    >>> models = [nn.Sequential(nn.Linear(4, 8, rng=s), nn.ReLU(), nn.Linear(8, 2, rng=s))
+    ...           for s in range(3)]
+    >>> opts = [optim.SGD(m.parameters(), lr=lr) for m, lr in zip(models, (0.01, 0.1, 1.0))]
+    >>> hists = train.fit_many(models, X, y, opts, epochs=2, rng=[0, 1, 2], l2=[0.0, 1e-3, 0.0])
+    >>> [h["engine"] for h in hists]
+    ['compiled', 'compiled', 'compiled']
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from numba import get_num_threads
+
+    from fastnn.engine import one_blas_thread, why_not
+    from fastnn.optim import Adam
+
+    models = list(models)
+    for key in ("engine", "progress"):
+        if key in kwargs:
+            raise TypeError(f"fit_many does not take {key!r}")
+    if optimizers is None:
+        optimizers = [Adam(m.parameters(), lr=1e-3) for m in models]
+    optimizers = list(optimizers)
+    if len(optimizers) != len(models):
+        raise ValueError(f"got {len(optimizers)} optimizers for {len(models)} models")
+    n_jobs = get_num_threads() if n_jobs is None else integer(n_jobs, "n_jobs", low=1)
+    jobs = [dict(kw, optimizer=opt) for kw, opt in zip(_per_model(kwargs, len(models)),
+                                                      optimizers)]
+    compiled = [i for i, (m, o) in enumerate(zip(models, optimizers)) if why_not(m, o) is None]
+    results = [None] * len(models)
+
+    def one(i):
+        try:
+            results[i] = fit(models[i], X, y, progress=False, **jobs[i])
+        except Exception as exc:  # noqa: BLE001  (re-raised below, after the others)
+            results[i] = exc
+
+    # One BLAS thread for the whole pool: the limit is process-wide, so a
+    # model finishing must not hand the BLAS its thread team back while the
+    # others still run.
+    with one_blas_thread(), ThreadPoolExecutor(max_workers=n_jobs) as pool:
+        list(pool.map(one, compiled))
+    for i in range(len(models)):
+        if i not in compiled:
+            one(i)
+    for r in results:
+        if isinstance(r, Exception):
+            raise r
+    return results
 
 
 _EVAL_BATCH = 4096  # the default batch_size of predict / evaluate (and fit's validation)

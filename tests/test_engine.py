@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from fastnn import engine, nn, optim
-from fastnn.train import DivergenceError, fit
+from fastnn.train import DivergenceError, fit, fit_many
 
 N, D, C = 100, 6, 3   # 100 rows at batch 16: 6 full batches + one of 4, 7 steps per epoch
 EPOCHS = 2            # 14 steps
@@ -280,3 +280,43 @@ def test_switching_engines_between_fits_continues_the_same_run(first, second):
     np.testing.assert_allclose(got[0], want[0], rtol=1e-10)
     for k in want[1]:
         np.testing.assert_allclose(got[1][k], want[1][k], rtol=1e-10, atol=1e-12, err_msg=k)
+
+
+def test_fit_many_equals_separate_fits():
+    """Per-model seeds, learning rates, penalties, max-norm, dropout p and schedules."""
+    X, y = _data("cross_entropy", dtype=np.float32)
+    kinds = [dict(p=0.0, lr=0.05), dict(p=0.3, lr=0.01), dict(p=0.5, lr=0.1)]
+
+    def make():
+        models = [_mlp(np.float32, bn=True, dropout=k["p"]) for k in kinds]
+        opts = [optim.SGD(m.parameters(), lr=k["lr"], momentum=0.9) for m, k in zip(models, kinds)]
+        return models, opts
+    per = dict(rng=[0, 1, 2], l2=[0.0, 1e-3, 0.0], l1=[0.0, 0.0, 1e-3],
+               max_norm=[None, 1.0, 2.0],
+               schedule=[None, optim.step_decay(0.01, 5), optim.warmup_cosine(0.1, 3, 14)])
+    models, opts = make()
+    hists = fit_many(models, X, y, opts, n_jobs=2, epochs=2, batch_size=16, **per)
+    ref_models, ref_opts = make()
+    for i, (m, o) in enumerate(zip(ref_models, ref_opts)):
+        ref = fit(m, X, y, optimizer=o, epochs=2, batch_size=16, progress=False,
+                  **{k: v[i] for k, v in per.items()})
+        assert hists[i] == ref
+        for k, v in m.state_dict().items():
+            np.testing.assert_array_equal(models[i].state_dict()[k], v)
+
+
+def test_fit_many_checks_its_arguments_and_runs_uncompilable_models():
+    X, y = _data("cross_entropy")
+    models = [_mlp(), nn.Sequential(nn.Sequential(_mlp()))]
+    hists = fit_many(models, X, y, epochs=1, batch_size=16, rng=[0, 1])
+    assert hists[0]["engine"] == "compiled" and hists[1]["engine"].startswith("layers")
+    with pytest.raises(ValueError, match="rng has 1 values for 2 models"):
+        fit_many(models, X, y, rng=[0])
+    with pytest.raises(TypeError, match="epochs cannot differ"):
+        fit_many(models, X, y, epochs=[1, 2])
+    with pytest.raises(TypeError, match="engine"):
+        fit_many(models, X, y, engine="layers")
+    with pytest.raises(ValueError, match="2 optimizers for 1 models"):
+        fit_many(models[:1], X, y, [optim.SGD(models[0].parameters(), lr=0.1)] * 2)
+    with pytest.raises(IndexError):
+        fit_many(models, X, y + 5, epochs=1)
