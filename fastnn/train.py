@@ -466,7 +466,7 @@ def _per_model(kwargs, k):
     return out
 
 
-def fit_many(models, X, y, optimizers=None, n_jobs=None, **kwargs):
+def fit_many(models, X, y, optimizers=None, n_jobs=None, return_exceptions=False, **kwargs):
     """Train independent models on the same data at once; each as :func:`fit` would.
 
     The models train in ``n_jobs`` threads: the compiled engine releases
@@ -485,6 +485,9 @@ def fit_many(models, X, y, optimizers=None, n_jobs=None, **kwargs):
         ``Adam(model.parameters(), lr=1e-3)`` for each.
     n_jobs : int >= 1, optional
         Threads; default ``numba.get_num_threads()`` (the cores numba uses).
+    return_exceptions : bool
+        Put the exception a model's fit raised (a :class:`DivergenceError`,
+        say) in its place in the result instead of raising it.
     **kwargs
         Any other argument of :func:`fit` (``engine`` and ``progress``
         excepted).  ``schedule``, ``rng``, ``l2``, ``l1`` and ``max_norm``
@@ -492,7 +495,7 @@ def fit_many(models, X, y, optimizers=None, n_jobs=None, **kwargs):
 
     Returns
     -------
-    list of dict
+    list of dict (or exceptions, with ``return_exceptions``)
         The history of each model, as :func:`fit` returns it.  Each equals
         what ``fit(models[i], X, y, optimizer=optimizers[i], **kwargs_i)``
         returns, and leaves the model and optimizer in the same state.
@@ -555,7 +558,7 @@ def fit_many(models, X, y, optimizers=None, n_jobs=None, **kwargs):
         if i not in compiled:
             one(i)
     for r in results:
-        if isinstance(r, Exception):
+        if isinstance(r, Exception) and not return_exceptions:
             raise r
     return results
 

@@ -42,18 +42,20 @@ def run(out_dir, quick=False):
     res = {"split": d.description, "epochs": epochs, "warmup_steps": warmup,
            "total_steps": total, "peak_lr": PEAK}
     runs = [(name, lr, None) for name, lr in RATES] + [("warmup + cosine", PEAK, sched)]
-    for name, lr, schedule in runs:
-        model = C.mlp([64, 64, 64, 10], rng=C.SEED)
-        opt = optim.SGD(model.parameters(), lr=lr)
+    models = [C.mlp([64, 64, 64, 10], rng=C.SEED) for _ in runs]
+    opts = [optim.SGD(model.parameters(), lr=lr) for model, (_, lr, _) in zip(models, runs)]
+    # A too-high rate overflows on purpose; fit reports it as a divergence.
+    with np.errstate(over="ignore", invalid="ignore"):
+        outcomes = train.fit_many(models, Xtr, d.y_train, opts, epochs=epochs,
+                                  batch_size=batch, schedule=[s for _, _, s in runs],
+                                  validation=(Xva, d.y_val), rng=C.SEED,
+                                  return_exceptions=True)
+    for (name, lr, _), hist in zip(runs, outcomes):
         diverged = None
-        try:
-            # A too-high rate overflows on purpose; fit reports it as a divergence.
-            with np.errstate(over="ignore", invalid="ignore"):
-                hist = train.fit(model, Xtr, d.y_train, optimizer=opt, epochs=epochs,
-                                 batch_size=batch, schedule=schedule,
-                                 validation=(Xva, d.y_val), rng=C.SEED, progress=False)
-        except train.DivergenceError as exc:
-            hist, diverged = exc.history, (exc.epoch, exc.step)
+        if isinstance(hist, train.DivergenceError):
+            hist, diverged = hist.history, (hist.epoch, hist.step)
+        elif isinstance(hist, Exception):
+            raise hist
         steps = np.asarray(hist["step_loss"], dtype=np.float64)
         val = C.series(hist, "val_loss")
         acc = C.series(hist, "val_accuracy")
