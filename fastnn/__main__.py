@@ -94,6 +94,8 @@ def _numba_info():
             from fastnn._config import FASTMATH, PARALLEL_THRESHOLD
             info["fastmath"] = sorted(FASTMATH)
             info["parallel_threshold"] = PARALLEL_THRESHOLD
+            info["after_fork"] = ("serial twins in a process forked after its parent started "
+                                  "the thread pool (GNU OpenMP's pool does not survive fork)")
         except Exception:
             pass
     except Exception as exc:

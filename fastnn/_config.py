@@ -103,8 +103,16 @@ class DualKernel:
         self.__doc__ = fn.__doc__
 
     def pick(self, n_elements):
-        """The twin to run for a problem of ``n_elements`` elements."""
-        return self.parallel if n_elements >= PARALLEL_THRESHOLD else self.serial
+        """The twin to run for a problem of ``n_elements`` elements.
+
+        The serial twin below :data:`PARALLEL_THRESHOLD`, and always in a
+        process forked after this one's thread pool started (see
+        :func:`parallel_allowed`).
+        """
+        if n_elements >= PARALLEL_THRESHOLD and _pool.usable:
+            _pool.started = True
+            return self.parallel
+        return self.serial
 
     def pick_chunks(self, n_elements, per_thread=1):
         """(twin, n_chunks) for a problem of ``n_elements`` elements.
@@ -117,6 +125,40 @@ class DualKernel:
         """
         kernel = self.pick(n_elements)
         return kernel, (per_thread * get_num_threads() if kernel is self.parallel else 1)
+
+
+class _PoolState:
+    """Whether this process started numba's thread pool, and may use it.
+
+    GNU OpenMP's pool does not survive ``fork()``: a child that enters a
+    parallel region after its parent started the pool is killed ("fork()
+    called from a process already using GNU OpenMP"), and a
+    ``multiprocessing.Pool`` of such children hangs.  numba's other layers
+    are no better in a child (the TBB pool's threads are gone too).  So a
+    child forked after the parent's first parallel region runs every
+    kernel's serial twin: slower, never killed.  A child forked before the
+    parent went parallel keeps the parallel twins, and so does a child made
+    with the ``spawn`` or ``forkserver`` start methods (a fresh process).
+    """
+    started = False
+    usable = True
+
+
+_pool = _PoolState()
+
+
+def _after_fork_in_child():
+    if _pool.started:
+        _pool.usable = False
+
+
+if hasattr(os, "register_at_fork"):      # absent on Windows, which has no fork()
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def parallel_allowed():
+    """False in a process forked after its parent started the thread pool."""
+    return _pool.usable
 
 
 def dual_jit(fn=None, **options):

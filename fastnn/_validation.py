@@ -58,8 +58,13 @@ def float_array(x, name, ndim=None, dtype=None, contiguous=True):
     ValueError
         Wrong number of dimensions.
     """
-    if isinstance(x, np.ndarray):
+    if type(x) is np.ndarray:
         arr = x
+    elif isinstance(x, np.ndarray):
+        # A subclass (np.matrix, whose ravel() stays 2-D; a memmap) is read
+        # through a plain view of the same memory: the kernels index flat
+        # views, and a subclass's own methods may not give them.
+        arr = x.view(np.ndarray)
     else:
         if is_device_array(x):
             raise TypeError(f"{name} is a GPU array; pass a host numpy array "
@@ -81,6 +86,32 @@ def float_array(x, name, ndim=None, dtype=None, contiguous=True):
     if contiguous and not arr.flags.c_contiguous:
         arr = np.ascontiguousarray(arr)
     return arr
+
+
+def _byte_bounds(a):
+    """[low, high) addresses spanned by a host or device array (any strides)."""
+    iface = getattr(a, "__cuda_array_interface__", None) or a.__array_interface__
+    low = high = iface["data"][0]
+    shape = iface["shape"]
+    itemsize = np.dtype(iface["typestr"]).itemsize
+    if 0 in shape:
+        return low, low
+    strides = iface.get("strides")
+    if strides is None:                      # C-contiguous
+        return low, low + int(np.prod(shape)) * itemsize
+    for n, st in zip(shape, strides):
+        if st > 0:
+            high += (n - 1) * st
+        else:
+            low += (n - 1) * st
+    return low, high + itemsize
+
+
+def may_share_memory(a, b):
+    """Whether the memory spans of two host or two device arrays overlap (conservative)."""
+    a_low, a_high = _byte_bounds(a)
+    b_low, b_high = _byte_bounds(b)
+    return a_low < b_high and b_low < a_high
 
 
 def check_shape(arr, shape, name):
@@ -216,7 +247,8 @@ def output_array(out, shape, dtype, inputs=(), inplace_ok=True):
     Raises
     ------
     TypeError
-        ``out`` is not an ndarray, or has the wrong dtype.
+        ``out`` is not a plain ndarray (subclasses such as np.matrix are
+        refused), or has the wrong dtype.
     ValueError
         Wrong shape, not writeable/C-contiguous, or overlapping an input.
     """
@@ -224,6 +256,13 @@ def output_array(out, shape, dtype, inputs=(), inplace_ok=True):
         return memory.empty(shape, dtype)
     if not isinstance(out, np.ndarray):
         raise TypeError(f"out must be a numpy ndarray, got {type(out).__name__}")
+    if type(out) is not np.ndarray:
+        # A subclass would be returned as the result, with its own semantics
+        # (np.matrix's ravel() stays 2-D and made the kernels write far past
+        # the buffer); np.asarray(out) is a plain view of the same memory.
+        raise TypeError(f"out must be a plain numpy.ndarray, got the subclass "
+                        f"{type(out).__module__}.{type(out).__name__}; pass "
+                        "out=np.asarray(out) to write into its memory")
     if out.dtype != dtype:
         raise TypeError(f"out must have dtype {np.dtype(dtype)}, got {out.dtype}")
     if out.shape != tuple(shape):

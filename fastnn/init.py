@@ -40,7 +40,23 @@ def _fan(shape, mode, modes):
     return {"fan_in": fan_in, "fan_out": fan_out, "fan_avg": (fan_in + fan_out) / 2}[mode]
 
 
+# A standard normal draw beyond this many standard deviations has probability
+# below 1e-23: weights of std * _MAX_SIGMAS + |mean| within the dtype's range
+# are finite for any array that fits in memory.
+_MAX_SIGMAS = 10.0
+
+
+def _check_finite_range(value, name, dtype):
+    limit = float(np.finfo(dtype).max)
+    if not abs(value) <= limit:
+        raise ValueError(f"{name} = {value!r} is beyond the {dtype} range (max {limit:.6g}): "
+                         "the weights would not be finite")
+
+
 def _normal(shape, std, mean, dtype, rng):
+    """mean + std * N(0, 1) in ``dtype``; refuses parameters that cannot give finite weights."""
+    _check_finite_range(abs(mean) + _MAX_SIGMAS * std,
+                        f"|mean| + {_MAX_SIGMAS:g} std (std={std!r}, mean={mean!r})", dtype)
     out = rng.standard_normal(shape, dtype=dtype)
     out *= dtype.type(std)
     if mean != 0.0:
@@ -49,6 +65,8 @@ def _normal(shape, std, mean, dtype, rng):
 
 
 def _uniform(shape, a, b, dtype, rng):
+    """U[a, b) in ``dtype``, as a + (b - a) * U[0, 1); b - a must be finite in ``dtype``."""
+    _check_finite_range(b - a, f"b - a (a={a!r}, b={b!r})", dtype)
     out = rng.random(shape, dtype=dtype)
     out *= dtype.type(b - a)
     out += dtype.type(a)
@@ -113,7 +131,8 @@ def constant(shape, value, dtype=np.float32, rng=None):
     Raises
     ------
     TypeError, ValueError
-        Bad shape, non-real or NaN value, unsupported dtype.
+        Bad shape, non-real value, a value that is not finite in ``dtype``,
+        unsupported dtype.
 
     Notes
     -----
@@ -126,7 +145,9 @@ def constant(shape, value, dtype=np.float32, rng=None):
     array([0.1, 0.1])
     """
     value = real_scalar(value, "value")
-    return np.full(shape_tuple(shape), value, dtype=float_dtype(dtype))
+    dtype = float_dtype(dtype)
+    _check_finite_range(value, "value", dtype)
+    return np.full(shape_tuple(shape), value, dtype=dtype)
 
 
 def normal(shape, std=1.0, mean=0.0, dtype=np.float32, rng=None):
@@ -154,7 +175,9 @@ def normal(shape, std=1.0, mean=0.0, dtype=np.float32, rng=None):
     Raises
     ------
     TypeError, ValueError
-        Bad shape, dtype, ``std < 0``, NaN parameters, negative seed.
+        Bad shape, dtype, ``std < 0``, NaN parameters, negative seed;
+        ``std`` or ``mean`` so large that the weights would not be finite in
+        ``dtype`` (``|mean| + 10 std`` beyond its range).
 
     Notes
     -----
@@ -168,7 +191,7 @@ def normal(shape, std=1.0, mean=0.0, dtype=np.float32, rng=None):
     (dtype('float32'), (256, 128))
     """
     shape, dtype = shape_tuple(shape), float_dtype(dtype)
-    std = real_scalar(std, "std", low=0.0)
+    std = real_scalar(std, "std", low=0.0, high=math.inf, high_open=True)
     mean = real_scalar(mean, "mean")
     return _normal(shape, std, mean, dtype, as_rng(rng))
 
@@ -267,7 +290,7 @@ def calculate_gain(nonlinearity, param=None):
 
 def _xavier_std(shape, gain, mode):
     fan = _fan(shape, mode, ("fan_in", "fan_avg"))
-    gain = real_scalar(gain, "gain", low=0.0)
+    gain = real_scalar(gain, "gain", low=0.0, high=math.inf, high_open=True)
     return gain / math.sqrt(fan) if fan > 0 else 0.0
 
 

@@ -21,18 +21,25 @@ cache.  (A distinct type for the buffer stops numpy from collapsing the
 chain of ``base`` objects past the lease.)  The cache never holds more than
 :func:`set_cache_limit` bytes (default 1 GiB): past it, idle buffers of
 other sizes are evicted, and if that is not enough the output is a plain
-numpy allocation.  Outputs from the cache are ordinary writeable
+numpy allocation.  A buffer that code still holds directly when its lease
+dies (``y.base.base`` kept past ``y``) leaves the cache rather than being
+lent again.  ``set_cache_limit(0)`` turns the cache off.  Outputs from the cache are ordinary writeable
 C-contiguous arrays; their ``base`` chain ends at the cached buffer, so
 ``owndata`` is False and ``ndarray.resize`` refuses them.
 """
 import math
 import os
+import sys
 import threading
 import weakref
 
 import numpy as np
 
 __all__ = ["empty", "empty_cache", "set_cache_limit", "cache_info"]
+
+# References to a buffer inside _Cache.give_back when nobody else holds it
+# (CPython; test_memory checks that a held root is kept and a free one reused).
+_OWN_REFS = 4
 
 #: Outputs smaller than this come from numpy directly: glibc reuses small
 #: heap blocks itself, and lending a buffer costs ~3 us.
@@ -72,9 +79,15 @@ class _Cache:
             return np.ndarray.__new__(_Buffer, (nbytes,), np.uint8)
 
     def give_back(self, buf):
-        """A lease died: its buffer is idle again (or dropped, if over the limit)."""
+        """A lease died: its buffer is idle again (or dropped, if over the limit or still held)."""
         with self.lock:
-            if self.held > self.limit:     # the limit was lowered while it was lent
+            # Code that kept the root buffer itself (y.base.base, or a view
+            # of it) past the lease holds a reference of its own: recycling
+            # the memory would change that array under it, so the buffer
+            # leaves the cache instead (numpy frees it with its last user).
+            # _OWN_REFS is what finalize's call, this parameter and
+            # getrefcount's argument hold (measured; the tests check both ways).
+            if sys.getrefcount(buf) > _OWN_REFS or self.held > self.limit:
                 self.held -= buf.nbytes
             else:
                 self.idle.setdefault(buf.nbytes, []).append(buf)

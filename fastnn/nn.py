@@ -34,6 +34,7 @@ On a machine with an NVIDIA GPU (and numba-cuda)::
 """
 import contextlib
 import os
+import zipfile
 
 import numpy as np
 
@@ -160,6 +161,65 @@ class Parameter:
                 f"decay={self.decay}{where})")
 
 
+def _check_names(targets, state):
+    missing = sorted(set(targets) - set(state))
+    unexpected = sorted(set(state) - set(targets))
+    if missing or unexpected:
+        raise KeyError(f"state does not match the model: missing {missing}, "
+                       f"unexpected {unexpected}")
+
+
+def _check_representable(value, dtype, name):
+    """Refuse finite values that converting to ``dtype`` would turn into inf."""
+    if value.dtype.kind == "f" and value.dtype.itemsize > np.dtype(dtype).itemsize and value.size:
+        finite = np.abs(value[np.isfinite(value)])
+        limit = np.finfo(dtype).max
+        if finite.size and finite.max() > limit:
+            raise ValueError(f"state[{name!r}] holds {finite.max():.6g}, beyond the range of "
+                             f"the model's {np.dtype(dtype)} (max {limit:.6g}); it would become inf")
+
+
+def _member_header(zf, member):
+    """(shape, dtype) from a .npy member's header, reading nothing else."""
+    with zf.open(member) as f:
+        version = np.lib.format.read_magic(f)
+        readers = {(1, 0): np.lib.format.read_array_header_1_0,
+                   (2, 0): np.lib.format.read_array_header_2_0}
+        if version not in readers:
+            raise ValueError(f"{member}: unsupported .npy format version {version}")
+        shape, _, dtype = readers[version](f)
+    return shape, dtype
+
+
+def _read_model_file(path, targets):
+    """The arrays of a ``.npz`` written by :meth:`Module.save`, checked before they are read.
+
+    Names first, then each member's header against the model (shape, a
+    real-number dtype), and only then the data: a file declaring a 64 MiB
+    array where the model holds 16 floats is refused before the 64 MiB are
+    inflated.
+    """
+    with zipfile.ZipFile(path) as zf:
+        names = zf.namelist()
+        odd = [n for n in names if not n.endswith(".npy")]
+        if odd:
+            raise ValueError(f"not a file of plain arrays: members {odd}")
+        members = {n[:-4]: n for n in names}
+        _check_names(targets, members)
+        for name, member in members.items():
+            shape, dtype = _member_header(zf, member)
+            if dtype.kind not in "fiu":
+                raise ValueError(f"state[{name!r}] must hold real numbers, got dtype {dtype}")
+            if tuple(shape) != tuple(targets[name].shape):
+                raise ValueError(f"state[{name!r}] has shape {tuple(shape)}, "
+                                 f"the model expects {tuple(targets[name].shape)}")
+        state = {}
+        for name, member in members.items():
+            with zf.open(member) as f:
+                state[name] = np.lib.format.read_array(f, allow_pickle=False)
+    return state
+
+
 class Module:
     """Base class: parameters, buffers, train/eval mode, state dicts, files.
 
@@ -183,6 +243,20 @@ class Module:
 
     def backward(self, dy):
         raise NotImplementedError
+
+    def infer(self, x):
+        """The evaluation-mode output for ``x``, changing nothing.
+
+        Unlike ``eval()`` then ``forward``, nothing is saved for a backward
+        pass, no running statistic is updated and the train/eval mode is not
+        touched, so threads may call it on a model that is training or being
+        evaluated elsewhere (what :func:`fastnn.train.predict` does).  The
+        built-in layers implement it directly; a custom module without its
+        own ``infer`` falls back to ``forward`` under :meth:`preserved`, which
+        does toggle the mode while it runs.
+        """
+        with self.preserved(training=False):
+            return self.forward(x)
 
     def children(self):
         """Direct sub-modules (none for a plain layer)."""
@@ -364,15 +438,12 @@ class Module:
         KeyError
             Missing or unexpected keys (all of them are named).
         ValueError
-            An array of the wrong shape, or one that is not real numbers.
+            An array of the wrong shape, one that is not real numbers, or
+            finite values that the model's dtype cannot hold (float64 values
+            beyond the float32 range would silently become inf).
         """
-        targets = {name: p.data for name, p in self.named_parameters()}
-        targets.update(self.named_buffers())
-        missing = sorted(set(targets) - set(state))
-        unexpected = sorted(set(state) - set(targets))
-        if missing or unexpected:
-            raise KeyError(f"state does not match the model: missing {missing}, "
-                           f"unexpected {unexpected}")
+        targets = self._state_targets()
+        _check_names(targets, state)
         converted = {}
         for name, dest in targets.items():
             value = state[name]
@@ -385,10 +456,17 @@ class Module:
             if value.shape != tuple(dest.shape):
                 raise ValueError(f"state[{name!r}] has shape {value.shape}, "
                                  f"the model expects {tuple(dest.shape)}")
+            _check_representable(value, dest.dtype, name)
             converted[name] = value.astype(dest.dtype, copy=False)
         for name, dest in targets.items():
             _assign(dest, converted[name])
         return self
+
+    def _state_targets(self):
+        """{name: array} of every parameter and buffer, the keys of :meth:`state_dict`."""
+        targets = {name: p.data for name, p in self.named_parameters()}
+        targets.update(self.named_buffers())
+        return targets
 
     def save(self, path):
         """Write :meth:`state_dict` to ``path`` as an uncompressed ``.npz`` file.
@@ -408,15 +486,21 @@ class Module:
             The file is not a readable ``.npz`` of plain arrays, or its arrays
             do not match the model (missing, unexpected or mis-shaped; the
             message names them).  The model is unchanged in every such case.
+            Names, then every member's header (shape and dtype) are checked
+            before any array data is read, so a small file that declares
+            huge arrays is refused after reading at most the model's size.
         FileNotFoundError
             No file at ``path``.
         """
         try:
-            with np.load(os.fspath(path), allow_pickle=False) as f:
-                state = {k: f[k] for k in f.files}
+            state = _read_model_file(os.fspath(path), self._state_targets())
         except FileNotFoundError:
             raise
-        except Exception as exc:  # not an npz, truncated, or holding objects
+        except KeyError as exc:
+            raise ValueError(f"{os.fspath(path)!r}: {exc.args[0]}") from None
+        except ValueError as exc:
+            raise ValueError(f"{os.fspath(path)!r}: {exc}") from None
+        except Exception as exc:  # not a zip, truncated, a bad header
             raise ValueError(f"cannot load {os.fspath(path)!r} as a fastnn model file: {exc}") from exc
         try:
             self.load_state_dict(state)
@@ -489,16 +573,22 @@ class Linear(Module):
 
     _saved_attrs = ("_saved",)
 
-    def _forward(self, x, activation, slope):
+    def _linear(self, x, activation, slope):
         if type(x) is not type(self.weight.data):   # cheap test first: same type, same device
             _check_input(x, self.weight.data, self)
         b = None if self.bias is None else self.bias.data
-        y = F.linear(x, self.weight.data, b, activation=activation, negative_slope=slope)
+        return F.linear(x, self.weight.data, b, activation=activation, negative_slope=slope)
+
+    def _forward(self, x, activation, slope):
+        y = self._linear(x, activation, slope)
         self._saved = (x, y, activation, slope)
         return y
 
     def forward(self, x):
         return self._forward(x, self.activation, self.negative_slope)
+
+    def infer(self, x):
+        return self._linear(x, self.activation, self.negative_slope)
 
     def backward(self, dy):
         if self._saved is None:
@@ -532,13 +622,15 @@ class _Activation(Module):
     def __init__(self):
         self._y = None
 
-    def forward(self, x):
+    def infer(self, x):
         # No parameters: the layer runs where its input is.  On the GPU it is
         # the fused linear kernel's activation, applied alone.
         if type(x) is not np.ndarray and _on_device(x):
-            self._y = _gpu().activation(x, self.fused_name, self.negative_slope)
-        else:
-            self._y = self._apply(np.asarray(x))
+            return _gpu().activation(x, self.fused_name, self.negative_slope)
+        return self._apply(np.asarray(x))
+
+    def forward(self, x):
+        self._y = self.infer(x)
         return self._y
 
     def backward(self, dy):
@@ -656,6 +748,12 @@ class BatchNorm1d(Module):
         self._saved = (x, mean, invstd, self.training)
         return y
 
+    def infer(self, x):
+        if type(x) is not type(self.weight.data):
+            _check_input(x, self.weight.data, self)
+        return F.batch_norm(x, self.running_mean, self.running_var, self.weight.data,
+                            self.bias.data, training=False, eps=self.eps)[0]
+
     def backward(self, dy):
         if self._saved is None:
             raise RuntimeError("BatchNorm1d.backward called before forward")
@@ -715,8 +813,32 @@ class Dropout(Module):
             return dy
         return F.dropout_backward(dy, p=self.p, seed=self.seed)
 
+    def infer(self, x):
+        return x
+
     def extra_repr(self):
         return f"p={self.p}"
+
+
+def _refuse_reused_layers(model):
+    """A layer keeps what its backward needs from its last forward, per instance:
+    one instance at two places (``act = ReLU(); Sequential(..., act, ..., act)``,
+    or a shared Linear) would give wrong gradients silently, so it is refused."""
+    seen = {}
+    for path, module in _walk(model, ""):
+        if id(module) in seen:
+            raise ValueError(
+                f"the same {type(module).__name__} instance is used at {seen[id(module)]} and "
+                f"at {path}: fastnn layers keep what backward needs per instance, so reusing "
+                "one would give wrong gradients; create a separate layer for each position "
+                f"(e.g. nn.{type(module).__name__}(...) twice)")
+        seen[id(module)] = path
+
+
+def _walk(module, path):
+    yield path or "the top", module
+    for i, child in enumerate(module.children()):
+        yield from _walk(child, f"{path}.{i}" if path else f"layer {i}")
 
 
 class Sequential(Module):
@@ -735,6 +857,7 @@ class Sequential(Module):
             if not isinstance(layer, Module):
                 raise TypeError(f"layer {i} is a {type(layer).__name__}, not a fastnn.nn.Module")
         self.layers = list(layers)
+        _refuse_reused_layers(self)
         self._plan = self._fusion_plan()
         self._ran = None  # the plan steps of the last forward, for backward
 
@@ -776,6 +899,14 @@ class Sequential(Module):
             else:
                 x = self.layers[i].forward(x)
         self._ran = self._plan
+        return x
+
+    def infer(self, x):
+        for i, act in self._plan:
+            if act is not None:
+                x = self.layers[i]._linear(x, act.fused_name, act.negative_slope)
+            else:
+                x = self.layers[i].infer(x)
         return x
 
     def backward(self, dy):

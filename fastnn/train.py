@@ -120,13 +120,26 @@ def as_inputs(model, X, name="X"):
         raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
     if arr.ndim != 2:
         raise ValueError(f"{name} must be 2-D (n_samples, n_features), got shape {arr.shape}")
+    width = _input_width(model)
+    if width is not None and arr.shape[1] != width:
+        raise ValueError(f"{name} has {arr.shape[1]} features (shape {arr.shape}) but the "
+                         f"model expects {width}")
     return np.ascontiguousarray(arr, dtype=_model_dtype(model))
 
 
+def _input_width(model):
+    """Features the model's first sized layer takes (Linear in_features, BatchNorm1d
+    num_features), or None when no layer says (a custom module)."""
+    for module in model.modules():
+        width = getattr(module, "in_features", None) or getattr(module, "num_features", None)
+        if width is not None:
+            return width
+    return None
+
+
 def _output_width(model, X):
-    """Columns of the model's output, from a forward pass on one row in eval mode."""
-    with model.preserved(training=False):
-        return model.forward(_move(X[:1], model.device)).shape[1]
+    """Columns of the model's output, from an eval-mode pass on one row (changes nothing)."""
+    return model.infer(_move(X[:1], model.device)).shape[1]
 
 
 def as_targets(model, X, y, loss, name="y"):
@@ -202,7 +215,7 @@ def fit(model, X, y, loss="cross_entropy", optimizer=None, epochs=10, batch_size
     progress : bool
         A tqdm bar over epochs when tqdm is installed and stderr is a terminal.
     l2, l1 : float >= 0
-        Penalties ``l2 * sum(w**2)`` and ``l1 * sum(|w|)`` over the
+        Finite penalties ``l2 * sum(w**2)`` and ``l1 * sum(|w|)`` over the
         parameters with ``decay`` (Linear weights), added to the gradient
         (``F.l2_penalty``, ``F.l1_penalty``).
     max_norm : float > 0, optional
@@ -254,8 +267,8 @@ def fit(model, X, y, loss="cross_entropy", optimizer=None, epochs=10, batch_size
     engine = check_choice(engine, "engine", ENGINES)
     epochs = integer(epochs, "epochs", low=0)
     batch_size = integer(batch_size, "batch_size", low=1)
-    l2 = real_scalar(l2, "l2", low=0.0)
-    l1 = real_scalar(l1, "l1", low=0.0)
+    l2 = real_scalar(l2, "l2", low=0.0, high=np.inf, high_open=True)
+    l1 = real_scalar(l1, "l1", low=0.0, high=np.inf, high_open=True)
     if max_norm is not None:
         max_norm = real_scalar(max_norm, "max_norm", low=0.0, low_open=True)
     if schedule is not None and not callable(schedule):
@@ -569,14 +582,14 @@ _EVAL_BATCH = 4096  # the default batch_size of predict / evaluate (and fit's va
 def _eval_forward(model, X, batch_size):
     """Forward in eval mode, in chunks, on validated non-empty host X; host outputs.
 
-    The model is left as it was.  A GPU model gets each chunk copied to the
-    device and its outputs copied back.
+    Through ``model.infer``: the model's mode and state are never touched, so
+    predictions may run in threads beside each other and beside training.  A
+    GPU model gets each chunk copied to the device and its outputs copied back.
     """
     device = model.device
-    with model.preserved(training=False):
-        # each chunk's outputs come back at once: device memory stays one chunk
-        chunks = [_host(model.forward(_move(X[i:i + batch_size], device)))
-                  for i in range(0, X.shape[0], batch_size)]
+    # each chunk's outputs come back at once: device memory stays one chunk
+    chunks = [_host(model.infer(_move(X[i:i + batch_size], device)))
+              for i in range(0, X.shape[0], batch_size)]
     return chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
 
 
@@ -592,8 +605,9 @@ def _evaluate(model, X, y, loss, batch_size):
 def predict(model, X, batch_size=_EVAL_BATCH):
     """The model's raw outputs (scores / regression values) in eval mode.
 
-    Class labels are ``predict(model, X).argmax(axis=1)``.  The model's
-    train/eval mode is restored afterwards.
+    Class labels are ``predict(model, X).argmax(axis=1)``.  The model is not
+    modified, not even its train/eval mode (see ``Module.infer``), so
+    concurrent predictions are safe.
 
     Parameters
     ----------

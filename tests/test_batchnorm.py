@@ -336,6 +336,8 @@ def _bad_forward_calls():
     ro.setflags(write=False)
     strided = np.ones(2 * C, f32)[::2]
     v = np.ones(C, f32)
+    shared, shared2, both = np.ones(C, f32), np.zeros(C, f32), np.ones(C + 1, f32)
+    xs = _x32.copy()
     return [
         ("x 1-D", dict(x=_x32[0]), ValueError),
         ("x 3-D", dict(x=_x32[None]), ValueError),
@@ -365,6 +367,12 @@ def _bad_forward_calls():
         ("strided running_mean", dict(running_mean=strided), ValueError),
         ("list running_mean", dict(running_mean=[0.0] * C), TypeError),
         ("same array twice", dict(running_mean=v, running_var=v), ValueError),
+        # the running stats are updated before y is computed: no overlap with what is read
+        ("running_mean is weight", dict(running_mean=shared, weight=shared), ValueError),
+        ("running_var is bias", dict(running_var=shared2, bias=shared2), ValueError),
+        ("running_mean is a row of x", dict(x=xs, running_mean=xs[2]), ValueError),
+        ("running_var overlaps running_mean", dict(running_mean=both[:C], running_var=both[1:]),
+         ValueError),
     ]
 
 

@@ -33,7 +33,7 @@ def test_info_runs_and_reports_what_a_bug_report_needs():
     rc, out, err = _fastnn("info")
     assert rc == 0, err
     for key in ("numpy", "numba", "llvmlite", "threading_layer", "num_threads", "cache_dir",
-                "cuda", "usable", "blas"):
+                "cuda", "usable", "blas", "after_fork"):
         assert key in out, key
     rc, out, err = _fastnn("info", "--json")
     assert rc == 0, err

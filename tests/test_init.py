@@ -209,3 +209,25 @@ def test_property_shape_dtype_bounds(shape, seed, dtype, slope):
         assert np.all(np.abs(u) <= math.sqrt(6 / ((1 + slope ** 2) * fan_in)) * (1 + 1e-6))
     x = init.xavier_normal(shape, mode="fan_avg", dtype=dtype, rng=seed)
     assert x.shape == shape and x.dtype == dtype and np.all(np.isfinite(x))
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda: init.normal((3, 3), std=np.inf), "std must be < inf"),
+    (lambda: init.normal((3, 3), std=1e300), "std=1e\\+300.*float32"),
+    (lambda: init.normal((3, 3), mean=1e39), "mean=1e\\+39.*float32"),
+    (lambda: init.xavier_normal((3, 3), gain=np.inf), "gain must be < inf"),
+    (lambda: init.xavier_uniform((3, 3), gain=np.inf), "gain must be < inf"),
+    (lambda: init.xavier_normal((3, 3), gain=1e308, dtype=np.float64), "float64"),
+    (lambda: init.uniform((3, 3), -3e38, 3e38), "b - a.*float32"),
+    (lambda: init.constant((2,), 1e300), "value = 1e\\+300.*float32"),
+    (lambda: init.constant((2,), np.inf), "value = inf"),
+])
+def test_parameters_that_cannot_give_finite_weights_are_refused(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
+
+
+def test_large_but_representable_parameters_still_work():
+    assert np.isfinite(init.normal((64, 64), std=1e300, dtype=np.float64, rng=0)).all()
+    assert np.isfinite(init.uniform((64, 64), -3e38, 3e38, dtype=np.float64, rng=0)).all()
+    assert np.isfinite(init.uniform((64, 64), -1e38, 1e38, rng=0)).all()

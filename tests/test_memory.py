@@ -200,3 +200,30 @@ def test_a_forked_child_can_allocate_while_a_thread_holds_the_lock(cache):
         release.set()
         t.join()
     assert os.waitstatus_to_exitcode(done[1]) == 0
+
+
+def test_a_root_buffer_still_held_is_not_recycled(cache):
+    y = cache.empty((MiB,), np.uint8)
+    root = y.base
+    while not isinstance(root, cache._Buffer):       # walk the chain to the cached buffer
+        root = root.base
+    root_view = root[:16]                             # held through a view of the root too
+    root[:16] = 7
+    del y, root
+    gc.collect()
+    z = cache.empty((MiB,), np.uint8)                 # same size: would take the idle buffer
+    z[:] = 0
+    assert np.all(root_view == 7)
+    assert address(z) != address(root_view)
+    held = cache.cache_info()["held"]
+    del root_view
+    gc.collect()
+    assert cache.cache_info()["held"] == held          # the dropped buffer is not counted
+
+
+def test_an_unheld_buffer_is_still_recycled(cache):
+    y = cache.empty((MiB,), np.uint8)
+    a = address(y)
+    del y
+    gc.collect()
+    assert address(cache.empty((MiB,), np.uint8)) == a

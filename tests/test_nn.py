@@ -347,6 +347,62 @@ def test_unreadable_files_are_refused(tmp_path):
     _assert_state_equal(before, dst.state_dict())
 
 
+def _compressed_bomb(path, state, name, shape):
+    """A small file whose member ``name`` declares (and inflates to) a huge array."""
+    state = dict(state)
+    state[name] = np.zeros(shape, np.float32)
+    with open(path, "wb") as f:
+        np.savez_compressed(f, **state)
+
+
+@pytest.mark.parametrize("name, shape", [("extra", (4096, 4096)), ("0.weight", (4096, 4096))])
+def test_load_checks_headers_before_inflating_any_data(tmp_path, monkeypatch, name, shape):
+    # a 64 MiB array compresses to ~65 KB: it must be refused from its name or
+    # its header, with nothing of that size ever read
+    dst = _trained(7)
+    path = tmp_path / "bomb.npz"
+    _compressed_bomb(path, dst.state_dict(), name, shape)
+    assert path.stat().st_size < 200_000
+    reads = []
+    real = np.lib.format.read_array
+
+    def counting(fp, *args, **kwargs):
+        a = real(fp, *args, **kwargs)
+        reads.append(a.nbytes)
+        return a
+    monkeypatch.setattr(np.lib.format, "read_array", counting)
+    before = _snapshot(dst)
+    with pytest.raises(ValueError, match=name):
+        dst.load(path)
+    assert reads == []                      # refused before any member's data was read
+    _assert_state_equal(before, dst.state_dict())
+
+
+def test_load_reads_at_most_the_models_size(tmp_path, monkeypatch):
+    src = _trained(0)
+    path = tmp_path / "m.npz"
+    src.save(path)
+    reads = []
+    real = np.lib.format.read_array
+    monkeypatch.setattr(np.lib.format, "read_array",
+                        lambda fp, *a, **k: reads.append(1) or real(fp, *a, **k))
+    _trained(7).load(path)
+    assert len(reads) == len(src.state_dict())
+
+
+def test_float64_values_beyond_float32_range_are_refused():
+    dst = _trained(7)
+    state = {k: v.astype(np.float64) for k, v in dst.state_dict().items()}
+    state["0.weight"][1, 2] = 1e39                     # finite in float64, inf in float32
+    before = _snapshot(dst)
+    with pytest.raises(ValueError, match=r"0.weight.*1e\+39.*float32"):
+        dst.load_state_dict(state)
+    _assert_state_equal(before, dst.state_dict())
+    state["0.weight"][1, 2] = np.inf                   # inf itself is carried over as it is
+    dst.load_state_dict(state)
+    assert dst[0].weight.data[1, 2] == np.inf
+
+
 def test_load_converts_dtype():
     src = _trained(0)
     dst = nn.Sequential(nn.Linear(4, 6, rng=0, dtype=np.float64), nn.BatchNorm1d(6, dtype=np.float64),
@@ -416,3 +472,37 @@ def test_to_cuda_without_cuda_is_a_clear_runtime_error():
     with pytest.raises(RuntimeError, match=r"model.to\('cuda'\)"):
         model.to("cuda")
     assert model.device == "cpu" and type(model[0].weight.data) is np.ndarray
+
+
+@pytest.mark.parametrize("build, where", [
+    (lambda act: nn.Sequential(nn.Linear(3, 4), act, nn.BatchNorm1d(4), nn.Linear(4, 2), act),
+     "layer 1 and at layer 4"),
+    (lambda lin: nn.Sequential(lin, nn.ReLU(), nn.Sequential(nn.Tanh(), lin)),
+     "layer 0 and at layer 2.1"),
+])
+def test_a_layer_instance_used_twice_is_refused_by_name(build, where):
+    # each layer keeps what its backward needs per instance: a second use
+    # would overwrite the first one's and give wrong gradients silently
+    shared = nn.ReLU() if "4" in where else nn.Linear(4, 4)
+    with pytest.raises(ValueError, match=f"same {type(shared).__name__} instance is used at "
+                                         f"{where}"):
+        build(shared)
+
+
+def test_infer_is_the_eval_output_and_changes_nothing():
+    model = nn.Sequential(nn.Linear(4, 6, rng=0), nn.BatchNorm1d(6), nn.ReLU(), nn.Dropout(0.5, rng=1),
+                          nn.Linear(6, 3, rng=2), nn.Tanh())
+    x = _x(8, 4, np.float32, seed=3)
+    model(x)                                            # training mode, running stats moved
+    before = _snapshot(model)
+    rng_state = model[3].rng.bit_generator.state
+    saved = [(m, dict(vars(m))) for m in model.modules()]
+    y = model.infer(x)
+    assert all(m.training for m in model.modules())
+    _assert_state_equal(before, model.state_dict())
+    assert model[3].rng.bit_generator.state == rng_state
+    for m, attrs in saved:                             # nothing saved for backward either
+        assert all(vars(m)[k] is v for k, v in attrs.items()), type(m).__name__
+    with model.preserved(training=False):
+        want = model.forward(x)
+    np.testing.assert_array_equal(y, want)

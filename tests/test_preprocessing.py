@@ -273,7 +273,16 @@ def test_pca_whitened_covariance_is_identity(dtype):
     ev = p.explained_variance_
     assert ev.min() > 1e3 * p.eps
     expected = np.diag(ev / (ev + p.eps))
-    np.testing.assert_allclose(np.cov(Y, rowvar=False), expected, atol=1e-9 if dtype == np.float64 else 1e-4)
+    if dtype == np.float64:
+        np.testing.assert_allclose(np.cov(Y, rowvar=False), expected, atol=1e-9)
+    else:
+        # The float32 projection's rounding grows for the small-variance
+        # directions, as the square root of how much whitening scales them up
+        # (sqrt(ev_max / ev_j), ~68 for the last one here); the BLAS's own
+        # summation order (AVX2 vs AVX-512 kernels) moves the last digits.
+        amplify = np.sqrt(ev.max() / ev)
+        atol = 64 * np.finfo(np.float32).eps * np.sqrt(np.outer(amplify, amplify))
+        assert np.all(np.abs(np.cov(Y, rowvar=False) - expected) <= atol)
 
 
 def test_pca_large_offset_float32():

@@ -218,6 +218,42 @@ def test_max_norm_special_values():
     assert np.all(w == 10.0)
 
 
+# Rows whose plain sum of squares overflows or underflows float64, with a
+# bound c of their own scale: each must come out with norm c (issue 10).
+EXTREME_ROWS = [([3e300, 4e300], 1e300), ([1.7e308, 1.7e308], 1.0), ([1.7e308, 1.7e308], 1e308),
+                ([3e-170, 4e-170], 1e-170), ([3e-160, 4e-160], 1e-300)]
+
+
+def _scaled_norm(row):
+    big = np.max(np.abs(row))
+    return big * np.linalg.norm(row / big) if big else 0.0
+
+
+@pytest.mark.parametrize("row,c", EXTREME_ROWS)
+def test_max_norm_extreme_float64_rows_get_norm_c(row, c):
+    w = np.array([row, [0.6, 0.8]])
+    F.max_norm_(w, c)
+    assert np.all(np.isfinite(w[0]))
+    np.testing.assert_allclose(_scaled_norm(w[0]), c, rtol=1e-15)
+    np.testing.assert_allclose(w[0] / np.max(np.abs(w[0])), np.array(row) / max(row), rtol=1e-15)
+
+
+def test_max_norm_extreme_float32_rows_get_norm_c():
+    w = np.array([[3e38, 3e38], [3e-38, 4e-38], [1e-45, 1e-45]], np.float32)
+    F.max_norm_(w, 1e-40)                # float32 subnormal bound and entries
+    norms = [_scaled_norm(r.astype(np.float64)) for r in w[:2]]
+    np.testing.assert_allclose(norms, 1e-40, rtol=1e-4)   # subnormal float32 keeps ~4 digits
+    w = np.array([[3e38, 3e38]], np.float32)
+    F.max_norm_(w, 3e38)
+    np.testing.assert_allclose(_scaled_norm(w[0].astype(np.float64)), 3e38, rtol=1e-6)
+
+
+def test_max_norm_zero_row_and_tiny_bound():
+    w = np.zeros((2, 3))
+    F.max_norm_(w, 1e-300)
+    assert np.all(w == 0.0)
+
+
 @pytest.mark.parametrize("weight,c,exc", [
     (np.ones((2, 2)), 0.0, ValueError), (np.ones((2, 2)), -1.0, ValueError),
     (np.ones((2, 2)), float("nan"), ValueError), (np.ones((2, 2)), "1", TypeError),

@@ -364,11 +364,74 @@ def test_validation_costs_one_forward_per_epoch(engine):
     X, y = _blobs(n=20)
     model = _small()
     calls = []
-    forward = model.forward
-    model.forward = lambda x: calls.append(x.shape[0]) or forward(x)
+    forward, infer = model.forward, model.infer
+    model.forward = lambda x: calls.append(("forward", x.shape[0])) or forward(x)
+    model.infer = lambda x: calls.append(("infer", x.shape[0])) or infer(x)
     fit(model, X, y, epochs=3, batch_size=10, validation=(X[:7], y[:7]), progress=False,
         engine=engine)
     # setup: one row each to size y and y_val; then per epoch 2 batches (layer path
     # only: the compiled engine trains without Python forwards) + 1 evaluation
-    per_epoch = [10, 10, 7] if engine == "layers" else [7]
-    assert calls == [1, 1] + per_epoch * 3
+    batches = [("forward", 10), ("forward", 10)] if engine == "layers" else []
+    assert calls == [("infer", 1)] * 2 + (batches + [("infer", 7)]) * 3
+
+
+def test_predict_never_toggles_the_models_mode(monkeypatch):
+    model = _small(dropout=0.5, bn=True)
+    X, y = _blobs(n=40)
+    toggles = []
+    monkeypatch.setattr(nn.Module, "train", lambda self, mode=True: toggles.append(mode))
+    predict(model, X)
+    predict_proba(model, X)
+    evaluate(model, X, y)
+    assert toggles == []
+    assert all(m.training for m in model.modules())
+
+
+def test_concurrent_predictions_equal_single_threaded_ones():
+    import threading
+    model = _small(dropout=0.5, bn=True)
+    X, y = _blobs(n=64)
+    fit(model, X, y, epochs=2, batch_size=16, progress=False, rng=0)   # leaves it training
+    want = predict(model, X)
+    state = model.state_dict()
+    results, errors = [], []
+
+    def worker():
+        try:
+            for _ in range(30):
+                results.append(predict(model, X, batch_size=16))
+        except Exception as exc:   # pragma: no cover - reported below
+            errors.append(exc)
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    for r in results:
+        np.testing.assert_array_equal(r, want)
+    assert all(m.training for m in model.modules())
+    for k, v in model.state_dict().items():
+        np.testing.assert_array_equal(v, state[k], err_msg=k)
+
+
+def test_fit_with_inputs_of_the_wrong_width_names_their_shape():
+    model = _small()
+    X, y = _blobs(n=20, d=5)
+    with pytest.raises(ValueError, match=r"X has 4 features \(shape \(20, 4\)\) but the model "
+                                         r"expects 5"):
+        fit(model, X[:, :4], y, epochs=1, progress=False)
+    with pytest.raises(ValueError, match=r"X_val|validation|features"):
+        fit(model, X, y, epochs=1, progress=False, validation=(X[:, :3], y))
+
+
+@pytest.mark.parametrize("kw", [dict(l2=np.inf), dict(l1=np.inf), dict(l2=float("inf"), l1=1e-3)])
+def test_infinite_penalties_are_refused_up_front_by_their_names(kw):
+    model = _small(bn=True)
+    X, y = _blobs(n=20)
+    before = {k: v.copy() for k, v in model.state_dict().items()}
+    name = "l2" if "l2" in kw else "l1"
+    with pytest.raises(ValueError, match=rf"^{name} must be < inf"):
+        fit(model, X, y, epochs=1, batch_size=10, progress=False, **kw)
+    for k, v in model.state_dict().items():          # no step ran: running stats untouched
+        np.testing.assert_array_equal(v, before[k], err_msg=k)

@@ -57,32 +57,62 @@ def l1_penalty(w, grad, lam, n_chunks):
     return partial.sum()
 
 
+# Below this sum of squares the squares of a row's entries may have
+# underflowed (entries under ~1e-154 in float64) and the plain norm is
+# inexact or 0: such rows take the scaled norm.  Above it every square that
+# matters is a normal number.
+_TINY_SUM_SQUARES = 1e-280
+
+# The two helpers below run without ``reassoc``/``arcp``: with them LLVM may
+# turn ``w * (c / norm)`` into ``(w * c) / norm`` and ``(w / big) ** 2`` into
+# ``w * w / (big * big)``, which overflow or underflow exactly on the rows
+# that need the care (w = [3e300, 4e300], c = 1e300 became [inf, inf]).
+_EXACT = {"contract"}
+
+
+@jit(fastmath=_EXACT)
+def _scaled_root(row):
+    """(big, root) with ||row|| = big * root, neither overflowing nor underflowing.
+
+    The largest magnitude is factored out first, as LAPACK's nrm2 does, so
+    even a row whose norm exceeds the float64 range (two entries of 1.7e308)
+    is handled.  A row of zeros gives (1, 0); NaN or inf give a NaN root.
+    """
+    big = 0.0
+    for j in range(row.size):
+        big = max(big, abs(np.float64(row[j])))
+    if big == 0.0:
+        return 1.0, 0.0
+    acc = 0.0
+    for j in range(row.size):
+        v = np.float64(row[j]) / big
+        acc += v * v
+    return big, math.sqrt(acc)
+
+
+@jit(fastmath=_EXACT)
+def _rescale(row, c_over_big, root):
+    factor = c_over_big / root
+    for j in range(row.size):
+        row[j] = np.float64(row[j]) * factor
+
+
 @dual_jit
 def max_norm(weight, c):
     """In place: each row r of a 2-D weight (any layout) with ||w_r|| > c becomes c * w_r / ||w_r||.
 
     Rows within the bound are not written at all, so they stay bit-for-bit
-    unchanged.  A row holding NaN or inf gets a NaN norm, fails ``> c`` and
-    is left as it is.
+    unchanged.  A row holding NaN or inf has no finite rescaling: its root is
+    NaN, the test fails and the row is left as it is.
     """
     for r in prange(weight.shape[0]):
+        row = weight[r]
         acc = 0.0
-        for j in range(weight.shape[1]):
-            v = np.float64(weight[r, j])
+        for j in range(row.size):
+            v = np.float64(row[j])
             acc += v * v
-        norm = math.sqrt(acc)
-        if norm == math.inf:
-            # the squares overflowed (|w| > 1e154 in float64): rescale by the
-            # largest magnitude first, so a huge finite row still gets norm c
-            big = 0.0
-            for j in range(weight.shape[1]):
-                big = max(big, abs(np.float64(weight[r, j])))
-            acc = 0.0
-            for j in range(weight.shape[1]):
-                v = np.float64(weight[r, j]) / big
-                acc += v * v
-            norm = big * math.sqrt(acc)
-        if norm > c:
-            factor = c / norm
-            for j in range(weight.shape[1]):
-                weight[r, j] = np.float64(weight[r, j]) * factor
+        big, root = 1.0, math.sqrt(acc)
+        if acc < _TINY_SUM_SQUARES or acc == math.inf:
+            big, root = _scaled_root(row)      # tiny or huge entries, or NaN/inf
+        if c / big < root:                     # ||w_r|| = big * root > c, without overflow
+            _rescale(row, c / big, root)

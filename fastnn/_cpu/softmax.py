@@ -30,20 +30,17 @@ _SUM_BLOCK = 256
 def _exp_sum(row, m, out):
     """``out[j] = exp(row[j] - m)`` for every j; returns ``sum(out)`` in float64.
 
-    ``out`` must not overlap ``row``; in place, use :func:`_exp_sum_`.
+    ``out`` must not overlap ``row``.  The row is copied first and then
+    exponentiated in place: a loop that loads from ``row`` and stores to
+    ``out`` gets a runtime overlap check from LLVM, whose scalar fallback
+    (taken when ``out`` happens to lie just past ``row`` on the heap) sums in
+    another order, so the last bits of the result depended on where the
+    allocator put the output.  The copy of an L1-resident row costs little
+    next to the exp.
     """
-    c = row.size
-    s = 0.0
-    for lo in range(0, c, _SUM_BLOCK):
-        src = row[lo:lo + _SUM_BLOCK]
-        dst = out[lo:lo + _SUM_BLOCK]
-        block = row.dtype.type(0)
-        for j in range(src.size):
-            e = exp(src[j] - m)
-            dst[j] = e
-            block += e
-        s += block
-    return s
+    for j in range(row.size):
+        out[j] = row[j]
+    return _exp_sum_(out, m)
 
 
 @jit
@@ -102,7 +99,7 @@ def log_softmax_rows(x, out):
         row = x[i]
         o = out[i]
         m = row_max(row)
-        log_s = np.log(_exp_sum(row, m, o))      # o: scratch, overwritten below
+        log_s = np.log(_sum_exp(row, m))
         for j in range(c):
             o[j] = (row[j] - m) - log_s
 

@@ -53,20 +53,25 @@ def _max_norm_rows(weight, c):
         for j in range(tid, m, nt):
             v = np.float64(weight[r, j])
             acc += v * v
-        norm = math.sqrt(block_sum(acc, sh, tid, nt))
-        if norm == math.inf:
-            # the squares overflowed: rescale by the largest magnitude first
+        acc = block_sum(acc, sh, tid, nt)
+        big, root = 1.0, math.sqrt(acc)
+        if acc < 1e-280 or acc == math.inf:
+            # tiny or huge entries (their squares under- or overflowed), or
+            # NaN/inf: factor the largest magnitude out first, as the CPU
+            # kernel does (||w_r|| = big * root, compared as c / big < root)
             big = 0.0
             for j in range(tid, m, nt):
                 big = max(big, abs(np.float64(weight[r, j])))
             big = block_max(big, sh, tid, nt)
+            if big == 0.0:
+                big = 1.0
             acc = 0.0
             for j in range(tid, m, nt):
                 v = np.float64(weight[r, j]) / big
                 acc += v * v
-            norm = big * math.sqrt(block_sum(acc, sh, tid, nt))
-        if norm > c:
-            factor = c / norm
+            root = math.sqrt(block_sum(acc, sh, tid, nt))
+        if c / big < root:
+            factor = (c / big) / root
             for j in range(tid, m, nt):
                 weight[r, j] = np.float64(weight[r, j]) * factor
 

@@ -2,7 +2,8 @@
 import numpy as np
 
 from fastnn._cpu import batchnorm as _k
-from fastnn._validation import boolean, check_shape, float_array, output_array, real_scalar
+from fastnn._validation import (boolean, check_shape, float_array, may_share_memory, output_array,
+                                real_scalar)
 
 __all__ = ["batch_norm", "batch_norm_backward"]
 
@@ -28,6 +29,20 @@ def _per_column(as_array, a, name, c, dtype):
     return a
 
 
+def _check_no_overlap(running_mean, running_var, x, weight, bias):
+    """Training updates the running statistics in place before y is computed:
+    an overlap with any array the kernel reads, or with each other, would
+    feed updated values into y (or lose an update)."""
+    named = (("running_mean", running_mean), ("running_var", running_var), ("x", x),
+             ("weight", weight), ("bias", bias))
+    for i, (stat_name, stat) in enumerate(named[:2]):
+        for other_name, other in named[i + 1:]:
+            if other is not None and may_share_memory(stat, other):
+                raise ValueError(f"{stat_name} shares memory with {other_name}; training "
+                                 "updates the running statistics in place, so they must not "
+                                 "overlap x, weight, bias or each other")
+
+
 def _forward_args(as_array, as_running_stat, x, running_mean, running_var, weight, bias,
                   training, momentum, eps):
     """The checked arguments of :func:`batch_norm`, in its order, and ``update``.
@@ -51,6 +66,7 @@ def _forward_args(as_array, as_running_stat, x, running_mean, running_var, weigh
         if running_mean is not None:
             running_mean = as_running_stat(running_mean, "running_mean", c, x.dtype)
             running_var = as_running_stat(running_var, "running_var", c, x.dtype)
+            _check_no_overlap(running_mean, running_var, x, weight, bias)
     else:
         if running_mean is None:
             raise ValueError("eval mode (training=False) normalizes with the running "
@@ -190,8 +206,6 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=Fa
     empty = _EMPTY[dtype]
     if running_mean is None:
         running_mean = running_var = empty
-    elif training and np.may_share_memory(running_mean, running_var):
-        raise ValueError("running_mean and running_var must not share memory")
     y = output_array(out, (n, c), dtype, inplace_ok=False,
                      inputs=(("x", x), ("weight", weight), ("bias", bias),
                              ("running_mean", running_mean), ("running_var", running_var)))

@@ -163,5 +163,7 @@ def max_norm_(weight, c):
     if not weight.flags.writeable:
         raise ValueError("weight is read-only; max_norm_ modifies it in place")
     c = real_scalar(c, "c", low=0.0, low_open=True)
-    _k.max_norm.pick(weight.size)(weight, c)
+    # a subclass (np.matrix) through a plain view of the same memory
+    _k.max_norm.pick(weight.size)(weight if type(weight) is np.ndarray
+                                  else weight.view(np.ndarray), c)
     return weight

@@ -182,6 +182,25 @@ def test_batch_norm_argument_errors_are_the_cpu_ones(call):
     assert str(gpu.value) == str(cpu.value)
 
 
+@pytest.mark.parametrize("share", ["weight", "bias", "running_var", "x"])
+def test_batch_norm_running_stats_sharing_memory_are_refused_as_on_the_cpu(share):
+    def call(to):
+        x = to(np.arange(12.0).reshape(4, 3))
+        args = dict(running_mean=to(np.zeros(3)), running_var=to(np.ones(3)),
+                    weight=to(np.ones(3)), bias=to(np.zeros(3)))
+        if share == "x":
+            args["running_mean"] = x[1]          # a row of x: contiguous, writeable
+        else:
+            args[share] = args["running_mean"]
+        return F.batch_norm(x, training=True, **args)
+    with pytest.raises(ValueError) as cpu:
+        call(lambda a: a)
+    with pytest.raises(ValueError) as gpu:
+        call(dev)
+    assert str(gpu.value) == str(cpu.value)
+    assert "shares memory" in str(cpu.value)
+
+
 def test_hinge_nan_row_matches_cpu():
     s = np.array([[1.0, np.nan, 0.0], [1.0, 2.0, 0.0]])
     t = np.array([0, 0])
@@ -357,7 +376,8 @@ def test_penalties_and_max_norm(dtype):
 
 
 def test_max_norm_huge_row():
-    w = np.array([[1e200, 1e200, 0.0], [0.1, 0.2, 0.3]])
+    w = np.array([[1e200, 1e200, 0.0], [0.1, 0.2, 0.3], [3e300, 4e300, 0.0],
+                  [1.7e308, 1.7e308, 0.0], [3e-170, 4e-170, 0.0], [0.0, 0.0, 0.0]])
     wg = dev(w)
     F.max_norm_(wg, 1.0)
     same(wg, F.max_norm_(w.copy(), 1.0), np.float64)
