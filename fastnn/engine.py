@@ -32,11 +32,19 @@ import numpy as np
 
 from fastnn._cpu import engine as _k
 from fastnn._cpu.linear import LEAKY_RELU, NONE, RELU, SIGMOID, TANH
-from fastnn.nn import (BatchNorm1d, Dropout, LeakyReLU, Linear, ReLU, Sequential, Sigmoid,
-                       Tanh)
+from fastnn.nn import (
+    BatchNorm1d,
+    Dropout,
+    LeakyReLU,
+    Linear,
+    ReLU,
+    Sequential,
+    Sigmoid,
+    Tanh,
+)
 from fastnn.optim import SGD, Adam, AdamW
 
-__all__ = ["why_not", "Plan", "one_blas_thread"]
+__all__ = ["Plan", "one_blas_thread", "why_not"]
 
 _ACT_CODES = {None: NONE, "relu": RELU, "leaky_relu": LEAKY_RELU, "tanh": TANH,
               "sigmoid": SIGMOID}

@@ -7,7 +7,8 @@ steps; in float32 to float32 tolerances.
 """
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fastnn import engine, nn, optim
 from fastnn.train import DivergenceError, fit, fit_many
@@ -250,7 +251,6 @@ def test_why_not_names_the_obstacle_and_auto_falls_back():
 
 
 def test_parameters_live_in_one_arena_and_state_still_works(tmp_path):
-    X, y = _data("cross_entropy")
     hist, model, opt = _train(lambda: _mlp(bn=True), "compiled")
     arena = model._engine_params
     for p in model.parameters():
@@ -290,15 +290,15 @@ def test_switching_engines_between_fits_continues_the_same_run(first, second):
 def test_fit_many_equals_separate_fits():
     """Per-model seeds, learning rates, penalties, max-norm, dropout p and schedules."""
     X, y = _data("cross_entropy", dtype=np.float32)
-    kinds = [dict(p=0.0, lr=0.05), dict(p=0.3, lr=0.01), dict(p=0.5, lr=0.1)]
+    kinds = [{"p": 0.0, "lr": 0.05}, {"p": 0.3, "lr": 0.01}, {"p": 0.5, "lr": 0.1}]
 
     def make():
         models = [_mlp(np.float32, bn=True, dropout=k["p"]) for k in kinds]
         opts = [optim.SGD(m.parameters(), lr=k["lr"], momentum=0.9) for m, k in zip(models, kinds)]
         return models, opts
-    per = dict(rng=[0, 1, 2], l2=[0.0, 1e-3, 0.0], l1=[0.0, 0.0, 1e-3],
-               max_norm=[None, 1.0, 2.0],
-               schedule=[None, optim.step_decay(0.01, 5), optim.warmup_cosine(0.1, 3, 14)])
+    per = {"rng": [0, 1, 2], "l2": [0.0, 1e-3, 0.0], "l1": [0.0, 0.0, 1e-3],
+           "max_norm": [None, 1.0, 2.0],
+           "schedule": [None, optim.step_decay(0.01, 5), optim.warmup_cosine(0.1, 3, 14)]}
     models, opts = make()
     hists = fit_many(models, X, y, opts, n_jobs=2, epochs=2, batch_size=16, **per)
     ref_models, ref_opts = make()

@@ -39,8 +39,15 @@ import numpy as np
 from fastnn._config import jit
 from fastnn._cpu.batchnorm import batch_norm_train_backward, batch_norm_train_forward
 from fastnn._cpu.dropout import dropout_scale
-from fastnn._cpu.linear import NONE, RELU, LEAKY_RELU, TANH, activation_grad_bias_sum, \
-    bias_activation_, column_sum
+from fastnn._cpu.linear import (
+    LEAKY_RELU,
+    NONE,
+    RELU,
+    TANH,
+    activation_grad_bias_sum,
+    bias_activation_,
+    column_sum,
+)
 from fastnn._cpu.losses import hinge, l1_sum, mse_sum
 from fastnn._cpu.regularization import max_norm
 from fastnn._cpu.rng import GOLDEN, mix64
@@ -124,7 +131,7 @@ def _activation_forward(x, y, act, slope):
         for j in range(m):
             v = xb[j]
             if act == RELU:
-                yb[j] = v if (v > 0 or v != v) else 0   # as np.maximum: NaN passes
+                yb[j] = v if (v > 0 or np.isnan(v)) else 0   # as np.maximum: NaN passes
             elif act == LEAKY_RELU:
                 yb[j] = v if v > 0 else v * slope
             elif act == TANH:

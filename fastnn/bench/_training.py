@@ -220,7 +220,8 @@ def _spawn(lib, case, epochs, quick):
     cmd = [sys.executable, "-m", "fastnn.bench._training", lib, case, str(epochs)]
     if quick:
         cmd.append("--quick")
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=_env(lib), timeout=1800)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=_env(lib), timeout=1800,
+                          check=False)   # a failure is reported below, with its stderr
     for line in proc.stdout.splitlines():
         if line.startswith(TAG):
             return json.loads(line[len(TAG):])
@@ -267,8 +268,8 @@ def run(rounds=3, quick=False, libs=LIBS, progress=print):
 def table(result):
     """The results as a markdown table (ms per epoch, ratios, validation scores)."""
     res = result["results"]
-    lines = ["| case | fastnn ms/epoch (us/step) | layer path | torch 2.13 eager | "
-             "scikit-learn | x torch | x sklearn | val score fastnn / layers / torch / sklearn |",
+    lines = [("| case | fastnn ms/epoch (us/step) | layer path | torch 2.13 eager | "
+              "scikit-learn | x torch | x sklearn | val score fastnn / layers / torch / sklearn |"),
              "|---|---|---|---|---|---|---|---|"]
     for case in CASES:
         if case not in res:
