@@ -242,6 +242,9 @@ class Plan:
         self.dtype = self.params[0].data.dtype
         self.starts = _batch_starts(batches)
         self.max_batch = int(np.diff(self.starts).max())
+        if int(np.diff(self.starts).min()) < 2 and any(type(m) is BatchNorm1d for m in model):
+            # the layer path refuses it with batch norm's own message
+            raise NotCompilable("batch norm cannot train on a batch of one sample")
         self._bind_parameters(max_norm is not None)
         self._bind_buffers()
         self._build_ops(n_features)

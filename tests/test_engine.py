@@ -325,3 +325,14 @@ def test_fit_many_checks_its_arguments_and_runs_uncompilable_models():
         fit_many(models[:1], X, y, [optim.SGD(models[0].parameters(), lr=0.1)] * 2)
     with pytest.raises(IndexError):
         fit_many(models, X, y + 5, epochs=1)
+
+
+def test_a_batch_of_one_through_batch_norm_is_refused_as_the_layer_path_does():
+    X, y = _data("cross_entropy", n=1)
+    with pytest.raises(ValueError) as want:
+        fit(_mlp(bn=True), X, y, epochs=1, progress=False, engine="layers")
+    with pytest.raises(ValueError) as got:
+        fit(_mlp(bn=True), X, y, epochs=1, progress=False)
+    assert str(got.value) == str(want.value)
+    with pytest.raises(ValueError, match="batch of one sample"):
+        fit(_mlp(bn=True), X, y, epochs=1, progress=False, engine="compiled")
