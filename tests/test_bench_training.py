@@ -12,6 +12,7 @@ def test_worker_trains_every_library_on_the_tiny_synthetic_case():
     for lib, r in results.items():
         assert r["epoch_ms"] > 0 and r["first_epoch_s"] > 0 and np.isfinite(r["score"]), lib
         assert r["score_name"] == "val MSE"
+    assert results["fastnn"]["engine_step_us"] > 0
     # the compiled engine and the layer path train the same steps
     assert results["fastnn"]["score"] == pytest.approx(results["layers"]["score"], rel=1e-4)
 
