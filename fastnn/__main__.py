@@ -6,7 +6,8 @@ Subcommands:
   machine's own limits (see ``fastnn bench --help``);
 * ``fastnn info``   -- what a bug report needs: versions, numba threading
   layer and thread count, cache directory, BLAS, whether CUDA is usable;
-* ``fastnn lesson`` -- the lesson's experiments and figures
+* ``fastnn lesson`` -- the lesson's experiments and figures, or with
+  ``--html DIR`` the lesson as one interactive page
   (``fastnn.lesson.main``; ``fastnn lesson --help``).
 """
 import argparse
@@ -21,7 +22,8 @@ usage: fastnn {bench,info,lesson} [options]
   bench    benchmark every kernel against numpy and torch, with the machine's
            STREAM bandwidth and BLAS speed (fastnn bench --help)
   info     versions, threading, cache, BLAS and CUDA status for bug reports
-  lesson   run the lesson's experiments and write its figures (fastnn lesson --help)
+  lesson   run the lesson's experiments and write its figures, or with --html DIR
+           one interactive page (fastnn lesson --help)
 """
 
 _ENV_VARS = ("NUMBA_NUM_THREADS", "NUMBA_THREADING_LAYER", "NUMBA_CACHE_DIR", "NUMBA_BOUNDSCHECK",
@@ -96,6 +98,10 @@ def _numba_info():
             info["parallel_threshold"] = PARALLEL_THRESHOLD
             info["after_fork"] = ("serial twins in a process forked after its parent started "
                                   "the thread pool (GNU OpenMP's pool does not survive fork)")
+            info["off_main_thread"] = ("serial twins: kernels called from other threads (Dask's "
+                                       "threaded scheduler, distributed workers) use one core "
+                                       "each and never enter numba's pool concurrently, "
+                                       "whatever the threading layer")
         except Exception:
             pass
     except Exception as exc:

@@ -5,6 +5,7 @@ Every ``@njit`` kernel in ``fastnn._cpu`` is built through :func:`jit` or
 switch are decided here and nowhere else.
 """
 import os
+import threading
 from types import FunctionType
 
 # Threading policy: numba's OpenMP workers sleep as soon as a parallel region
@@ -105,11 +106,13 @@ class DualKernel:
     def pick(self, n_elements):
         """The twin to run for a problem of ``n_elements`` elements.
 
-        The serial twin below :data:`PARALLEL_THRESHOLD`, and always in a
-        process forked after this one's thread pool started (see
-        :func:`parallel_allowed`).
+        The serial twin below :data:`PARALLEL_THRESHOLD`, on any thread
+        but the process's main thread (see :class:`_PoolState`), and always
+        in a process forked after this one's thread pool started (see
+        :func:`parallel_allowed`).  The thread test runs only above the
+        threshold, so small calls pay nothing for it.
         """
-        if n_elements >= PARALLEL_THRESHOLD and _pool.usable:
+        if n_elements >= PARALLEL_THRESHOLD and _pool.usable and get_ident() == _pool.owner:
             _pool.started = True
             return self.parallel
         return self.serial
@@ -139,17 +142,40 @@ class _PoolState:
     kernel's serial twin: slower, never killed.  A child forked before the
     parent went parallel keeps the parallel twins, and so does a child made
     with the ``spawn`` or ``forkserver`` start methods (a fresh process).
+
+    Only the main thread (``owner``) runs parallel twins; a kernel called
+    from any other thread runs its serial twin, the policy for Dask and any
+    other thread pool.  Three reasons.  (1) Safety: numba's ``workqueue``
+    threading layer (the fallback where neither TBB nor OpenMP loads) aborts
+    the process when parallel regions are entered from several threads at
+    once (numba issues 8563, 9288); with this rule fastnn never enters two
+    at once, whatever layer numba picked, so the layer is left to numba (and
+    to ``NUMBA_THREADING_LAYER``).  (2) No oversubscription: a pool of
+    worker threads already supplies the parallelism (Dask's threaded
+    scheduler and its distributed workers default to one thread per core),
+    and a parallel region entered from each would put
+    ``threads x NUMBA_NUM_THREADS`` threads on the cores (with OpenMP, each
+    calling thread gets a team of its own; ``numba.set_num_threads`` is
+    per thread).  One thread per calling thread is at most its share.
+    (3) Same results: the serial twins compute what the parallel ones do
+    (per-chunk partials merged in a fixed order).
     """
     started = False
     usable = True
+    # threading.get_ident() of the thread allowed to go parallel: the main
+    # thread, whichever thread imported fastnn.
+    owner = threading.main_thread().ident
 
 
 _pool = _PoolState()
+get_ident = threading.get_ident
 
 
 def _after_fork_in_child():
     if _pool.started:
         _pool.usable = False
+    # The forking thread is the child's only (and so main) thread.
+    _pool.owner = get_ident()
 
 
 if hasattr(os, "register_at_fork"):      # absent on Windows, which has no fork()
@@ -157,8 +183,12 @@ if hasattr(os, "register_at_fork"):      # absent on Windows, which has no fork(
 
 
 def parallel_allowed():
-    """False in a process forked after its parent started the thread pool."""
-    return _pool.usable
+    """Whether a large kernel called from this thread may run its parallel twin.
+
+    False on any thread but the main thread, and in a process forked after
+    its parent started the thread pool.
+    """
+    return _pool.usable and get_ident() == _pool.owner
 
 
 def dual_jit(fn=None, **options):

@@ -28,6 +28,7 @@ C-contiguous arrays; their ``base`` chain ends at the cached buffer, so
 ``owndata`` is False and ``ndarray.resize`` refuses them.
 """
 import math
+import operator
 import os
 import sys
 import threading
@@ -168,8 +169,12 @@ def set_cache_limit(nbytes):
     ValueError
         ``nbytes`` is negative.
     """
-    from fastnn._validation import integer  # here: _validation imports this module
-    nbytes = integer(nbytes, "nbytes", low=0)
+    # checked here rather than by fastnn._validation, which sits above this module
+    if isinstance(nbytes, bool) or not hasattr(nbytes, "__index__"):
+        raise TypeError(f"nbytes must be an integer, got {nbytes!r}")
+    nbytes = operator.index(nbytes)
+    if nbytes < 0:
+        raise ValueError(f"nbytes must be >= 0, got {nbytes}")
     with _cache.lock:
         old, _cache.limit = _cache.limit, nbytes
         if _cache.held > nbytes:

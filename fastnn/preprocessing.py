@@ -19,12 +19,51 @@ from ._cpu import preprocessing as _k
 from ._cpu._moments import merge_moments
 from ._validation import boolean, float_array, integer, real_scalar
 
-__all__ = ["NotFittedError", "StandardScaler", "PCA"]
+__all__ = ["PCA", "NotFittedError", "StandardScaler", "merge_scatter"]
 
 # Rows per block in PCA: about 4 MiB of float32 (L3-resident), so centering a block and the
 # BLAS product that reads it back meet in the cache and X crosses the memory
 # bus once.
 _PCA_BLOCK_ELEMENTS = 1 << 20
+
+
+def merge_scatter(n_a, mean_a, scatter_a, n_b, mean_b, scatter_b):
+    """Merge two (count, mean, centered scatter matrix) triples: Chan's formula, co-moment form.
+
+    Parameters
+    ----------
+    n_a, n_b : float
+        Row counts (not both 0).
+    mean_a, mean_b : numpy.ndarray of float64, shape (d,)
+        Column means.
+    scatter_a, scatter_b : numpy.ndarray of float64, shape (d, d)
+        :math:`\\sum_i (x_i - \\mu)(x_i - \\mu)^T` of each part.
+
+    Returns
+    -------
+    tuple
+        ``(n, mean, scatter)`` of the union, new arrays (the inputs are not modified).
+
+    Notes
+    -----
+    :math:`S = S_a + S_b + \\delta \\delta^T n_a n_b / n` with
+    :math:`\\delta = \\mu_b - \\mu_a`: exact for any offset, never
+    :math:`E[xx^T] - \\mu\\mu^T`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> x = np.array([[0.0], [2.0], [4.0]])
+    >>> n, mean, s = merge_scatter(1.0, x[0], np.zeros((1, 1)), 2.0, np.array([3.0]),
+    ...                            np.array([[2.0]]))
+    >>> n, float(mean[0]), float(s[0, 0])
+    (3.0, 2.0, 8.0)
+    """
+    n = n_a + n_b
+    delta = mean_b - mean_a
+    scatter = scatter_a + scatter_b
+    scatter += np.outer(delta, delta * (n_a * n_b / n))
+    return n, mean_a + delta * (n_b / n), scatter
 
 
 class NotFittedError(ValueError, AttributeError):
@@ -47,6 +86,58 @@ def _as_samples(X, name="X"):
 def _moments(X):
     kernel, n_chunks = _k.column_moments.pick_chunks(X.size)
     return kernel(X, n_chunks)
+
+
+def _refuse_non_finite(X, what):
+    """Say why a PCA statistic is not finite: NaN/inf in X, or finite values too large."""
+    bad = ~np.isfinite(X)
+    if bad.any():
+        i, j = np.argwhere(bad)[0]
+        raise ValueError(f"X contains NaN or infinity (X[{i}, {j}] = {X[i, j]}): "
+                         "PCA cannot fit it")
+    raise ValueError(f"X is finite but {what} overflows float64 (max |X| = "
+                     f"{float(np.max(np.abs(X))):.3g}); rescale X first, e.g. with StandardScaler")
+
+
+def _moments_ignoring_nan(X, n, mean, m2):
+    """Per-column (count, mean, M2) over the non-NaN values of X; inf is refused.
+
+    The slow path, taken only when the fast kernel's mean is not finite.
+    Counts are an int array (columns differ in how many values they have);
+    a column with no value gets NaN statistics.
+    """
+    inf = np.isinf(X)
+    if inf.any():
+        i, j = np.argwhere(inf)[0]
+        raise ValueError(f"X contains infinity (X[{i}, {j}] = {X[i, j]}); StandardScaler "
+                         "ignores NaN in fit but cannot standardize inf")
+    present = ~np.isnan(X)
+    if present.all():                        # finite data whose sum overflowed: as it is
+        return n, mean, m2
+    counts = present.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        values = np.where(present, X, 0.0).astype(np.float64)
+        mean = values.sum(axis=0) / counts
+        dev = np.where(present, values - mean, 0.0)
+        m2 = np.einsum("ij,ij->j", dev, dev)
+    return counts.astype(np.float64), mean, m2
+
+
+def _merge_per_column(n_a, mean_a, m2_a, n_b, mean_b, m2_b):
+    """Chan's merge of (count, mean, M2) with per-column counts (a column with
+    no value on one side takes the other side's statistics)."""
+    n_a = np.broadcast_to(np.asarray(n_a, np.float64), mean_a.shape)
+    n_b = np.broadcast_to(np.asarray(n_b, np.float64), mean_b.shape)
+    n = n_a + n_b
+    with np.errstate(invalid="ignore", divide="ignore"):
+        delta = np.where(n_b > 0, mean_b, 0.0) - np.where(n_a > 0, mean_a, 0.0)
+        frac = np.where(n > 0, n_b / n, 0.0)
+        mean = np.where(n_a > 0, mean_a, 0.0) + delta * frac
+        m2 = (np.where(n_a > 0, m2_a, 0.0) + np.where(n_b > 0, m2_b, 0.0)
+              + delta * delta * n_a * frac)
+    mean[n == 0] = np.nan
+    m2[n == 0] = np.nan
+    return n, mean, m2
 
 
 class _Estimator:
@@ -96,8 +187,9 @@ class StandardScaler(_Estimator):
     scale_ : numpy.ndarray of float64 or None
         ``sqrt(var_)``, with 1 for constant features; None when
         ``with_std=False``.
-    n_samples_seen_ : int
-        Number of rows seen.
+    n_samples_seen_ : int or numpy.ndarray of int64, shape (n_features,)
+        Number of rows seen; per feature (the values that were not NaN) once
+        a NaN has been seen, as in scikit-learn.
     n_features_in_ : int
         Number of features.
 
@@ -108,8 +200,11 @@ class StandardScaler(_Estimator):
     with Chan's formula, within one call and across ``partial_fit`` calls:
     ``partial_fit`` over chunks equals ``fit`` on the whole up to float64
     rounding.  A feature is constant (scale 1) when its variance is within
-    float64 rounding of 0 (sklearn's test).  NaN is not skipped: a NaN in a
-    feature makes its statistics and its transformed values NaN.
+    float64 rounding of 0 (sklearn's test).  Missing values follow
+    scikit-learn's convention: NaN is ignored by ``fit``/``partial_fit``
+    (each feature's statistics use its non-NaN values; a feature with none
+    gets NaN statistics) and kept as NaN by ``transform``; ``inf`` in fit
+    raises ValueError.  Data without NaN never leaves the fast path.
 
     Examples
     --------
@@ -147,7 +242,7 @@ class StandardScaler(_Estimator):
         Raises
         ------
         ValueError
-            X not 2-D or empty.
+            X not 2-D or empty, or holding inf (NaN is ignored).
         TypeError
             Unsupported dtype (float16, complex, object).
         """
@@ -187,17 +282,43 @@ class StandardScaler(_Estimator):
         return X
 
     def _update(self, X):
+        return self._add_moments(*self._moments_of(X))
+
+    @staticmethod
+    def _moments_of(X):
+        """(count, mean, M2) of a checked X, NaN left out (count per column then)."""
         n, mean, m2 = _moments(X)
+        if not np.isfinite(mean).all():      # a NaN or inf in some column (or an overflow)
+            n, mean, m2 = _moments_ignoring_nan(X, n, mean, m2)
+        return n, mean, m2
+
+    @staticmethod
+    def _merge(n_a, mean_a, m2_a, n_b, mean_b, m2_b):
+        """Chan's merge of two (count, mean, M2) triples, as ``partial_fit`` merges."""
+        if np.ndim(n_a) or np.ndim(n_b):
+            return _merge_per_column(n_a, mean_a, m2_a, n_b, mean_b, m2_b)
+        return merge_moments(float(n_a), mean_a, m2_a, float(n_b), mean_b, m2_b)
+
+    def _add_moments(self, n, mean, m2):
+        """Merge one (count, mean, M2) triple into the fitted statistics.
+
+        The one place the statistics change: ``partial_fit`` passes its
+        chunk's triple here, and so does :mod:`fastnn.dask` with the triple
+        its tree reduction merged from every block.  ``n`` is a number, or
+        per-column counts where NaN values were left out.
+        """
         if self.mean_ is None:
-            self.n_features_in_ = X.shape[1]
+            self.n_features_in_ = mean.shape[0]
             self._m2 = m2
             self.mean_ = mean
             total = n
         else:
-            total, self.mean_, self._m2 = merge_moments(
-                float(self.n_samples_seen_), self.mean_, self._m2, n, mean, m2)
-        self.n_samples_seen_ = int(total)
-        self.var_ = np.maximum(self._m2 / total, 0.0)
+            total, self.mean_, self._m2 = self._merge(self.n_samples_seen_, self.mean_, self._m2,
+                                                      n, mean, m2)
+        # an int, or (as in scikit-learn) per-column counts once NaN has been seen
+        self.n_samples_seen_ = total.astype(np.int64) if np.ndim(total) else int(total)
+        with np.errstate(invalid="ignore"):           # 0 / 0 for an all-NaN feature
+            self.var_ = np.maximum(self._m2 / total, 0.0)
         if self.with_std:
             scale = np.sqrt(self.var_)
             # sklearn's constant-feature test: the variance is within the
@@ -383,51 +504,69 @@ class PCA(_Estimator):
 
     def _fit(self, X, keep_projection):
         n, d = X.shape
+        k = self._n_components_for(n, d)
+        if n >= d:
+            count, mean, scatter = self._scatter(X)
+            self._fit_scatter(count, mean, scatter, k, lambda what: _refuse_non_finite(X, what))
+            return None
+        # Few samples: the D x D covariance would be rank <= N - 1; an SVD
+        # of the N x D centered data costs O(N^2 D) instead of O(D^3).
+        _, mean, _ = _moments(X)
+        if not np.isfinite(mean).all():
+            _refuse_non_finite(X, "the mean")
+        centered = np.empty_like(X)
+        self._center(X, mean, centered)
+        _, s, eigvec = np.linalg.svd(centered.astype(np.float64, copy=False),
+                                     full_matrices=False)
+        eigval = s * s / (n - 1)
+        self._set_axes(mean, eigval, eigvec, float(eigval.sum()), n, k)
+        if keep_projection:
+            return centered @ self._projection(X.dtype)
+        return None
+
+    def _n_components_for(self, n, d):
+        """The number of components to keep for an (n, d) X, after checking it."""
         if n < 2 or d < 1:
-            raise ValueError(f"PCA needs at least 2 samples and 1 feature, got X of shape {X.shape}")
+            raise ValueError(f"PCA needs at least 2 samples and 1 feature, got X of shape {(n, d)}")
         k_max = min(n, d)
         k = k_max if self.n_components is None else self.n_components
         if k > k_max:
             raise ValueError(f"n_components={k} must be <= min(n_samples, n_features) = {k_max}")
-        if n >= d:
-            mean, cov = self._covariance(X)
-            if not np.isfinite(cov).all():
-                raise ValueError("X contains NaN or infinity: PCA cannot fit it")
-            total_var = float(np.trace(cov))
-            eigval, eigvec = np.linalg.eigh(cov)
-            eigval, eigvec = eigval[::-1], eigvec[:, ::-1].T
-            centered = None
-        else:
-            # Few samples: the D x D covariance would be rank <= N - 1; an SVD
-            # of the N x D centered data costs O(N^2 D) instead of O(D^3).
-            _, mean, _ = _moments(X)
-            if not np.isfinite(mean).all():
-                raise ValueError("X contains NaN or infinity: PCA cannot fit it")
-            centered = np.empty_like(X)
-            self._center(X, mean, centered)
-            _, s, eigvec = np.linalg.svd(centered.astype(np.float64, copy=False),
-                                         full_matrices=False)
-            eigval = s * s / (n - 1)
-            total_var = float(eigval.sum())
+        return k
+
+    def _fit_scatter(self, n, mean, scatter, k, refuse):
+        """Fit from the count, mean and centered scatter matrix of all the rows.
+
+        :mod:`fastnn.dask` calls it with the scatter its tree reduction
+        merged.  ``refuse(what)`` raises the error for a statistic that is
+        not finite (it knows where X is).
+        """
+        cov = scatter / (n - 1)
+        # Symmetrize: the float32 product can differ in the last bit across
+        # the diagonal, which eigh ignores (it reads one triangle).
+        cov = (cov + cov.T) / 2
+        if not np.isfinite(cov).all():
+            refuse("the covariance")
+        eigval, eigvec = np.linalg.eigh(cov)
+        self._set_axes(mean, eigval[::-1], eigvec[:, ::-1].T, float(np.trace(cov)), int(n), k)
+
+    def _set_axes(self, mean, eigval, eigvec, total_var, n, k):
+        """Keep the first k axes (rows of eigvec), signed deterministically."""
         eigval = np.maximum(eigval[:k], 0.0)  # rounding can make ~0 eigenvalues negative
         eigvec = np.ascontiguousarray(eigvec[:k])
         rows = np.arange(k)
         sign = np.sign(eigvec[rows, np.argmax(np.abs(eigvec), axis=1)])
         sign[sign == 0] = 1.0
         eigvec *= sign[:, None]
-
         self.mean_ = mean
         self.components_ = eigvec
         self.explained_variance_ = eigval
         self.explained_variance_ratio_ = (eigval / total_var if total_var > 0
                                           else np.zeros_like(eigval))
         self.n_components_ = k
-        self.n_features_in_ = d
+        self.n_features_in_ = eigvec.shape[1]
         self.n_samples_seen_ = n
         self._proj = {}
-        if keep_projection and centered is not None:
-            return centered @ self._projection(X.dtype)
-        return None
 
     @staticmethod
     def _center(X, mean, out):
@@ -439,30 +578,26 @@ class PCA(_Estimator):
         # stays small next to the block's O(rows * d^2) product.
         return max(_PCA_BLOCK_ELEMENTS // d, 8 * d)
 
-    def _covariance(self, X):
-        """Mean and covariance (float64) of X, reading X from memory once."""
+    @classmethod
+    def _scatter(cls, X):
+        """(count, mean, centered scatter matrix), float64, reading X from memory once.
+
+        The scatter is :math:`X_c^T X_c`; one row gives a zero matrix.
+        """
         n, d = X.shape
-        rows = self._block_rows(d)
+        rows = cls._block_rows(d)
         buf = np.empty((min(rows, n), d), dtype=X.dtype)
         count, mean, comoment = 0.0, np.zeros(d), np.zeros((d, d))
         for b0 in range(0, n, rows):
             xb = X[b0:b0 + rows]
-            nb = float(xb.shape[0])
             cb = buf[:xb.shape[0]]
             # Serial centering: a numba parallel region here would leave its
             # OpenMP threads spinning against the BLAS threads of the product.
             mb = _k.center_columns.serial(xb, 1, cb)
             block = (cb.T @ cb).astype(np.float64, copy=False)
-            total = count + nb
-            delta = mb - mean
-            comoment += block
-            comoment += np.outer(delta, delta * (count * nb / total))
-            mean += delta * (nb / total)
-            count = total
-        comoment /= n - 1
-        # Symmetrize: the float32 product can differ in the last bit across
-        # the diagonal, which eigh ignores (it reads one triangle).
-        return mean, (comoment + comoment.T) / 2
+            count, mean, comoment = merge_scatter(count, mean, comoment,
+                                                  float(xb.shape[0]), mb, block)
+        return count, mean, comoment
 
     def _projection(self, dtype):
         """components_.T, scaled for whitening, in ``dtype`` (cached)."""

@@ -84,10 +84,11 @@ def test_bench_compare_and_check_from_saved_runs(quick_run):
     assert rc == 0, err
     assert "compare:" in out and "1.00x" in out
     lines = [ln.strip() for ln in out.splitlines()]
-    status = [ln.split()[0] for ln in lines if ln[:4] in ("PASS", "MISS", "SKIP")]
+    status = [ln.split()[0] for ln in lines if ln.startswith(("PASS", "MISS", "SKIP", "UNSTABLE"))]
     assert len(status) >= 40
-    # the 64 x 256 ratio targets of the measured kernels were evaluated
-    measured = [ln for ln in lines if ln.startswith(("PASS", "MISS")) and "64x256" in ln]
+    # the 64 x 256 ratio targets of the measured kernels were evaluated (a quick
+    # run's short samples may be judged UNSTABLE: evaluated, not a result)
+    measured = [ln for ln in lines if ln.startswith(("PASS", "MISS", "UNSTABLE")) and "64x256" in ln]
     assert any("dropout_fwd" in ln for ln in measured), out
     assert any("standard_scaler_fit_transform" in ln and "sklearn" in ln for ln in measured)
 

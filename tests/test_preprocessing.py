@@ -1,4 +1,6 @@
 """fastnn.preprocessing: StandardScaler and PCA against float64 references and sklearn."""
+import warnings
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -129,14 +131,14 @@ def test_property_scaler_round_trip(X, with_mean):
     np.testing.assert_allclose(s.inverse_transform(Y), X, rtol=1e-9, atol=1e-9 * max(1.0, np.abs(X).max()))
 
 
-def test_scaler_nan_in_nan_out():
+def test_scaler_nan_ignored_in_fit_kept_in_transform():
     X = data((50, 4))
     X[7, 1] = np.nan
     s = StandardScaler().fit(X)
-    assert np.isnan(s.mean_[1]) and np.isnan(s.var_[1])
+    np.testing.assert_allclose(s.mean_[1], np.nanmean(X[:, 1]), rtol=1e-12)
     Y = s.transform(X)
-    assert np.all(np.isnan(Y[:, 1]))
-    assert np.all(np.isfinite(np.delete(Y, 1, axis=1)))
+    assert np.isnan(Y[7, 1])
+    assert np.isfinite(np.delete(Y.ravel(), 7 * 4 + 1)).all()
     clean = StandardScaler().fit(data((50, 4)))
     Z = np.ones((3, 4))
     Z[1, 3] = np.nan
@@ -403,3 +405,56 @@ def test_pca_errors():
         p.inverse_transform(np.ones((3, 3)))
     assert p.transform(np.ones((0, 4))).shape == (0, 2)
     assert "n_components=2" in repr(p)
+
+
+def _with_missing(seed=0):
+    X = np.random.default_rng(seed).standard_normal((60, 5)) * 3 + 10
+    X[3, 1] = X[7, 0] = X[8, 1] = np.nan
+    X[:, 4] = np.nan                                  # a feature with no value at all
+    return X
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_standard_scaler_ignores_nan_in_fit_and_keeps_it_in_transform(dtype):
+    from sklearn.preprocessing import StandardScaler as SkScaler
+    X = _with_missing().astype(dtype)
+    ours = StandardScaler().fit(X)
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        theirs = SkScaler().fit(X.astype(np.float64))
+    np.testing.assert_allclose(ours.mean_, theirs.mean_, rtol=1e-12)
+    np.testing.assert_allclose(ours.var_, theirs.var_, rtol=1e-10)
+    np.testing.assert_array_equal(ours.n_samples_seen_, theirs.n_samples_seen_)
+    Y = ours.transform(X)
+    np.testing.assert_array_equal(np.isnan(Y), np.isnan(X))
+    np.testing.assert_allclose(Y, theirs.transform(X.astype(np.float64)),
+                               rtol=1e-5 if dtype == np.float32 else 1e-12, equal_nan=True)
+
+
+def test_standard_scaler_partial_fit_with_nan_equals_fit():
+    X = _with_missing(1)
+    whole = StandardScaler().fit(X)
+    parts = StandardScaler()
+    for chunk in np.array_split(X, [2, 5, 30]):     # chunks with and without NaN, in any order
+        parts.partial_fit(chunk)
+    np.testing.assert_allclose(parts.mean_, whole.mean_, rtol=1e-12, equal_nan=True)
+    np.testing.assert_allclose(parts.var_, whole.var_, rtol=1e-10, equal_nan=True)
+    np.testing.assert_array_equal(parts.n_samples_seen_, whole.n_samples_seen_)
+
+
+def test_standard_scaler_refuses_inf_in_fit_by_position():
+    X = _with_missing()
+    X[5, 2] = -np.inf
+    with pytest.raises(ValueError, match=r"infinity \(X\[5, 2\] = -inf\)"):
+        StandardScaler().fit(X)
+
+
+def test_pca_says_what_is_wrong_with_non_finite_statistics():
+    X = np.random.default_rng(0).standard_normal((50, 4))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        with pytest.raises(ValueError, match="finite but the covariance overflows float64"):
+            PCA().fit(X * 1e200)
+    X[2, 3] = np.nan
+    with pytest.raises(ValueError, match=r"NaN or infinity \(X\[2, 3\] = nan\)"):
+        PCA().fit(X)

@@ -74,4 +74,25 @@ def require_cuda(what="a GPU array was given"):
         raise RuntimeError(f"{what}, but no CUDA driver or GPU is usable "
                            "(numba.cuda.is_available() is False); use numpy arrays and the "
                            "CPU instead")
+    _check_compiler_imports(what)
     return cuda
+
+
+def _check_compiler_imports(what):
+    """Import now what numba-cuda imports at its first kernel compilation.
+
+    numba-cuda 0.30.4 names ``np.row_stack``, which numpy 2.5 removed: every
+    first launch then died deep inside the compiler with "module 'numpy' has
+    no attribute 'row_stack'" (seen on the first H200 run).  This says what
+    is wrong and how to fix it, once, where the GPU was asked for.
+    """
+    try:
+        import numba.cuda.np.arrayobj  # noqa: F401
+    except ImportError:
+        pass       # a numba-cuda laid out otherwise: nothing to check here
+    except AttributeError as exc:
+        import numpy
+        raise RuntimeError(
+            f"{what}, but this numba-cuda cannot compile kernels with numpy "
+            f"{numpy.__version__} ({exc}); install a numba-cuda release that supports it, "
+            "or numpy<2.5") from exc

@@ -60,6 +60,14 @@ def _half_span(by):
     return s // 2
 
 
+@cuda.jit(device=True)
+def _welford(cnt, mu, m2, v):
+    cnt += 1.0
+    d = v - mu
+    mu += d / cnt
+    return cnt, mu, m2 + d * (v - mu)
+
+
 @cuda.jit
 def _partial_stats(x, part_n, part_mean, part_m2):
     """Per (row chunk, column): Welford over the chunk's rows, lanes merged by Chan."""
@@ -72,12 +80,24 @@ def _partial_stats(x, part_n, part_mean, part_m2):
     mu = 0.0
     m2 = 0.0
     if j < c:
-        for i in range(lo + ty, hi, by):
-            v = np.float64(x[i, j])
-            cnt += 1.0
-            d = v - mu
-            mu += d / cnt
-            m2 += d * (v - mu)
+        # Four rows' loads are issued before their updates: a lone load per
+        # iteration waits behind the previous Welford step, and one load in
+        # flight per thread held the first H200 run's statistics pass far
+        # below the memory bandwidth.
+        i = lo + ty
+        while i + 3 * by < hi:
+            v0 = np.float64(x[i, j])
+            v1 = np.float64(x[i + by, j])
+            v2 = np.float64(x[i + 2 * by, j])
+            v3 = np.float64(x[i + 3 * by, j])
+            cnt, mu, m2 = _welford(cnt, mu, m2, v0)
+            cnt, mu, m2 = _welford(cnt, mu, m2, v1)
+            cnt, mu, m2 = _welford(cnt, mu, m2, v2)
+            cnt, mu, m2 = _welford(cnt, mu, m2, v3)
+            i += 4 * by
+        while i < hi:
+            cnt, mu, m2 = _welford(cnt, mu, m2, np.float64(x[i, j]))
+            i += by
     slot = ty * bx + tx
     sn[slot] = cnt
     sm[slot] = mu
@@ -134,14 +154,23 @@ def _finalize_stats(part_n, part_mean, part_m2, n, eps, running_mean, running_va
 
 @cuda.jit
 def _normalize(x, mean, invstd, weight, bias, has_weight, has_bias, y):
-    """y = (x - mean) * invstd * weight + bias, in float64 per element."""
+    """y = (x - mean) * invstd * weight + bias, in float64 per element.
+
+    2-D grid (see :func:`_grid_2d`): a thread keeps one column, so its
+    coefficients live in registers and no element index is divided by C (a
+    64-bit division per element held the first H200 run's eval forward at
+    58% of copy bandwidth).
+    """
     n, c = x.shape
-    for k in range(cuda.grid(1), n * c, cuda.gridsize(1)):
-        i = k // c
-        j = k - i * c
-        s = invstd[j] * weight[j] if has_weight else invstd[j]
-        t = np.float64(bias[j]) if has_bias else 0.0
-        y[i, j] = (np.float64(x[i, j]) - mean[j]) * s + t
+    j = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
+    if j >= c:
+        return
+    s = invstd[j] * weight[j] if has_weight else invstd[j]
+    t = np.float64(bias[j]) if has_bias else 0.0
+    m = mean[j]
+    for i in range(cuda.blockIdx.y * cuda.blockDim.y + cuda.threadIdx.y, n,
+                   cuda.gridDim.y * cuda.blockDim.y):
+        y[i, j] = (np.float64(x[i, j]) - m) * s + t
 
 
 @cuda.jit
@@ -150,6 +179,17 @@ def _eval_stats(running_mean, running_var, eps, mean, invstd):
     if j < mean.size:
         mean[j] = running_mean[j]
         invstd[j] = 1.0 / math.sqrt(np.float64(running_var[j]) + eps)
+
+
+def _grid_2d(n, c):
+    """(grid, block) for the per-element kernels: up to 32 columns per block along
+    x (coalesced), the rest of the block and a grid-stride loop over rows along y."""
+    tpb = threads_per_block()
+    tx = min(32, tpb, c)
+    ty = max(1, tpb // tx)
+    gx = (c + tx - 1) // tx
+    gy = max(1, min((n + ty - 1) // ty, max(1, 65535 // 4), max(1, 16384 // gx)))
+    return (gx, gy), (tx, ty)
 
 
 def _elementwise_grid(n_items):
@@ -174,7 +214,7 @@ def batch_norm_train_forward(x, weight, bias, has_weight, has_bias, eps,
     launch(_finalize_stats, g1, b1, part_n, part_mean, part_m2, n, eps, running_mean,
            running_var, update_running, momentum, mean, invstd)
     if n:
-        g2, b2 = _elementwise_grid(n * c)
+        g2, b2 = _grid_2d(n, c)
         launch(_normalize, g2, b2, x, mean, invstd, weight, bias, has_weight, has_bias, y)
 
 
@@ -187,7 +227,7 @@ def batch_norm_eval_forward(x, running_mean, running_var, weight, bias, has_weig
     g1, b1 = _elementwise_grid(c)
     launch(_eval_stats, g1, b1, running_mean, running_var, eps, mean, invstd)
     if n:
-        g2, b2 = _elementwise_grid(n * c)
+        g2, b2 = _grid_2d(n, c)
         launch(_normalize, g2, b2, x, mean, invstd, weight, bias, has_weight, has_bias, y)
 
 
@@ -255,11 +295,13 @@ def _finalize_grads(part_s1, part_s2, n, invstd, weight, has_weight, dweight, db
 def _train_dx(dy, x, mean, k_dy, k_x, k0, dx):
     """dx = a dy - a q (x - mean) - a sum(dy) / N, in float64 per element."""
     n, c = x.shape
-    for k in range(cuda.grid(1), n * c, cuda.gridsize(1)):
-        i = k // c
-        j = k - i * c
-        dx[i, j] = (np.float64(dy[i, j]) * k_dy[j]
-                    + (np.float64(x[i, j]) - mean[j]) * k_x[j] + k0[j])
+    j = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
+    if j >= c:
+        return
+    a, q, m, b = k_dy[j], k_x[j], mean[j], k0[j]
+    for i in range(cuda.blockIdx.y * cuda.blockDim.y + cuda.threadIdx.y, n,
+                   cuda.gridDim.y * cuda.blockDim.y):
+        dx[i, j] = np.float64(dy[i, j]) * a + (np.float64(x[i, j]) - m) * q + b
 
 
 def _grad_sums(dy, x, mean, invstd, weight, has_weight, write_dx, dx):
@@ -286,7 +328,7 @@ def batch_norm_train_backward(dy, x, mean, invstd, weight, has_weight, dx, dweig
     launch(_finalize_grads, g1, b1, part_s1, part_s2, n, invstd, weight, has_weight,
            dweight, dbias, k_dy, k_x, k0)
     if n:
-        g2, b2 = _elementwise_grid(n * c)
+        g2, b2 = _grid_2d(n, c)
         launch(_train_dx, g2, b2, dy, x, mean, k_dy, k_x, k0, dx)
 
 

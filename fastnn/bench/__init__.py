@@ -57,7 +57,7 @@ numpy's and torch's from glibc malloc.
 
 examples:
   fastnn bench                          # everything (several minutes)
-  fastnn bench --check                  # ... and PASS/MISS per performance target
+  fastnn bench --check                  # ... and PASS/MISS/UNSTABLE per performance target
   fastnn bench --kernels dropout,batch_norm --sizes large
   fastnn bench --json new.json --compare old.json
   fastnn bench --load new.json --check  # re-report a saved run
@@ -89,7 +89,7 @@ def build_parser(prog="fastnn bench"):
     p.add_argument("--compare", metavar="OLD.json", help="compare with a saved run")
     p.add_argument("--load", metavar="FILE", help="report a saved run instead of running")
     p.add_argument("--check", action="store_true",
-                   help="print each performance target (issue 4) with PASS/MISS and the ratio")
+                   help="print each performance target (issue 4) with PASS/MISS (UNSTABLE when the row's timings disagreed) and the ratio")
     p.add_argument("--quick", action="store_true",
                    help="a tiny run (for tests): tiny/small sizes, 4 MiB STREAM, 256^3 SGEMM")
     p.add_argument("--no-startup", action="store_true",

@@ -108,7 +108,9 @@ def table(run):
         if r.get("skipped"):
             body.append([r["kernel"], r["size"], r["dtype"], "skipped: " + r["skipped"]])
             continue
-        cells = [r["kernel"], r["size"], r["dtype"], _cell_time(r, "fastnn")]
+        unstable = (r.get("stability") or {}).get("unstable")
+        cells = [r["kernel"] + (" UNSTABLE" if unstable else ""), r["size"], r["dtype"],
+                 _cell_time(r, "fastnn")]
         if with_out:
             cells.append(_cell_time(r, "fastnn_out"))
         cells += [_cell_time(r, c) for c in shown]
@@ -153,6 +155,9 @@ def table(run):
         lines.append("rate and % peak use the fastnn out= time where there is one (the "
                      "kernel itself, without allocating")
         lines.append("its output), else the fresh time.")
+    if any((r.get("stability") or {}).get("unstable") for r in rows):
+        lines.append("UNSTABLE: the samples of some timing of the row disagreed by more than "
+                     "the bound in every round; its ratios are not results.")
     if notes:
         lines.append("errors:")
         lines.extend("  " + n for n in notes)
@@ -191,6 +196,11 @@ def header(run):
     lines.append(f"each implementation in its own process; median of up to {st_.get('repeat')} "
                  f"samples after warm-up" + ("  [--quick]" if run.get("quick") else ""))
     loads = [x for x in (m.get("loadavg_start"), m.get("loadavg_end")) if x is not None]
+    if loads:
+        lines.append("load average (1 min): " + ", ".join(
+            f"{when} {m[key]:.2f}" for when, key in (("start", "loadavg_start"),
+                                                    ("end", "loadavg_end"))
+            if m.get(key) is not None) + f" on {m.get('cpu_count')} CPUs")
     if loads and m.get("cpu_count") and max(loads) > 0.75 * m["cpu_count"]:
         lines.append(f"WARNING: load average up to {max(loads):.1f} on {m['cpu_count']} CPUs: "
                      "other processes compete for the cores; multi-threaded timings (OpenMP, "
@@ -278,6 +288,10 @@ def _metric(run, kernel, shape, what):
         return None, r["skipped"]
     if _median(r, "fastnn") is None:
         return None, "fastnn timing failed"
+    stability = r.get("stability") or {}
+    if stability.get("unstable"):
+        return None, Unstable(f"samples disagree: max/min {stability['spread']:.2f} > "
+                              f"{stability['bound']:g} in each of {stability['rounds']} round(s)")
     if what == "pct":
         v = r.get("pct_peak")
         return (v, None) if v is not None else (None, "no machine peak measured")
@@ -287,6 +301,10 @@ def _metric(run, kernel, shape, what):
         return _median(r, r.get("rate_impl") or _rate_impl(r)), None
     v = (r.get("speedup") or {}).get(what)
     return (v, None) if v is not None else (None, f"{what} not measured")
+
+
+class Unstable(str):
+    """Why a target was not judged: its row's timings stayed noisy (see ``_stability``)."""
 
 
 def _targets():
@@ -412,14 +430,18 @@ def check(run):
     """(text, n_pass, n_miss, n_skip): one PASS/MISS/SKIP line per target."""
     lines = ["targets (issue 4; fp32; ratios from this run; % of peak and G elements/s from "
              "the out= time where the kernel has one, x torch/sklearn from fresh outputs):"]
-    counts = {"PASS": 0, "MISS": 0, "SKIP": 0}
+    counts = {"PASS": 0, "MISS": 0, "SKIP": 0, "UNSTABLE": 0}
     width = max(len(text) for text, _ in TARGETS)
     for text, ev in TARGETS:
         v, why, ok, shown = ev(run)
-        status = "SKIP" if v is None else ("PASS" if ok else "MISS")
+        if isinstance(why, Unstable):
+            status = "UNSTABLE"
+        else:
+            status = "SKIP" if v is None else ("PASS" if ok else "MISS")
         counts[status] += 1
         detail = shown if v is not None else f"({why})"
         lines.append(f"  {status}  {text:<{width}} {detail}")
-    lines.append(f"{counts['PASS']} PASS, {counts['MISS']} MISS, {counts['SKIP']} SKIP "
-                 "(SKIP: not measured in this run or kernel not present)")
+    lines.append(f"{counts['PASS']} PASS, {counts['MISS']} MISS, {counts['UNSTABLE']} UNSTABLE, "
+                 f"{counts['SKIP']} SKIP (SKIP: not measured in this run or kernel not present; "
+                 "UNSTABLE: the timings disagreed, rerun on a quieter machine)")
     return "\n".join(lines), counts["PASS"], counts["MISS"], counts["SKIP"]

@@ -19,6 +19,10 @@ Method (documented in ``fastnn bench --help`` and the README):
   OpenMP threads stop spinning before the next group starts timing.
 * Each time is a median over ``repeat`` samples after warm-up calls (the
   first call, which compiles or loads the numba cache, is never counted).
+* A row whose samples disagree (max/min of a timing's samples above
+  ``_stability.SPREAD_BOUND``) is measured again, up to
+  ``_stability.MAX_ROUNDS`` rounds; if every round disagrees the row is
+  marked unstable and ``--check`` reports its targets as UNSTABLE.
 """
 import datetime
 import importlib.util
@@ -32,6 +36,7 @@ import time
 import numpy as np
 
 from . import _cases
+from ._stability import MAX_ROUNDS, measure_stably
 
 # Marks the protocol lines a worker writes on stdout (see ``_worker``).
 TAG = "@@fastnn-bench@@ "
@@ -230,6 +235,9 @@ def run(kernel_patterns=None, sizes=_cases.DEFAULT_SIZES, dtypes=("float32",),
         stream_mib=None, sgemm_n=None):
     """Run the benchmark and return the result dict (see ``fastnn bench``)."""
     kernels = _cases.select(kernel_patterns)
+    # A row whose samples disagree is measured again (see _stability); a
+    # quick run only marks it, its short samples are noisy by design.
+    rounds = 1 if quick else MAX_ROUNDS
     if quick:
         timing = dict(repeat=repeat, min_sample_s=2e-4, budget_s=0.05, min_repeat=1)
         stream_mib = stream_mib or 4
@@ -292,22 +300,29 @@ def run(kernel_patterns=None, sizes=_cases.DEFAULT_SIZES, dtypes=("float32",),
             # a DRAM-sized memory-bound case is also timed in rounds that
             # alternate one call with a STREAM copy and triad (its "% of STREAM").
             paired = unit == "B" and n * d * np.dtype(dt).itemsize >= _SIDE_BY_SIDE_BYTES
-            for g, names in impls.items():
-                bar.set_description(f"{k.name} {row['size']} {dt} [{g}]")
-                req = {"op": "case", "kernel": k.name, "n": n, "d": d, "dtype": dt,
-                       "impls": names, "timing": timing}
-                if paired and g == "fastnn":
-                    req["paired_stream"] = {"array_mib": stream_mib, "pairs": repeat}
-                rep = pool.request(g, req)
-                if "paired_stream" in rep:
-                    row["paired_stream"] = rep["paired_stream"]
-                if "times" in rep:
-                    row["times"].update(rep["times"])
-                else:
-                    for name in names:
-                        row["times"][name] = {"error": rep.get("error", "no answer")}
-                bar.update()
-                time.sleep(pause)
+
+            def one_round():
+                times, probe = {}, None
+                for g, names in impls.items():
+                    bar.set_description(f"{k.name} {row['size']} {dt} [{g}]")
+                    req = {"op": "case", "kernel": k.name, "n": n, "d": d, "dtype": dt,
+                           "impls": names, "timing": timing}
+                    if paired and g == "fastnn":
+                        req["paired_stream"] = {"array_mib": stream_mib, "pairs": repeat}
+                    rep = pool.request(g, req)
+                    probe = rep.get("paired_stream", probe)
+                    if "times" in rep:
+                        times.update(rep["times"])
+                    else:
+                        times.update({name: {"error": rep.get("error", "no answer")}
+                                      for name in names})
+                    bar.update()
+                    time.sleep(pause)
+                return times, probe
+
+            row["times"], probe, row["stability"] = measure_stably(one_round, max_rounds=rounds)
+            if probe is not None:
+                row["paired_stream"] = probe
             results.append(row)
     finally:
         pool.close()

@@ -17,6 +17,7 @@ Run from the command line::
 
     fastnn lesson --out lesson_out            # all eight, a few minutes on 2 cores
     fastnn lesson --out /tmp/l --quick --only 1,3
+    fastnn lesson --html lesson_page          # one interactive page: lesson_page/index.html
 
 or from Python: ``fastnn.lesson.run("lesson_out", quick=True)`` returns a
 dict {experiment number: dict of its numbers, with "figures" the PNG paths}.
@@ -107,12 +108,21 @@ def run(out_dir="lesson_out", quick=False, only=None):
     return results
 
 
+def _html_main(out_dir, quick):
+    from . import page
+    r = page.build(out_dir, quick=quick)
+    print(f"wrote {r['path']} ({r['bytes'] / 2 ** 20:.2f} MiB) in {r['seconds']:.1f} s; "
+          "open it in a browser (no network needed)")
+    return 0
+
+
 def main(argv=None):
-    """``fastnn lesson [--out DIR] [--quick] [--only N,...]``; returns an exit code."""
+    """``fastnn lesson [--out DIR | --html DIR] [--quick] [--only N,...]``; returns an exit code."""
     parser = argparse.ArgumentParser(
         prog="fastnn lesson",
         description="Reproduce the lesson's experiments on real data: print the numbers "
-                    "and write one PNG figure per experiment.")
+                    "and write one PNG figure per experiment, or (--html) one interactive, "
+                    "self-contained web page with all of them.")
     parser.add_argument("--out", default="lesson_out",
                         help="folder for the figures (default: ./lesson_out)")
     parser.add_argument("--quick", action="store_true",
@@ -120,7 +130,14 @@ def main(argv=None):
     parser.add_argument("--only", default=None, metavar="N,...",
                         help="comma-separated experiment numbers 1-8 or names ("
                              + ", ".join(f"{v}={k}" for k, v in NAMES.items()) + "; default: all)")
+    parser.add_argument("--html", default=None, metavar="DIR",
+                        help="write the lesson as one interactive page, DIR/index.html "
+                             "(every experiment; needs Bokeh), instead of the PNGs")
     args = parser.parse_args(argv)
+    if args.html is not None:
+        if args.only is not None:
+            parser.error("--html writes every experiment: it cannot be combined with --only")
+        return _html_main(args.html, args.quick)
     try:
         numbers = _parse_only(args.only)
     except ValueError as exc:

@@ -177,6 +177,54 @@ def series(history, key):
     return np.asarray(v, dtype=np.float64)
 
 
+def fit_sweep(runs, X, y, **common):
+    """Train several models on the same data at once, with ``train.fit_many``.
+
+    The one place the lesson trains a sweep (L2 strengths, learning rates):
+    the models train side by side on the cores, each exactly as its own
+    ``train.fit`` would.
+
+    Parameters
+    ----------
+    runs : list of dict
+        Each has "model" and "optimizer", plus any ``train.fit`` keyword
+        that differs between runs (``l2``, ``schedule``, ...).
+    X, y : arrays
+        The training data, shared by every run.
+    **common
+        ``train.fit`` keywords shared by every run (``progress`` is ignored:
+        sweeps train silently).
+
+    Returns
+    -------
+    list of (history, divergence)
+        ``divergence`` is None, or (epoch, step) where a run's loss became
+        NaN/inf (its history then stops there).
+    """
+    from fastnn import train
+    common = {k: v for k, v in common.items() if k != "progress"}
+    per_run = sorted({k for r in runs for k in r} - {"model", "optimizer"})
+    for key in per_run:   # every run needs a value for fit_many's per-model list
+        missing = [i for i, r in enumerate(runs) if key not in r]
+        if missing:
+            raise ValueError(f"fit_sweep: runs {missing} lack {key!r}")
+        common[key] = [r[key] for r in runs]
+    # A too-high rate overflows on purpose; fit reports it as a divergence.
+    with np.errstate(over="ignore", invalid="ignore"):
+        outcomes = train.fit_many([r["model"] for r in runs], X, y,
+                                  [r["optimizer"] for r in runs], return_exceptions=True,
+                                  **common)
+    out = []
+    for o in outcomes:
+        if isinstance(o, train.DivergenceError):
+            out.append((o.history, (o.epoch, o.step)))
+        elif isinstance(o, Exception):
+            raise o
+        else:
+            out.append((o, None))
+    return out
+
+
 def loss_and_accuracy(model, X, y):
     """(cross-entropy, accuracy) in eval mode (dropout off, running BN stats)."""
     from fastnn import train

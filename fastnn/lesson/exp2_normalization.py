@@ -39,6 +39,45 @@ def _descend(X, t, lr, loss_star, max_steps):
             "remaining_excess": float((losses[-1] - loss_star) / (loss0 - loss_star))}
 
 
+def contour_grid(r, t, n=300):
+    """The loss surface around a descent path, for a contour plot.
+
+    Both panels are drawn in the same units, weight x feature std (the change
+    in the score per standard deviation of the feature), with equal axes, so
+    their shapes are comparable; for standardized data this is w itself.
+
+    Parameters
+    ----------
+    r : dict
+        One problem of :func:`run`: "X", "path", "w_star", "loss_star".
+    t : ndarray
+        The targets.
+    n : int
+        Grid points per axis.
+
+    Returns
+    -------
+    dict
+        "w1", "w2" (axes, scaled units), "loss" (n x n, rows along w2),
+        "levels" (12 contour levels, geometric above the minimum), "scale"
+        (feature stds), "path" and "w_star" (scaled), "centre", "half".
+    """
+    X = r["X"]
+    scale = X.std(axis=0)
+    path, us = r["path"] * scale, r["w_star"] * scale
+    pts = np.vstack([path, us[None], np.zeros((1, 2))])
+    centre = 0.5 * (pts.min(0) + pts.max(0))
+    half = 0.65 * np.max(pts.max(0) - pts.min(0)) + 0.05
+    w1 = np.linspace(centre[0] - half, centre[0] + half, n)
+    w2 = np.linspace(centre[1] - half, centre[1] + half, n)
+    g1, g2 = np.meshgrid(w1, w2)
+    W = np.stack([g1.ravel() / scale[0], g2.ravel() / scale[1]])
+    Z = np.mean((X @ W - t[:, None]) ** 2, axis=0).reshape(g1.shape)
+    levels = r["loss_star"] + (Z.max() - r["loss_star"]) * np.geomspace(1e-3, 0.8, 12)
+    return {"w1": w1, "w2": w2, "loss": Z, "levels": levels, "scale": scale,
+            "path": path, "w_star": us, "centre": centre, "half": half}
+
+
 def run(out_dir, quick=False):
     """Run this experiment: print its numbers, write its figure into ``out_dir``.
 
@@ -76,6 +115,8 @@ def run(out_dir, quick=False):
         res[key] = dict(run_, lr=float(lr), eig=eig, kappa=float(kappa),
                         w_star=w_star, loss_star=loss_star, X=X,
                         predicted_steps=float(predicted))
+    for key in ("raw", "normalized"):
+        res[key]["contour"] = contour_grid(res[key], t)
     # The normalized problem's step on raw data: diverges at once.
     blow = _descend(raw, t, res["normalized"]["lr"], res["raw"]["loss_star"], 20)
     res["raw_with_normalized_lr_diverges"] = bool(
@@ -87,21 +128,11 @@ def run(out_dir, quick=False):
     fig, axes = plt.subplots(1, 2, figsize=(12, 5.2))
     for ax, key in zip(axes, ("raw", "normalized")):
         r = res[key]
-        X = r["X"]
-        # Both panels in the same units, weight x feature std (the change in the
-        # score per standard deviation of the feature), with equal axes: the
-        # shapes are then comparable.  For standardized data this is w itself.
-        scale = X.std(axis=0)
-        path, us = r["path"] * scale, r["w_star"] * scale
-        pts = np.vstack([path, us[None], np.zeros((1, 2))])
-        centre = 0.5 * (pts.min(0) + pts.max(0))
-        half = 0.65 * np.max(pts.max(0) - pts.min(0)) + 0.05
-        g1, g2 = np.meshgrid(np.linspace(centre[0] - half, centre[0] + half, 300),
-                             np.linspace(centre[1] - half, centre[1] + half, 300))
-        W = np.stack([g1.ravel() / scale[0], g2.ravel() / scale[1]])
-        Z = np.mean((X @ W - t[:, None]) ** 2, axis=0).reshape(g1.shape)
-        levels = r["loss_star"] + (Z.max() - r["loss_star"]) * np.geomspace(1e-3, 0.8, 12)
-        ax.contour(g1, g2, Z, levels=levels, cmap="viridis", linewidths=0.9)
+        cg = r["contour"]
+        scale, path, us = cg["scale"], cg["path"], cg["w_star"]
+        centre, half = cg["centre"], cg["half"]
+        g1, g2 = np.meshgrid(cg["w1"], cg["w2"])
+        ax.contour(g1, g2, cg["loss"], levels=cg["levels"], cmap="viridis", linewidths=0.9)
         ax.plot(path[:, 0], path[:, 1], ".-", color=C.COLORS["poor"], ms=4, lw=1.2,
                 label=f"gradient descent, lr = 1/lambda_max = {r['lr']:.2g}")
         ax.plot(*us, "*", color="k", ms=13, label="minimum")

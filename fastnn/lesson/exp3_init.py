@@ -64,6 +64,81 @@ def _symmetry(data, activation, epochs):
             "first_layer_weight": W[0]}
 
 
+# -- the interactive page's "Forward Pass": fresh weights, fresh batch, each press
+
+#: Passes precomputed per init; the page steps through them press by press.
+N_PASSES = 32
+PASS_BATCH = 256
+PASS_DEPTH = 5
+
+
+def pass_inputs():
+    """The images a pass draws its batch from: standardized digits (training split)."""
+    X, _ = C.standardize(C.digits())
+    return X
+
+
+def pass_model(key, k, depth=PASS_DEPTH):
+    """Pass ``k``'s network for the init ``key`` (a key of :data:`INITS`).
+
+    A ``depth``-hidden-layer ReLU net of width :data:`WIDTH` on the 64 digit
+    pixels, its weights drawn afresh for every pass (seed ``(init index, k)``).
+    """
+    keys = [i[0] for i in INITS]
+    if key not in keys:
+        raise ValueError(f"unknown init {key!r}; choose from {keys}")
+    i = keys.index(key)
+    _, _, init, std = INITS[i]
+    return C.mlp([64] + [WIDTH] * depth + [10], init=init, std=std, rng=[i, int(k)])
+
+
+def pass_batch(X, k, batch=PASS_BATCH):
+    """Pass ``k``'s batch: ``batch`` rows of X drawn without replacement (seed ``(SEED, k)``)."""
+    rng = np.random.default_rng([C.SEED, int(k)])
+    return X[rng.choice(len(X), min(batch, len(X)), replace=False)]
+
+
+def forward_pass(X, key, k, bins=30):
+    """One press of "Forward Pass": pass ``k`` of the init ``key``.
+
+    Parameters
+    ----------
+    X : ndarray (N, 64)
+        The images to draw the batch from (:func:`pass_inputs`).
+    key : str
+        "zeros", "small", "large", "xavier" or "he".
+    k : int >= 0
+        The pass: its weights and batch (:func:`pass_model`, :func:`pass_batch`).
+    bins : int
+        Histogram bins per layer.
+
+    Returns
+    -------
+    list of dict, one per hidden layer
+        "counts", "edges" (histogram of the post-ReLU activations over one
+        range per pass, 0 to the 99.9th percentile of its widest layer, larger
+        values in the last bin), "std", "zero_fraction" and "verdict" (from
+        :func:`fastnn.diagnostics.health`).
+    """
+    model, Xb = pass_model(key, k), pass_batch(X, k)
+    hidden = _hidden_outputs(model, Xb)
+    verdicts, _ = _health(model, Xb)
+    hi = max(float(np.percentile(h, 99.9)) for h in hidden)
+    hi = hi if np.isfinite(hi) and hi > 0 else 1.0
+    out = []
+    for h, verdict in zip(hidden, verdicts):
+        counts, edges = np.histogram(np.clip(h, 0.0, hi), bins=bins, range=(0.0, hi))
+        out.append({"counts": counts, "edges": edges, "std": float(np.std(h)),
+                    "zero_fraction": float(np.mean(h == 0)), "verdict": verdict})
+    return out
+
+
+def random_passes(n_passes=N_PASSES):
+    """:func:`forward_pass` for every init and ``k`` in ``range(n_passes)``: {key: [pass, ...]}."""
+    X = pass_inputs()
+    return {key: [forward_pass(X, key, k) for k in range(n_passes)] for key, *_ in INITS}
+
+
 def run(out_dir, quick=False):
     """Run this experiment: print its numbers, write its figure into ``out_dir``.
 

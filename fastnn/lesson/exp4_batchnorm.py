@@ -124,6 +124,23 @@ def run(out_dir, quick=False):
         r["drift"] = float(np.max(np.abs(r["mean"] - r["mean"][0])))
     lines.append(f"figure: {res['figures'][0]}")
     C.report(4, TITLE, lines)
+    # Keep the distributions as histograms (what the interactive page draws),
+    # not the raw pre-activations of every epoch.
+    _histograms(res)
     for key in ("plain", "batchnorm"):
         del res[key]["snapshots"]
     return res
+
+
+def _histograms(res, bins=60):
+    """Per-epoch densities over one common range: res["histogram_edges"], res[key]["histograms"]."""
+    snaps = [s for k in ("plain", "batchnorm") for s in res[k]["snapshots"].values()]
+    lo = min(float(np.percentile(s, 0.5)) for s in snaps)
+    hi = max(float(np.percentile(s, 99.5)) for s in snaps)
+    edges = np.linspace(lo, hi, bins + 1)
+    res["histogram_edges"] = edges
+    for k in ("plain", "batchnorm"):
+        snap = res[k]["snapshots"]
+        res[k]["histograms"] = np.array([
+            np.histogram(np.clip(snap[e], lo, hi), bins=edges, density=True)[0]
+            for e in sorted(snap)])

@@ -37,24 +37,34 @@ def run(out_dir, quick=False):
     epochs = 600 if quick else 3000
     grid = np.linspace(min(xtr.min(), xva.min()), max(xtr.max(), xva.max()), 300)[:, None]
     res = {"split": d.description, "lambdas": LAMBDAS, "epochs": epochs}
+    runs = []
+    for lam in LAMBDAS:
+        model = C.mlp([1, 64, 64, 1], activation="tanh", init="xavier", rng=C.SEED)
+        runs.append({"model": model, "optimizer": optim.Adam(model.parameters(), lr=1e-2),
+                     "l2": lam})
+    fits = C.fit_sweep(runs, xtr, ytr, loss="mse", epochs=epochs, batch_size=len(xtr),
+                       shuffle=False, rng=C.SEED, progress=False, validation=(xva, yva))
     rows = []
-    models = [C.mlp([1, 64, 64, 1], activation="tanh", init="xavier", rng=C.SEED)
-              for _ in LAMBDAS]
-    opts = [optim.Adam(model.parameters(), lr=1e-2) for model in models]
-    # the sweep in one call: the models train side by side on the cores
-    train.fit_many(models, xtr, ytr, opts, loss="mse", epochs=epochs, batch_size=len(xtr),
-                   shuffle=False, rng=C.SEED, l2=list(LAMBDAS))
-    for lam, model in zip(LAMBDAS, models):
+    for lam, r, (hist, _) in zip(LAMBDAS, runs, fits):
+        model = r["model"]
         rows.append({
             "lambda": lam,
             "train_loss": train.evaluate(model, xtr, ytr, loss="mse")["loss"],
             "val_loss": train.evaluate(model, xva, yva, loss="mse")["loss"],
             "weight_sq_norm": C.weight_sq_norm(model),
             "curve": train.predict(model, grid)[:, 0],
+            "train_loss_curve": C.series(hist, "train_loss"),
+            "val_loss_curve": C.series(hist, "val_loss"),
         })
     for key in ("train_loss", "val_loss", "weight_sq_norm"):
         res[key] = np.array([r[key] for r in rows])
     res["best_lambda"] = LAMBDAS[int(np.argmin(res["val_loss"]))]
+    # What the interactive page draws: every fit and its loss curves, and the data.
+    res["grid"] = grid[:, 0]
+    for key in ("curve", "train_loss_curve", "val_loss_curve"):
+        res[key + "s"] = [r[key] for r in rows]
+    res["train_points"] = (xtr[:, 0], ytr[:, 0])
+    res["val_points"] = (xva[:, 0], yva[:, 0])
 
     plt = C.pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(13, 4.6), gridspec_kw={"width_ratios": [1.3, 1]})

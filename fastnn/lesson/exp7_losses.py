@@ -83,6 +83,7 @@ def run(out_dir, quick=False):
                      "clean_val_mae": float(F.l1_loss(a1 * xva + b1, yva))}
     res["split"] = data.description
     res["n_outliers"] = n_out
+    res["points"] = {"x": xtr, "y": ydirty, "outliers": np.sort(idx), "names": names}
 
     plt = C.pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.4))

@@ -13,6 +13,62 @@ RATES = (("too high", 5.0), ("too low", 1e-4), ("good", 0.05))
 PEAK = 0.2
 
 
+#: The learning rates of the interactive page's slider (constant, plain SGD).
+SWEEP = (1e-4, 1e-3, 1e-2, 0.05, 0.2, 1.0, 5.0)
+
+
+def _train(runs, d, Xtr, Xva, epochs, batch):
+    """Train one fresh net per (name, lr, schedule); the numbers of each run."""
+    from fastnn import optim, train
+    spe = train.steps_per_epoch(len(Xtr), batch)
+    jobs = []
+    for _, lr, schedule in runs:
+        model = C.mlp([64, 64, 64, 10], rng=C.SEED)
+        jobs.append({"model": model, "optimizer": optim.SGD(model.parameters(), lr=lr),
+                     "schedule": schedule})
+    fits = C.fit_sweep(jobs, Xtr, d.y_train, epochs=epochs, batch_size=batch,
+                       validation=(Xva, d.y_val), rng=C.SEED, progress=False)
+    out = []
+    for (_, lr, _), (hist, diverged) in zip(runs, fits):
+        steps = np.asarray(hist["step_loss"], dtype=np.float64)
+        val = C.series(hist, "val_loss")
+        acc = C.series(hist, "val_accuracy")
+        ok = diverged is None and len(acc) > 0
+        out.append({"lr": lr, "step_loss": steps, "train_loss": C.series(hist, "train_loss"),
+                    "val_loss": val, "diverged": diverged,
+                    "final_train_loss": float(np.mean(steps[-spe:])) if len(steps) else np.inf,
+                    "final_val_accuracy": float(acc[-1]) if ok else 0.0,
+                    "final_val_loss": float(val[-1]) if ok else np.inf})
+    return out
+
+
+def sweep(quick=False, rates=SWEEP):
+    """Train the experiment's network at each constant learning rate.
+
+    Parameters
+    ----------
+    quick : bool
+        The quick run's epochs (as :func:`run`).
+    rates : sequence of float > 0
+        Learning rates of plain SGD.
+
+    Returns
+    -------
+    dict
+        "rates", "epochs", "steps_per_epoch" and "runs": one dict per rate
+        with "step_loss", "val_loss", "diverged" ((epoch, step) or None),
+        "final_val_accuracy", "final_val_loss" (as :func:`run` reports them).
+    """
+    from fastnn import train
+    d = C.digits()
+    Xtr, Xva = C.standardize(d)
+    epochs, batch = (8 if quick else 40), 32
+    runs = [(f"lr {lr:g}", lr, None) for lr in rates]
+    return {"rates": tuple(rates), "epochs": epochs, "split": d.description,
+            "steps_per_epoch": train.steps_per_epoch(len(Xtr), batch),
+            "runs": _train(runs, d, Xtr, Xva, epochs, batch)}
+
+
 def run(out_dir, quick=False):
     """Run this experiment: print its numbers, write its figure into ``out_dir``.
 
@@ -42,28 +98,10 @@ def run(out_dir, quick=False):
     res = {"split": d.description, "epochs": epochs, "warmup_steps": warmup,
            "total_steps": total, "peak_lr": PEAK}
     runs = [(name, lr, None) for name, lr in RATES] + [("warmup + cosine", PEAK, sched)]
-    models = [C.mlp([64, 64, 64, 10], rng=C.SEED) for _ in runs]
-    opts = [optim.SGD(model.parameters(), lr=lr) for model, (_, lr, _) in zip(models, runs)]
-    # A too-high rate overflows on purpose; fit reports it as a divergence.
-    with np.errstate(over="ignore", invalid="ignore"):
-        outcomes = train.fit_many(models, Xtr, d.y_train, opts, epochs=epochs,
-                                  batch_size=batch, schedule=[s for _, _, s in runs],
-                                  validation=(Xva, d.y_val), rng=C.SEED,
-                                  return_exceptions=True)
-    for (name, lr, _), hist in zip(runs, outcomes):
-        diverged = None
-        if isinstance(hist, train.DivergenceError):
-            hist, diverged = hist.history, (hist.epoch, hist.step)
-        elif isinstance(hist, Exception):
-            raise hist
-        steps = np.asarray(hist["step_loss"], dtype=np.float64)
-        val = C.series(hist, "val_loss")
-        acc = C.series(hist, "val_accuracy")
-        res[name] = {"lr": lr, "step_loss": steps, "train_loss": C.series(hist, "train_loss"),
-                     "val_loss": val, "diverged": diverged,
-                     "final_train_loss": float(np.mean(steps[-steps_per_epoch:])) if len(steps) else np.inf,
-                     "final_val_accuracy": float(acc[-1]) if diverged is None and len(acc) else 0.0,
-                     "final_val_loss": float(val[-1]) if diverged is None and len(val) else np.inf}
+    for (name, lr, _), r in zip(runs, _train(runs, d, Xtr, Xva, epochs, batch)):
+        res[name] = r
+    res["steps_per_epoch"] = steps_per_epoch
+    res["schedule"] = np.array([sched(k) for k in range(total + steps_per_epoch)])
 
     plt = C.pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(13, 4.4), gridspec_kw={"width_ratios": [1, 1.4]})

@@ -74,7 +74,7 @@ def test_linear_strided_weight_and_no_bias():
 # ---------------------------------------------------------------- batch norm
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("shape", [(2, 1), (7, 3), (19, 2)], ids=str)
+@pytest.mark.parametrize("shape", [(2, 1), (7, 3), (19, 2), (150, 3)], ids=str)
 def test_batch_norm_train_and_backward(dtype, shape):
     rng = np.random.default_rng(3)
     x = (1e3 + rng.standard_normal(shape)).astype(dtype)   # a large offset
@@ -434,3 +434,22 @@ def test_device_array_without_driver_is_a_clear_error():
         "else:\n    raise SystemExit('no error')\n")
     env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
     subprocess.run([sys.executable, "-c", code], check=True, env=env)
+
+
+@pytest.mark.no_device
+def test_a_numba_cuda_that_cannot_compile_with_this_numpy_is_named(monkeypatch):
+    # numba-cuda 0.30.4 with numpy 2.5 failed at the first launch with
+    # "module 'numpy' has no attribute 'row_stack'"; require_cuda says why
+    import builtins
+
+    import fastnn._cuda as fc
+    real_import = builtins.__import__
+
+    def broken(name, *args, **kwargs):
+        if name == "numba.cuda.np.arrayobj":
+            raise AttributeError("module 'numpy' has no attribute 'row_stack'")
+        return real_import(name, *args, **kwargs)
+    monkeypatch.setattr(builtins, "__import__", broken)
+    with pytest.raises(RuntimeError, match=r"a GPU array was given, but this numba-cuda cannot "
+                                           r"compile kernels with numpy .*row_stack.*numpy<2.5"):
+        fc._check_compiler_imports("a GPU array was given")
