@@ -207,10 +207,11 @@ def _batch_starts(batches):
 class Plan:
     """A CPU Sequential + loss + optimizer as the flat arrays of one compiled epoch.
 
-    Building a plan points the model's parameters, batch-norm buffers and
-    (after the first epoch) the optimizer's state at arenas; :meth:`epoch`
-    then runs one epoch in one numba call and :meth:`sync` hands the
-    results back to the model and optimizer objects.
+    Building a plan points the model's parameters and batch-norm buffers at
+    arenas; :meth:`epoch` then runs one epoch in one numba call, and
+    :meth:`finish` hands the results back to the model and optimizer objects
+    (gradients, optimizer state as views of the state arenas, step counts,
+    the dropout layers' last seeds).
 
     Parameters
     ----------
@@ -384,6 +385,7 @@ class Plan:
         self.step_loss = np.zeros(k)
         self.step_correct = np.zeros(k, np.int64)
         self.step_penalty = np.zeros(k)
+        self._last_seeds = None   # the seeds of the last step run (None: no step yet)
 
     def draw_seeds(self, n_steps):
         """The dropout seeds of ``n_steps`` steps, drawn as Dropout.forward draws them.
@@ -416,12 +418,19 @@ class Plan:
             self.loss_code, self.acts, self.bufs, self.saved_bufs, self.stats, self.g0, self.g1,
             self.partial, self.bn_dw, self.bn_db, self.zeros, self.ce_weight, self.tb,
             self.row_loss, self.step_loss, self.step_correct, self.step_penalty)
-        self._sync(done, seeds)
+        if done:
+            self._last_seeds = seeds[done - 1]
         return done
 
-    def _sync(self, done, seeds):
-        """Hand the epoch's results back to the objects: grads, optimizer state, seeds."""
-        if done == 0:
+    def finish(self):
+        """Hand the results back to the objects: grads, optimizer state, dropout seeds.
+
+        Called once when training stops (fit calls it however the run ends),
+        not after every epoch: nothing looks at them in between, and the
+        20 us it takes would hold the GIL that :func:`fastnn.train.fit_many`'s
+        other threads wait for.
+        """
+        if self._last_seeds is None:
             return
         for i, p in enumerate(self.params):
             off, size = self.offsets[id(p)], p.data.size
@@ -432,4 +441,4 @@ class Plan:
             if type(self.optimizer) is not SGD:
                 state["step"] = int(self.tcount[i])
         for j, layer in enumerate(self.dropouts):
-            layer.seed = int(seeds[done - 1, j])
+            layer.seed = int(self._last_seeds[j])

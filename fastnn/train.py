@@ -337,6 +337,8 @@ def fit(model, X, y, loss="cross_entropy", optimizer=None, epochs=10, batch_size
             if bar is not None:
                 _progress(bar, history)
     finally:
+        if plan is not None:
+            plan.finish()
         stack.close()
         if bar is not None:
             bar.close()
