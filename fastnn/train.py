@@ -21,6 +21,8 @@ the GPU's memory; outputs come back as host arrays.
 ``as_inputs``, ``as_targets`` and ``LOSS_WITH_GRAD`` are internals shared
 with :mod:`fastnn.diagnostics` (not part of ``__all__``).
 """
+import contextlib
+import functools
 import math
 
 import numpy as np
@@ -30,7 +32,7 @@ from fastnn._cuda import on_device
 from fastnn._validation import as_rng, check_choice, class_labels, integer, real_scalar
 from fastnn.nn import Dropout, _assign, _copy, _move, _to_host
 
-__all__ = ["fit", "predict", "predict_proba", "evaluate", "steps_per_epoch", "DivergenceError",
+__all__ = ["fit", "fit_many", "predict", "predict_proba", "evaluate", "steps_per_epoch", "DivergenceError",
            "LOSSES"]
 
 LOSSES = ("cross_entropy", "hinge", "mse", "mae")
@@ -179,7 +181,7 @@ def _progress_bar(total, enabled, desc):
 
 def fit(model, X, y, loss="cross_entropy", optimizer=None, epochs=10, batch_size=32,
         schedule=None, validation=None, shuffle=True, rng=None, progress=True,
-        l2=0.0, l1=0.0, max_norm=None):
+        l2=0.0, l1=0.0, max_norm=None, engine="auto"):
     """Train ``model`` on (X, y) with mini-batch gradient descent.
 
     Parameters
@@ -220,6 +222,14 @@ def fit(model, X, y, loss="cross_entropy", optimizer=None, epochs=10, batch_size
         After every step, rescale each neuron's incoming weight vector (each
         row of a 2-D ``decay`` parameter) to norm ``max_norm`` if it is longer
         (``F.max_norm_``).
+    engine : {"auto", "compiled", "layers"}
+        "compiled" runs each epoch as one numba call (:mod:`fastnn.engine`:
+        a CPU ``nn.Sequential`` of Linear, activation, BatchNorm1d and
+        Dropout layers with SGD, Adam or AdamW; ValueError naming the
+        obstacle otherwise); "layers" calls the layers one by one (the
+        reference); "auto" takes the compiled engine when it can.  Both
+        compute the same steps (same shuffles, dropout masks and update
+        rules), equal to rounding.
 
     Returns
     -------
@@ -229,7 +239,8 @@ def fit(model, X, y, loss="cross_entropy", optimizer=None, epochs=10, batch_size
         (at the epoch's last step), "train_accuracy" (classification, on the
         training batches as they were trained), and with ``validation``:
         "val_loss" and, for classification, "val_accuracy".  Also
-        "step_loss": the data loss of every step (one entry per step).
+        "step_loss": the data loss of every step (one entry per step), and
+        "engine": "compiled", or "layers (<why>)" (a string, not a list).
 
     Raises
     ------
@@ -253,6 +264,7 @@ def fit(model, X, y, loss="cross_entropy", optimizer=None, epochs=10, batch_size
     from fastnn.optim import Adam, Optimizer
 
     loss = check_choice(loss, "loss", LOSSES)
+    engine = check_choice(engine, "engine", ENGINES)
     epochs = integer(epochs, "epochs", low=0)
     batch_size = integer(batch_size, "batch_size", low=1)
     l2 = real_scalar(l2, "l2", low=0.0, high=np.inf, high_open=True)
@@ -284,12 +296,7 @@ def fit(model, X, y, loss="cross_entropy", optimizer=None, epochs=10, batch_size
     for layer in model.modules():
         if isinstance(layer, Dropout):
             layer.rng = np.random.default_rng(rng.integers(2 ** 63))
-    device = model.device
-    decayed = [p for p in model.parameters() if p.decay]
-    constrained = [p for p in decayed if p.data.ndim == 2]
-    loss_fn = LOSS_WITH_GRAD[loss]
     classify = loss in CLASSIFICATION
-
     history = {"epoch": [], "train_loss": [], "penalty": [], "lr": [], "step_loss": []}
     if classify:
         history["train_accuracy"] = []
@@ -300,53 +307,25 @@ def fit(model, X, y, loss="cross_entropy", optimizer=None, epochs=10, batch_size
 
     n = X.shape[0]
     batches = _batches(n, batch_size)
+    plan, reason = _choose_engine(engine, model, optimizer, loss, X, batches, l2, l1, max_norm)
+    history["engine"] = "compiled" if plan is not None else f"layers ({reason})"
+    if plan is not None:
+        from fastnn.engine import one_blas_thread
+        run_epoch = functools.partial(_compiled_epoch, plan, X, y, schedule, optimizer)
+    else:
+        run_epoch = functools.partial(_layers_epoch, model, X, y, loss, optimizer, schedule,
+                                      l2, l1, max_norm)
     bar = _progress_bar(epochs, progress, "fit")
+    stack = contextlib.ExitStack()
     model.train()
-    buffers = [b for _, b in model.named_buffers()]
     step = 0
     try:
+        if plan is not None:
+            stack.enter_context(one_blas_thread())
         for epoch in range(1, epochs + 1):
             order = rng.permutation(n) if shuffle else None
-            total_loss = total_penalty = 0.0
-            correct = 0
-            for b, (start, stop) in enumerate(batches, 1):
-                if order is None:
-                    xb, yb = X[start:stop], y[start:stop]
-                else:
-                    idx = order[start:stop]
-                    xb, yb = X[idx], y[idx]
-                xb_in, yb_in = _move(xb, device), _move(yb, device)
-                if schedule is not None:
-                    optimizer.lr = real_scalar(schedule(step), "schedule(step)", low=0.0)
-                # The forward updates batch-norm running statistics in place; a
-                # diverging batch must not leave NaN in them for eval mode.
-                saved = [_copy(buf) for buf in buffers]
-                out = model.forward(xb_in)
-                value, dout = loss_fn(out, yb_in)
-                value = float(value)
-                if not math.isfinite(value):
-                    for buf, old in zip(buffers, saved):
-                        _assign(buf, old)
-                    raise DivergenceError(epoch, b, len(batches), step, value, history)
-                model.zero_grad()
-                model.backward(dout)
-                penalty = 0.0
-                for p in decayed:
-                    for lam, pen in ((l2, F.l2_penalty), (l1, F.l1_penalty)):
-                        if lam:
-                            pv, pg = pen(p.data, lam)
-                            penalty += float(pv)
-                            p.accumulate(pg)
-                optimizer.step()
-                if max_norm is not None:
-                    for p in constrained:
-                        F.max_norm_(p.data, max_norm)
-                history["step_loss"].append(value)
-                total_loss += value * (stop - start)
-                total_penalty += penalty
-                if classify:
-                    correct += int(np.count_nonzero(_host(out).argmax(axis=1) == yb))
-                step += 1
+            total_loss, total_penalty, correct, step = run_epoch(batches, order, epoch, step,
+                                                                 history)
             history["epoch"].append(epoch)
             history["train_loss"].append(total_loss / n)
             history["penalty"].append(total_penalty / len(batches))
@@ -354,20 +333,249 @@ def fit(model, X, y, loss="cross_entropy", optimizer=None, epochs=10, batch_size
             if classify:
                 history["train_accuracy"].append(correct / n)
             if validation is not None:
-                scores = _evaluate(model, X_val, y_val, loss, _EVAL_BATCH)
-                history["val_loss"].append(scores["loss"])
-                if classify:
-                    history["val_accuracy"].append(scores["accuracy"])
+                _validate(model, X_val, y_val, loss, history)
             if bar is not None:
-                post = {"loss": f"{history['train_loss'][-1]:.4g}"}
-                if "val_accuracy" in history:
-                    post["val_acc"] = f"{history['val_accuracy'][-1]:.3f}"
-                bar.set_postfix(post, refresh=False)
-                bar.update(1)
+                _progress(bar, history)
     finally:
+        if plan is not None:
+            plan.finish()
+        stack.close()
         if bar is not None:
             bar.close()
     return history
+
+
+ENGINES = ("auto", "compiled", "layers")
+
+
+def _choose_engine(engine, model, optimizer, loss, X, batches, l2, l1, max_norm):
+    """(plan, None) for the compiled engine, or (None, why the layer path runs)."""
+    from fastnn.engine import NotCompilable, Plan
+
+    if engine == "layers":
+        return None, "engine='layers' was asked for"
+    try:
+        return Plan(model, optimizer, loss, X.shape[1], batches, l2, l1, max_norm), None
+    except NotCompilable as exc:
+        if engine == "compiled":
+            raise ValueError(f"engine='compiled' cannot train this model: {exc}") from None
+        return None, str(exc)
+
+
+def _validate(model, X_val, y_val, loss, history):
+    scores = _evaluate(model, X_val, y_val, loss, _EVAL_BATCH)
+    history["val_loss"].append(scores["loss"])
+    if loss in CLASSIFICATION:
+        history["val_accuracy"].append(scores["accuracy"])
+
+
+def _progress(bar, history):
+    post = {"loss": f"{history['train_loss'][-1]:.4g}"}
+    if "val_accuracy" in history:
+        post["val_acc"] = f"{history['val_accuracy'][-1]:.3f}"
+    bar.set_postfix(post, refresh=False)
+    bar.update(1)
+
+
+def _compiled_epoch(plan, X, y, schedule, optimizer, batches, order, epoch, step, history):
+    """One epoch in one compiled call; returns what :func:`_layers_epoch` returns.
+
+    The schedule is evaluated in Python for the epoch's steps first (so a
+    bad value stops the epoch before its first step, where the layer path
+    would stop at that step).
+    """
+    k = len(batches)
+    if schedule is not None:
+        lrs = np.array([real_scalar(schedule(step + i), "schedule(step)", low=0.0)
+                        for i in range(k)])
+    else:
+        lrs = np.full(k, float(optimizer.lr))
+    order = np.arange(X.shape[0]) if order is None else order
+    done = plan.epoch(X, y, order, lrs, plan.draw_seeds(k))
+    history["step_loss"].extend(plan.step_loss[:done].tolist())
+    if schedule is not None:
+        optimizer.lr = float(lrs[min(done, k - 1)])
+    if done < k:
+        raise DivergenceError(epoch, done + 1, k, step + done, float(plan.step_loss[done]),
+                              history)
+    total_loss = total_penalty = 0.0
+    for (start, stop), value, penalty in zip(batches, plan.step_loss.tolist(),
+                                             plan.step_penalty.tolist()):
+        total_loss += value * (stop - start)
+        total_penalty += penalty
+    return total_loss, total_penalty, int(plan.step_correct.sum()), step + k
+
+
+def _layers_epoch(model, X, y, loss, optimizer, schedule, l2, l1, max_norm, batches, order,
+                  epoch, step, history):
+    """One epoch, layer by layer (the reference path).
+
+    Returns (sum of batch loss x batch size, sum of penalties, correct
+    training predictions, the global step after the epoch).
+    """
+    device = model.device
+    decayed = [p for p in model.parameters() if p.decay]
+    buffers = [b for _, b in model.named_buffers()]
+    total_loss = total_penalty = 0.0
+    correct = 0
+    for b, (start, stop) in enumerate(batches, 1):
+        idx = slice(start, stop) if order is None else order[start:stop]
+        xb, yb = X[idx], y[idx]
+        if schedule is not None:
+            optimizer.lr = real_scalar(schedule(step), "schedule(step)", low=0.0)
+        # The forward updates batch-norm running statistics in place; a
+        # diverging batch must not leave NaN in them for eval mode.
+        saved = [_copy(buf) for buf in buffers]
+        out = model.forward(_move(xb, device))
+        value, dout = LOSS_WITH_GRAD[loss](out, _move(yb, device))
+        value = float(value)
+        if not math.isfinite(value):
+            for buf, old in zip(buffers, saved):
+                _assign(buf, old)
+            raise DivergenceError(epoch, b, len(batches), step, value, history)
+        model.zero_grad()
+        model.backward(dout)
+        penalty = _add_penalties(decayed, l2, l1)
+        optimizer.step()
+        if max_norm is not None:
+            for p in decayed:
+                if p.data.ndim == 2:
+                    F.max_norm_(p.data, max_norm)
+        history["step_loss"].append(value)
+        total_loss += value * (stop - start)
+        total_penalty += penalty
+        if loss in CLASSIFICATION:
+            correct += int(np.count_nonzero(_host(out).argmax(axis=1) == yb))
+        step += 1
+    return total_loss, total_penalty, correct, step
+
+
+def _add_penalties(decayed, l2, l1):
+    """Add the L2 and L1 penalty gradients to the decayed parameters; returns the penalty."""
+    penalty = 0.0
+    for p in decayed:
+        for lam, pen in ((l2, F.l2_penalty), (l1, F.l1_penalty)):
+            if lam:
+                pv, pg = pen(p.data, lam)
+                penalty += float(pv)
+                p.accumulate(pg)
+    return penalty
+
+
+#: fit_many arguments that may differ between the models (a list: one value per model).
+PER_MODEL = ("schedule", "rng", "l2", "l1", "max_norm")
+
+
+def _per_model(kwargs, k):
+    """[kwargs of model i]: a list or tuple under a PER_MODEL key is split over the k models."""
+    out = [dict(kwargs) for _ in range(k)]
+    for key, value in kwargs.items():
+        if isinstance(value, (list, tuple)) and key in PER_MODEL:
+            if len(value) != k:
+                raise ValueError(f"{key} has {len(value)} values for {k} models")
+            for i in range(k):
+                out[i][key] = value[i]
+        elif isinstance(value, (list, tuple)) and key != "validation":
+            raise TypeError(f"{key} cannot differ between models (per-model lists are "
+                            f"accepted for {', '.join(PER_MODEL)})")
+    return out
+
+
+def fit_many(models, X, y, optimizers=None, n_jobs=None, return_exceptions=False, **kwargs):
+    """Train independent models on the same data at once; each as :func:`fit` would.
+
+    The models train in ``n_jobs`` threads: the compiled engine releases
+    the GIL for a whole epoch, so K small models spread over the cores.
+    Models the engine cannot compile (``engine.why_not``) train afterwards,
+    one by one, on the layer path.
+
+    Parameters
+    ----------
+    models : sequence of fastnn.nn.Module
+        Distinct models (their own initializations, dropout rates, ...).
+    X, y : array_like
+        Shared training data (see :func:`fit`).
+    optimizers : sequence of fastnn.optim.Optimizer, optional
+        One per model (learning rate, momentum, weight decay); default
+        ``Adam(model.parameters(), lr=1e-3)`` for each.
+    n_jobs : int >= 1, optional
+        Threads; default ``numba.get_num_threads()`` (the cores numba uses).
+    return_exceptions : bool
+        Put the exception a model's fit raised (a :class:`DivergenceError`,
+        say) in its place in the result instead of raising it.
+    **kwargs
+        Any other argument of :func:`fit` (``engine`` and ``progress``
+        excepted).  ``schedule``, ``rng``, ``l2``, ``l1`` and ``max_norm``
+        may be lists with one value per model.
+
+    Returns
+    -------
+    list of dict (or exceptions, with ``return_exceptions``)
+        The history of each model, as :func:`fit` returns it.  Each equals
+        what ``fit(models[i], X, y, optimizer=optimizers[i], **kwargs_i)``
+        returns, and leaves the model and optimizer in the same state.
+
+    Raises
+    ------
+    ValueError, TypeError
+        Mismatched list lengths, a per-model list under another argument,
+        and whatever :func:`fit` raises for one of the models (the first
+        such error, after every model has finished or failed).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastnn import nn, optim, train
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.standard_normal((64, 4)).astype(np.float32)
+    >>> y = (X[:, 0] > 0).astype(np.int64)
+    >>> models = [nn.Sequential(nn.Linear(4, 8, rng=s), nn.ReLU(), nn.Linear(8, 2, rng=s))
+    ...           for s in range(3)]
+    >>> opts = [optim.SGD(m.parameters(), lr=lr) for m, lr in zip(models, (0.01, 0.1, 1.0))]
+    >>> hists = train.fit_many(models, X, y, opts, epochs=2, rng=[0, 1, 2], l2=[0.0, 1e-3, 0.0])
+    >>> [h["engine"] for h in hists]
+    ['compiled', 'compiled', 'compiled']
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from numba import get_num_threads
+
+    from fastnn.engine import one_blas_thread, why_not
+    from fastnn.optim import Adam
+
+    models = list(models)
+    for key in ("engine", "progress"):
+        if key in kwargs:
+            raise TypeError(f"fit_many does not take {key!r}")
+    if optimizers is None:
+        optimizers = [Adam(m.parameters(), lr=1e-3) for m in models]
+    optimizers = list(optimizers)
+    if len(optimizers) != len(models):
+        raise ValueError(f"got {len(optimizers)} optimizers for {len(models)} models")
+    n_jobs = get_num_threads() if n_jobs is None else integer(n_jobs, "n_jobs", low=1)
+    jobs = [dict(kw, optimizer=opt) for kw, opt in zip(_per_model(kwargs, len(models)),
+                                                      optimizers)]
+    compiled = [i for i, (m, o) in enumerate(zip(models, optimizers)) if why_not(m, o) is None]
+    results = [None] * len(models)
+
+    def one(i):
+        try:
+            results[i] = fit(models[i], X, y, progress=False, **jobs[i])
+        except Exception as exc:  # noqa: BLE001  (re-raised below, after the others)
+            results[i] = exc
+
+    # One BLAS thread for the whole pool: the limit is process-wide, so a
+    # model finishing must not hand the BLAS its thread team back while the
+    # others still run.
+    with one_blas_thread(), ThreadPoolExecutor(max_workers=n_jobs) as pool:
+        list(pool.map(one, compiled))
+    for i in range(len(models)):
+        if i not in compiled:
+            one(i)
+    for r in results:
+        if isinstance(r, Exception) and not return_exceptions:
+            raise r
+    return results
 
 
 _EVAL_BATCH = 4096  # the default batch_size of predict / evaluate (and fit's validation)

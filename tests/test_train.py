@@ -197,12 +197,13 @@ def test_history_contents_and_schedule():
     hist = fit(model, X, y, optimizer=optim.SGD(model.parameters(), lr=1.0), epochs=3,
                batch_size=32, schedule=sched, validation=(X[:30], y[:30]), progress=False, rng=0)
     assert set(hist) == {"epoch", "train_loss", "penalty", "lr", "step_loss", "train_accuracy",
-                         "val_loss", "val_accuracy"}
+                         "val_loss", "val_accuracy", "engine"}
+    assert hist["engine"] == "compiled"
     spe = train.steps_per_epoch(100, 32)
     assert spe == 4 and len(hist["step_loss"]) == 3 * spe
     assert hist["epoch"] == [1, 2, 3]
     assert hist["lr"] == [sched(spe * e - 1) for e in (1, 2, 3)]  # lr of each epoch's last step
-    assert all(len(v) == 3 for k, v in hist.items() if k != "step_loss")
+    assert all(len(v) == 3 for k, v in hist.items() if k not in ("step_loss", "engine"))
     assert hist["val_loss"][-1] == pytest.approx(evaluate(model, X[:30], y[:30])["loss"])
     assert model.training  # left in training mode, as torch's loops do
     assert fit(_small(), X, y, epochs=0, progress=False)["train_loss"] == []
@@ -362,7 +363,8 @@ def test_fit_bad_data():
         fit(_small(n_out=2), X, np.zeros((20, 3), np.float32), loss="mse", progress=False)
 
 
-def test_validation_costs_one_forward_per_epoch():
+@pytest.mark.parametrize("engine", ["layers", "compiled"])
+def test_validation_costs_one_forward_per_epoch(engine):
     # X_val is validated once; each epoch's evaluation is one eval-mode forward.
     X, y = _blobs(n=20)
     model = _small()
@@ -370,9 +372,12 @@ def test_validation_costs_one_forward_per_epoch():
     forward, infer = model.forward, model.infer
     model.forward = lambda x: calls.append(("forward", x.shape[0])) or forward(x)
     model.infer = lambda x: calls.append(("infer", x.shape[0])) or infer(x)
-    fit(model, X, y, epochs=3, batch_size=10, validation=(X[:7], y[:7]), progress=False)
-    # setup: one row each to size y and y_val; then per epoch 2 batches + 1 evaluation
-    assert calls == [("infer", 1)] * 2 + [("forward", 10), ("forward", 10), ("infer", 7)] * 3
+    fit(model, X, y, epochs=3, batch_size=10, validation=(X[:7], y[:7]), progress=False,
+        engine=engine)
+    # setup: one row each to size y and y_val; then per epoch 2 batches (layer path
+    # only: the compiled engine trains without Python forwards) + 1 evaluation
+    batches = [("forward", 10), ("forward", 10)] if engine == "layers" else []
+    assert calls == [("infer", 1)] * 2 + (batches + [("infer", 7)]) * 3
 
 
 def test_predict_never_toggles_the_models_mode(monkeypatch):

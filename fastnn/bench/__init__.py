@@ -119,6 +119,10 @@ def build_parser(prog="fastnn bench"):
     p.add_argument("--no-startup", action="store_true",
                    help="skip the import + first-call measurement (skipped with --quick)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--training", action="store_true",
+                   help="instead of the kernels: whole training runs (ms per epoch, validation "
+                   "score) of fastnn's compiled engine and layer path, torch and scikit-learn, "
+                   "each run in a fresh process, --repeat interleaved rounds (default 3)")
     p.add_argument("--list", action="store_true",
                    help="print the kernels, byte models and sizes, then exit")
     return p
@@ -128,6 +132,9 @@ def main(argv=None):
     """Entry point of ``fastnn bench``; returns the exit status."""
     from . import _report
     args = build_parser().parse_args(argv)
+    if args.training:
+        from . import _training
+        return _training.main(args)
     if args.list:
         print(_report.byte_model_table())
         return 0

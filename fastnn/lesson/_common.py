@@ -179,11 +179,11 @@ def series(history, key):
 
 
 def fit_sweep(runs, X, y, **common):
-    """Train several models on the same data, one after another.
+    """Train several models on the same data at once, with ``train.fit_many``.
 
     The one place the lesson trains a sweep (L2 strengths, learning rates):
-    when the compiled engine's ``train.fit_many`` lands, it replaces this loop
-    and every sweep uses it.
+    the models train side by side on the cores, each exactly as its own
+    ``train.fit`` would.
 
     Parameters
     ----------
@@ -193,7 +193,8 @@ def fit_sweep(runs, X, y, **common):
     X, y : arrays
         The training data, shared by every run.
     **common
-        ``train.fit`` keywords shared by every run.
+        ``train.fit`` keywords shared by every run (``progress`` is ignored:
+        sweeps train silently).
 
     Returns
     -------
@@ -202,15 +203,26 @@ def fit_sweep(runs, X, y, **common):
         NaN/inf (its history then stops there).
     """
     from fastnn import train
+    common = {k: v for k, v in common.items() if k != "progress"}
+    per_run = sorted({k for r in runs for k in r} - {"model", "optimizer"})
+    for key in per_run:   # every run needs a value for fit_many's per-model list
+        missing = [i for i, r in enumerate(runs) if key not in r]
+        if missing:
+            raise ValueError(f"fit_sweep: runs {missing} lack {key!r}")
+        common[key] = [r[key] for r in runs]
+    # A too-high rate overflows on purpose; fit reports it as a divergence.
+    with np.errstate(over="ignore", invalid="ignore"):
+        outcomes = train.fit_many([r["model"] for r in runs], X, y,
+                                  [r["optimizer"] for r in runs], return_exceptions=True,
+                                  **common)
     out = []
-    for r in runs:
-        kw = dict(common, **{k: v for k, v in r.items() if k not in ("model", "optimizer")})
-        try:
-            # A too-high rate overflows on purpose; fit reports it as a divergence.
-            with np.errstate(over="ignore", invalid="ignore"):
-                out.append((train.fit(r["model"], X, y, optimizer=r["optimizer"], **kw), None))
-        except train.DivergenceError as exc:
-            out.append((exc.history, (exc.epoch, exc.step)))
+    for o in outcomes:
+        if isinstance(o, train.DivergenceError):
+            out.append((o.history, (o.epoch, o.step)))
+        elif isinstance(o, Exception):
+            raise o
+        else:
+            out.append((o, None))
     return out
 
 

@@ -43,11 +43,12 @@ def run(out_dir, quick=False):
     ytr[noisy] = (ytr[noisy] + rng.integers(1, 10, len(noisy))) % 10  # always a wrong class
     epochs = 40 if quick else 100
     res = {"split": d.description, "epochs": epochs, "p": P, "n_noisy": len(noisy)}
-    for key, p in (("plain", 0.0), ("dropout", P)):
-        model = C.mlp([64, WIDTH, WIDTH, 10], dropout=p, rng=C.SEED)
-        opt = optim.Adam(model.parameters(), lr=1e-3)
-        hist = train.fit(model, Xtr, ytr, optimizer=opt, epochs=epochs, batch_size=32,
-                         validation=(Xva, d.y_val), rng=C.SEED, progress=False)
+    runs = (("plain", 0.0), ("dropout", P))
+    models = [C.mlp([64, WIDTH, WIDTH, 10], dropout=p, rng=C.SEED) for _, p in runs]
+    opts = [optim.Adam(model.parameters(), lr=1e-3) for model in models]
+    hists = train.fit_many(models, Xtr, ytr, opts, epochs=epochs, batch_size=32,
+                           validation=(Xva, d.y_val), rng=C.SEED)
+    for (key, _), model, hist in zip(runs, models, hists):
         tr_loss, tr_acc = C.loss_and_accuracy(model, Xtr, ytr)
         va_loss, va_acc = C.loss_and_accuracy(model, Xva, d.y_val)
         res[key] = {"train_loss_curve": C.series(hist, "train_loss"),

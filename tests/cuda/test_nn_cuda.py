@@ -256,6 +256,23 @@ def test_fit_on_cuda_matches_cpu(dtype, name, kw, big_blocks):
                                    rtol=1e-4 if dtype == np.float32 else 1e-10)
 
 
+def test_a_model_trained_by_the_engine_moves_and_trains_again(big_blocks):
+    """The compiled engine's arenas (parameters as views) survive to("cuda") and back."""
+    X, y = _data(np.float64)
+    model = _model(np.float64)
+    assert train.fit(model, X, y, epochs=1, batch_size=5, progress=False)["engine"] == "compiled"
+    state = model.state_dict()
+    model.to("cuda")
+    _assert_states(model.state_dict(), state, np.float64, "elementwise")
+    hist = train.fit(model, X, y, optimizer=optim.Adam(model.parameters()), epochs=1,
+                     batch_size=5, progress=False)
+    assert hist["engine"].startswith("layers (the model is on the GPU")
+    model.to("cpu")
+    hist = train.fit(model, X, y, optimizer=optim.Adam(model.parameters()), epochs=1,
+                     batch_size=5, progress=False)
+    assert hist["engine"] == "compiled" and model[0].weight.data.base is model._engine_params
+
+
 def test_regression_trains_on_cuda(big_blocks):
     X, _ = _data(np.float64)
     target, loss = X[:, :3], "mse"    # float targets (N, 3) on the device

@@ -1,0 +1,444 @@
+"""The compiled training engine: a model, a loss and an optimizer as one flat plan.
+
+:func:`fastnn.train.fit` trains a CPU :class:`fastnn.nn.Sequential` of
+``Linear`` (any activation), ``ReLU``, ``LeakyReLU``, ``Tanh``, ``Sigmoid``,
+``BatchNorm1d`` and ``Dropout`` layers with ``SGD`` (momentum, Nesterov),
+``Adam`` or ``AdamW`` through this module: one numba call per epoch
+(:func:`fastnn._cpu.engine.train_epoch`) instead of a few Python calls per
+layer and step.  :func:`why_not` says why a model cannot be compiled (the
+layer-by-layer path then runs, as the reference it always was).
+
+The plan keeps the parameters, their gradients and the optimizer state each
+in ONE contiguous array (an *arena*): after planning, every
+``Parameter.data`` of the model is a view into the parameter arena, the
+batch-norm running statistics views into a buffer arena, and the
+optimizer's state arrays views into the state arenas, so the layer path,
+``state_dict``, ``save``/``load`` and ``model.to(...)`` keep working on the
+same memory.
+
+Examples
+--------
+>>> import numpy as np
+>>> from fastnn import engine, nn, optim
+>>> model = nn.Sequential(nn.Linear(4, 8, rng=0), nn.ReLU(), nn.Linear(8, 2, rng=1))
+>>> engine.why_not(model, optim.Adam(model.parameters())) is None
+True
+>>> engine.why_not(nn.Sequential(nn.Sequential(nn.Linear(4, 2, rng=0))))
+'layer 0 is a Sequential (the engine compiles a flat Sequential of Linear, activation, BatchNorm1d and Dropout layers)'
+"""
+import functools
+
+import numpy as np
+
+from fastnn._cpu import engine as _k
+from fastnn._cpu.linear import LEAKY_RELU, NONE, RELU, SIGMOID, TANH
+from fastnn.nn import (
+    BatchNorm1d,
+    Dropout,
+    LeakyReLU,
+    Linear,
+    ReLU,
+    Sequential,
+    Sigmoid,
+    Tanh,
+)
+from fastnn.optim import SGD, Adam, AdamW
+
+__all__ = ["Plan", "one_blas_thread", "why_not"]
+
+_ACT_CODES = {None: NONE, "relu": RELU, "leaky_relu": LEAKY_RELU, "tanh": TANH,
+              "sigmoid": SIGMOID}
+_ACT_LAYERS = {ReLU: "relu", LeakyReLU: "leaky_relu", Tanh: "tanh", Sigmoid: "sigmoid"}
+_LAYERS = (Linear, BatchNorm1d, Dropout) + tuple(_ACT_LAYERS)
+_LOSS_CODES = {"cross_entropy": _k.CROSS_ENTROPY, "hinge": _k.HINGE, "mse": _k.MSE,
+               "mae": _k.MAE}
+
+
+def _model_reason(model):
+    """Why ``model`` itself cannot be compiled, or None."""
+    if type(model) is not Sequential:
+        return f"the model is a {type(model).__name__}, not a fastnn.nn.Sequential"
+    if len(model) == 0:
+        return "the model has no layers"
+    seen = {}
+    for i, layer in enumerate(model):
+        if type(layer) not in _LAYERS:
+            return (f"layer {i} is a {type(layer).__name__} (the engine compiles a flat "
+                    "Sequential of Linear, activation, BatchNorm1d and Dropout layers)")
+        if id(layer) in seen:
+            return f"layer {i} is the same object as layer {seen[id(layer)]}"
+        seen[id(layer)] = i
+    params = model.parameters()
+    if not params:
+        return "the model has no parameters"
+    if model.device != "cpu":
+        return "the model is on the GPU (the engine is CPU code)"
+    if len({p.data.dtype for p in params}) > 1:
+        return "the parameters mix float32 and float64"
+    return None
+
+
+def _optimizer_reason(model, optimizer):
+    if type(optimizer) not in (SGD, Adam, AdamW):
+        return f"the optimizer is a {type(optimizer).__name__}, not SGD, Adam or AdamW"
+    params = model.parameters()
+    if len(optimizer.params) != len(params) or any(
+            a is not b for a, b in zip(optimizer.params, params)):
+        return "the optimizer does not hold exactly model.parameters(), in order"
+    keys = {frozenset(k for k in s if k != "step") for s in optimizer.state}
+    if len(keys) > 1:
+        return "the optimizer has state for some parameters only"
+    return None
+
+
+def why_not(model, optimizer=None):
+    """Why the compiled engine cannot train ``model`` (with ``optimizer``), or None.
+
+    Parameters
+    ----------
+    model : fastnn.nn.Module
+    optimizer : fastnn.optim.Optimizer, optional
+        Checked too when given: SGD, Adam or AdamW over exactly
+        ``model.parameters()``, in that order.
+
+    Returns
+    -------
+    str or None
+        A sentence naming the obstacle (the first one found), None when the
+        engine can run.
+
+    Examples
+    --------
+    >>> from fastnn import engine, nn
+    >>> engine.why_not(nn.Sequential(nn.Linear(3, 2, rng=0), nn.Tanh()))
+    """
+    reason = _model_reason(model)
+    if reason is None and optimizer is not None:
+        reason = _optimizer_reason(model, optimizer)
+    return reason
+
+
+def _flat_layers(model):
+    """[(layer, fused activation name or None)], fusing as Sequential's forward does."""
+    layers, out, i = list(model), [], 0
+    while i < len(layers):
+        layer = layers[i]
+        nxt = layers[i + 1] if i + 1 < len(layers) else None
+        if type(layer) is Linear and layer.activation is None and type(nxt) in _ACT_LAYERS:
+            out.append((layer, nxt))
+            i += 2
+        else:
+            out.append((layer, None))
+            i += 1
+    return out
+
+
+def _is_packed(arrays, arena):
+    """Whether each array is the C-contiguous view of ``arena`` at consecutive offsets."""
+    if arena is None:
+        return False
+    address, base = arena.ctypes.data, arena.ctypes.data
+    for a in arrays:
+        if (type(a) is not np.ndarray or a.base is not arena or a.dtype != arena.dtype
+                or not a.flags.c_contiguous or a.ctypes.data != address):
+            return False
+        address += a.nbytes
+    return address - base == arena.nbytes
+
+
+def pack(arrays, dtype):
+    """(arena, views): one new array holding copies of ``arrays``, and their views in it."""
+    arena = np.empty(sum(a.size for a in arrays), dtype=dtype)
+    views, off = [], 0
+    for a in arrays:
+        v = arena[off:off + a.size].reshape(a.shape)
+        v[...] = a
+        views.append(v)
+        off += a.size
+    return arena, views
+
+
+@functools.lru_cache(maxsize=1)
+def _blas_pools():
+    """threadpoolctl's handle on every loaded BLAS, scipy's (numba's np.dot) included."""
+    import scipy.linalg.cython_blas  # noqa: F401  (load it before the controller looks)
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController().select(user_api="blas")
+
+
+def one_blas_thread():
+    """Context manager: every BLAS on one thread inside the block (~10 us to enter and leave).
+
+    The engine's products are microseconds each; a BLAS thread team woken
+    for every one of them made an epoch 170x slower (measured, 2 cores).
+
+    Examples
+    --------
+    >>> from fastnn import engine
+    >>> with engine.one_blas_thread():
+    ...     pass
+    """
+    return _blas_pools().limit(limits=1)
+
+
+class NotCompilable(ValueError):
+    """The model, as planned, cannot run on the engine (the message says why)."""
+
+
+def _bind(model, attr, arrays, dtype):
+    """The arena that ``arrays`` are views of: the model's own if it still is, else a new one.
+
+    Returns (arena, views, rebound): ``rebound`` says whether the caller
+    must point the model's references at the new views.
+    """
+    arena = getattr(model, attr, None)
+    if _is_packed(arrays, arena):
+        return arena, list(arrays), False
+    arena, views = pack(arrays, dtype)
+    setattr(model, attr, arena)
+    return arena, views, True
+
+
+def _batch_starts(batches):
+    return np.array([b[0] for b in batches] + [batches[-1][1]], dtype=np.int64)
+
+
+class Plan:
+    """A CPU Sequential + loss + optimizer as the flat arrays of one compiled epoch.
+
+    Building a plan points the model's parameters and batch-norm buffers at
+    arenas; :meth:`epoch` then runs one epoch in one numba call, and
+    :meth:`finish` hands the results back to the model and optimizer objects
+    (gradients, optimizer state as views of the state arenas, step counts,
+    the dropout layers' last seeds).
+
+    Parameters
+    ----------
+    model : fastnn.nn.Sequential
+        Passes :func:`why_not`.
+    optimizer : fastnn.optim.SGD, Adam or AdamW over ``model.parameters()``
+    loss : {"cross_entropy", "hinge", "mse", "mae"}
+    n_features : int
+        Columns of X.
+    batches : list of (start, stop)
+        The epoch's batches (as :func:`fastnn.train.fit` cuts them).
+    l2, l1 : float
+    max_norm : float or None
+
+    Raises
+    ------
+    NotCompilable
+        The model fails :func:`why_not`, or its widths do not chain (the
+        layer path then reports the error as it always has).
+    """
+
+    def __init__(self, model, optimizer, loss, n_features, batches, l2=0.0, l1=0.0,
+                 max_norm=None):
+        reason = why_not(model, optimizer)
+        if reason is not None:
+            raise NotCompilable(reason)
+        self.model, self.optimizer = model, optimizer
+        self.params = model.parameters()
+        self.dtype = self.params[0].data.dtype
+        self.starts = _batch_starts(batches)
+        self.max_batch = int(np.diff(self.starts).max())
+        if int(np.diff(self.starts).min()) < 2 and any(type(m) is BatchNorm1d for m in model):
+            # the layer path refuses it with batch norm's own message
+            raise NotCompilable("batch norm cannot train on a batch of one sample")
+        self._bind_parameters(max_norm is not None)
+        self._bind_buffers()
+        self._build_ops(n_features)
+        self._bind_state()
+        self.loss_code = _LOSS_CODES[loss]
+        self.opt = self._settings(l2, l1, max_norm)
+        self._workspace()
+
+    def _bind_parameters(self, constrained):
+        arrays = [p.data for p in self.params]
+        self.arena, views, rebound = _bind(self.model, "_engine_params", arrays, self.dtype)
+        if rebound:
+            for p, v in zip(self.params, views):
+                p.data = v
+        self.offsets = {}
+        pinfo, off = [], 0
+        for p in self.params:
+            self.offsets[id(p)] = off
+            rows, cols = (p.data.shape if p.data.ndim == 2 else (1, p.data.size))
+            pinfo.append((off, p.data.size, rows, cols, int(p.decay),
+                          int(constrained and p.decay and p.data.ndim == 2)))
+            off += p.data.size
+        self.pinfo = np.array(pinfo, dtype=np.int64).reshape(-1, _k.N_P)
+        self.grads = np.zeros_like(self.arena)
+
+    def _bind_buffers(self):
+        self.norms = [m for m in self.model if type(m) is BatchNorm1d]
+        arrays = [b for m in self.norms for b in (m.running_mean, m.running_var)]
+        if not arrays:
+            self.bufs = np.empty(0, self.dtype)
+            return
+        self.bufs, views, rebound = _bind(self.model, "_engine_buffers", arrays, self.dtype)
+        if rebound:
+            for i, m in enumerate(self.norms):
+                m.running_mean, m.running_var = views[2 * i], views[2 * i + 1]
+
+    def _layer_row(self, layer, fused, width, aux):
+        """(ops row, fops row, slope, output width) of one flat layer; ``width`` its input's."""
+        row = [0] * _k.N_OP
+        frow = [0.0] * _k.N_F
+        slope, out = 0.01, width
+        if type(layer) is Linear:
+            if layer.in_features != width:
+                raise NotCompilable(f"a Linear expects {layer.in_features} inputs, gets {width}")
+            act = fused.negative_slope if fused is not None else layer.negative_slope
+            name = _ACT_LAYERS[type(fused)] if fused is not None else layer.activation
+            row[_k.OP_KIND], row[_k.OP_ACT], slope = _k.LINEAR, _ACT_CODES[name], act
+            row[_k.OP_W] = self.offsets[id(layer.weight)]
+            row[_k.OP_B] = -1 if layer.bias is None else self.offsets[id(layer.bias)]
+            out = layer.out_features
+        elif type(layer) is BatchNorm1d:
+            if layer.num_features != width:
+                raise NotCompilable(f"a BatchNorm1d expects {layer.num_features} features, "
+                                    f"gets {width}")
+            row[_k.OP_KIND] = _k.BATCHNORM
+            row[_k.OP_W] = self.offsets[id(layer.weight)]
+            row[_k.OP_B] = self.offsets[id(layer.bias)]
+            row[_k.OP_AUX] = aux
+            frow[_k.F_MOMENTUM], frow[_k.F_EPS] = layer.momentum, layer.eps
+        elif type(layer) is Dropout:
+            p = layer.p
+            row[_k.OP_KIND], row[_k.OP_AUX] = _k.DROPOUT, aux
+            frow[_k.F_P], frow[_k.F_THRESHOLD] = p, float(round(p * 2.0 ** 32))
+            frow[_k.F_SCALE] = 0.0 if p == 1.0 else 1.0 / (1.0 - p)
+        else:
+            row[_k.OP_KIND], row[_k.OP_ACT] = _k.ACTIVATION, _ACT_CODES[_ACT_LAYERS[type(layer)]]
+            slope = layer.negative_slope
+        row[_k.OP_IN], row[_k.OP_OUT] = width, out
+        return row, frow, slope, out
+
+    def _build_ops(self, n_features):
+        rows, frows, slopes, widths = [], [], [], [n_features]
+        self.dropouts, bn_aux = [], 0
+        for layer, fused in _flat_layers(self.model):
+            aux = 0
+            if type(layer) is BatchNorm1d:
+                aux, bn_aux = bn_aux, bn_aux + 2 * layer.num_features
+            elif type(layer) is Dropout and layer.p > 0:
+                aux = len(self.dropouts)
+                self.dropouts.append(layer)
+            row, frow, slope, width = self._layer_row(layer, fused, widths[-1], aux)
+            rows.append(row)
+            frows.append(frow)
+            slopes.append(slope)
+            widths.append(width)
+        offs = np.concatenate([[0], np.cumsum(np.array(widths) * self.max_batch)])
+        for i, row in enumerate(rows):
+            row[_k.OP_X], row[_k.OP_Y] = offs[i], offs[i + 1]
+        self.ops = np.array(rows, dtype=np.int64)
+        self.fops = np.array(frows, dtype=np.float64)
+        self.slopes = np.array(slopes, dtype=self.dtype)
+        self.widths = widths
+        self.acts = np.zeros(int(offs[-1]), dtype=self.dtype)
+        self.stats = np.zeros(bn_aux, dtype=np.float64)
+
+    def _bind_state(self):
+        """The optimizer's state as two arenas and a per-parameter step count."""
+        opt = self.optimizer
+        self.tcount = np.zeros(len(self.params), dtype=np.int64)
+        self.state1 = np.zeros_like(self.arena)
+        self.state2 = np.zeros_like(self.arena) if type(opt) is not SGD else self.state1[:0]
+        names = ("momentum_buffer",) if type(opt) is SGD else ("exp_avg", "exp_avg_sq")
+        self.state_names = names if type(opt) is not SGD or opt.momentum else ()
+        for i, (p, state) in enumerate(zip(self.params, opt.state)):
+            off = self.offsets[id(p)]
+            for name, arena in zip(self.state_names, (self.state1, self.state2)):
+                if name in state:
+                    arena[off:off + p.data.size] = np.asarray(state[name]).ravel()
+                    self.tcount[i] = state.get("step", 1)
+
+    def _settings(self, l2, l1, max_norm):
+        opt = self.optimizer
+        o = np.zeros(_k.N_O)
+        if type(opt) is SGD:
+            o[_k.O_KIND], o[_k.O_MOMENTUM], o[_k.O_NESTEROV] = _k.SGD, opt.momentum, opt.nesterov
+        else:
+            o[_k.O_KIND], (o[_k.O_BETA1], o[_k.O_BETA2]) = _k.ADAM, opt.betas
+            o[_k.O_EPS], o[_k.O_DECOUPLED] = opt.eps, type(opt) is AdamW
+        o[_k.O_WD], o[_k.O_L2], o[_k.O_L1] = opt.weight_decay, l2, l1
+        o[_k.O_MAXNORM] = 0.0 if max_norm is None else max_norm
+        return o
+
+    def _workspace(self):
+        b, dt = self.max_batch, self.dtype
+        wide = max(self.widths)
+        self.g0 = np.zeros(b * wide, dt)
+        self.g1 = np.zeros(b * wide, dt)
+        self.partial = np.zeros((1, wide))
+        self.bn_dw = np.zeros(wide, dt)
+        self.bn_db = np.zeros(wide, dt)
+        self.zeros = np.zeros(wide, dt)
+        self.ce_weight = np.ones(self.widths[-1], dt)
+        self.tb = np.zeros(b, np.int64)
+        self.row_loss = np.zeros(b)
+        self.saved_bufs = np.empty_like(self.bufs)
+        k = self.starts.size - 1
+        self.step_loss = np.zeros(k)
+        self.step_correct = np.zeros(k, np.int64)
+        self.step_penalty = np.zeros(k)
+        self._last_seeds = None   # the seeds of the last step run (None: no step yet)
+
+    def draw_seeds(self, n_steps):
+        """The dropout seeds of ``n_steps`` steps, drawn as Dropout.forward draws them.
+
+        One ``integers`` call per seed (a call for many at once would give
+        other numbers), from each active layer's own generator.
+        """
+        seeds = np.zeros((n_steps, max(1, len(self.dropouts))), dtype=np.int64)
+        for j, layer in enumerate(self.dropouts):
+            for s in range(n_steps):
+                seeds[s, j] = int(layer.rng.integers(Dropout.SEED_BOUND))
+        return seeds
+
+    def epoch(self, X, y, order, lrs, seeds):
+        """Run one epoch; returns the number of steps done (fewer: a non-finite loss).
+
+        ``X`` (N, n_features) C-contiguous of the model's dtype, ``y`` int64
+        labels (N,) or targets (N, outputs) of the model's dtype, ``order``
+        the epoch's row permutation (int64), ``lrs`` one learning rate per
+        step, ``seeds`` from :meth:`draw_seeds`.  Per-step results are in
+        ``step_loss``, ``step_correct`` and ``step_penalty``.
+        """
+        if y.ndim == 1:
+            y_cls, y_reg = y, np.empty((0, 0), self.dtype)
+        else:
+            y_cls, y_reg = np.empty(0, np.int64), y
+        done = _k.train_epoch(
+            X, y_cls, y_reg, order, self.starts, lrs, seeds, self.ops, self.fops, self.slopes,
+            self.arena, self.grads, self.state1, self.state2, self.pinfo, self.tcount, self.opt,
+            self.loss_code, self.acts, self.bufs, self.saved_bufs, self.stats, self.g0, self.g1,
+            self.partial, self.bn_dw, self.bn_db, self.zeros, self.ce_weight, self.tb,
+            self.row_loss, self.step_loss, self.step_correct, self.step_penalty)
+        if done:
+            self._last_seeds = seeds[done - 1]
+        return done
+
+    def finish(self):
+        """Hand the results back to the objects: grads, optimizer state, dropout seeds.
+
+        Called once when training stops (fit calls it however the run ends),
+        not after every epoch: nothing looks at them in between, and the
+        20 us it takes would hold the GIL that :func:`fastnn.train.fit_many`'s
+        other threads wait for.
+        """
+        if self._last_seeds is None:
+            return
+        for i, p in enumerate(self.params):
+            off, size = self.offsets[id(p)], p.data.size
+            p.grad = self.grads[off:off + size].reshape(p.data.shape)
+            state = self.optimizer.state[i]
+            for name, arena in zip(self.state_names, (self.state1, self.state2)):
+                state[name] = arena[off:off + size].reshape(p.data.shape)
+            if type(self.optimizer) is not SGD:
+                state["step"] = int(self.tcount[i])
+        for j, layer in enumerate(self.dropouts):
+            layer.seed = int(self._last_seeds[j])
