@@ -60,6 +60,10 @@ def float_array(x, name, ndim=None, dtype=None, contiguous=True):
     """
     if type(x) is np.ndarray:
         arr = x
+    elif isinstance(x, np.ma.MaskedArray):
+        # a plain view would turn the masked values into data
+        raise TypeError(f"{name} is a masked array; fill or drop the masked values first "
+                        f"(e.g. {name}.filled(...) or {name}.compressed())")
     elif isinstance(x, np.ndarray):
         # A subclass (np.matrix, whose ravel() stays 2-D; a memmap) is read
         # through a plain view of the same memory: the kernels index flat

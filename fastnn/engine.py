@@ -23,8 +23,10 @@ Examples
 >>> model = nn.Sequential(nn.Linear(4, 8, rng=0), nn.ReLU(), nn.Linear(8, 2, rng=1))
 >>> engine.why_not(model, optim.Adam(model.parameters())) is None
 True
->>> engine.why_not(nn.Sequential(nn.Sequential(nn.Linear(4, 2, rng=0))))
-'layer 0 is a Sequential (the engine compiles a flat Sequential of Linear, activation, BatchNorm1d and Dropout layers)'
+>>> print(engine.why_not(nn.Sequential(nn.Sequential(nn.Linear(4, 2, rng=0)))))
+... # doctest: +NORMALIZE_WHITESPACE
+layer 0 is a Sequential (the engine compiles a flat Sequential of Linear, activation,
+BatchNorm1d and Dropout layers)
 """
 import functools
 

@@ -561,7 +561,7 @@ def fit_many(models, X, y, optimizers=None, n_jobs=None, return_exceptions=False
     def one(i):
         try:
             results[i] = fit(models[i], X, y, progress=False, **jobs[i])
-        except Exception as exc:  # noqa: BLE001  (re-raised below, after the others)
+        except Exception as exc:
             results[i] = exc
 
     # One BLAS thread for the whole pool: the limit is process-wide, so a

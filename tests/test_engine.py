@@ -7,8 +7,7 @@ steps; in float32 to float32 tolerances.
 """
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 from fastnn import engine, nn, optim
 from fastnn.train import DivergenceError, fit, fit_many
@@ -255,7 +254,7 @@ def test_parameters_live_in_one_arena_and_state_still_works(tmp_path):
     arena = model._engine_params
     for p in model.parameters():
         assert p.data.base is arena and np.shares_memory(p.grad, opt.state[0]["exp_avg"]) is False
-    for p, s in zip(model.parameters(), opt.state):
+    for _, s in zip(model.parameters(), opt.state):
         assert s["exp_avg"].base is not None and s["step"] == len(hist["step_loss"])
     before = model.state_dict()
     model.save(tmp_path / "m.npz")

@@ -222,7 +222,7 @@ def test_max_norm_special_values():
 # Rows whose plain sum of squares overflows or underflows float64, with a
 # bound c of their own scale: each must come out with norm c (issue 10).
 EXTREME_ROWS = [([3e300, 4e300], 1e300), ([1.7e308, 1.7e308], 1.0), ([1.7e308, 1.7e308], 1e308),
-                ([3e-170, 4e-170], 1e-170), ([3e-160, 4e-160], 1e-300)]
+                ([3e-170, 4e-170], 1e-170), ([3e-160, 4e-160], 1e-300), ([3e300, 4e300], 1e-300)]
 
 
 def _scaled_norm(row):

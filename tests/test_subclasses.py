@@ -76,3 +76,11 @@ def test_other_subclasses_as_inputs_and_memmap_through_asarray(tmp_path):
     np.testing.assert_array_equal(F.dropout(mm, 0.5, seed=3), F.dropout(A, 0.5, seed=3))
     F.dropout(A, 0.5, seed=3, out=np.asarray(mm))
     np.testing.assert_array_equal(mm, F.dropout(A, 0.5, seed=3))
+
+
+def test_masked_arrays_are_refused_by_name():
+    m = np.ma.masked_array([[1e30, 0.0]], mask=[[True, False]])
+    with pytest.raises(TypeError, match="logits is a masked array"):
+        F.cross_entropy(m, np.array([1]))
+    with pytest.raises(TypeError, match="x is a masked array"):
+        F.softmax(m)

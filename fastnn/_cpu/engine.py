@@ -174,8 +174,8 @@ def _gather(X, y_cls, y_reg, order, lo, hi, xb, tb, yb):
 @jit
 def _forward(ops, fops, slopes, params, acts, bufs, stats, seeds, step, nb, zeros):
     """Training-mode forward of every layer for a batch of ``nb`` rows already in acts."""
-    for l in range(ops.shape[0]):
-        op = ops[l]
+    for layer in range(ops.shape[0]):
+        op = ops[layer]
         kind = op[OP_KIND]
         x = _view(acts, op[OP_X], nb, op[OP_IN])
         y = _view(acts, op[OP_Y], nb, op[OP_OUT])
@@ -184,21 +184,21 @@ def _forward(ops, fops, slopes, params, acts, bufs, stats, seeds, step, nb, zero
             matmul_xwt(x, w, y)
             bias = zeros[:op[OP_OUT]] if op[OP_B] < 0 else params[op[OP_B]:op[OP_B] + op[OP_OUT]]
             if op[OP_B] >= 0 or op[OP_ACT] != NONE:
-                _bias_activation_(y, bias, op[OP_ACT], slopes[l])
+                _bias_activation_(y, bias, op[OP_ACT], slopes[layer])
         elif kind == ACTIVATION:
-            _activation_forward(x, y, op[OP_ACT], slopes[l])
+            _activation_forward(x, y, op[OP_ACT], slopes[layer])
         elif kind == BATCHNORM:
             c = op[OP_OUT]
             a = op[OP_AUX]
             _batch_norm_train_forward(
                 x, params[op[OP_W]:op[OP_W] + c], params[op[OP_B]:op[OP_B] + c], True, True,
-                fops[l, F_EPS], 1, bufs[a:a + c], bufs[a + c:a + 2 * c], nb > 0,
-                fops[l, F_MOMENTUM], y, stats[a:a + c], stats[a + c:a + 2 * c])
+                fops[layer, F_EPS], 1, bufs[a:a + c], bufs[a + c:a + 2 * c], nb > 0,
+                fops[layer, F_MOMENTUM], y, stats[a:a + c], stats[a + c:a + 2 * c])
         else:
-            if fops[l, F_P] > 0:
+            if fops[layer, F_P] > 0:
                 key = mix64(np.uint64(seeds[step, op[OP_AUX]]) + GOLDEN)
-                _dropout_scale(x.ravel(), y.ravel(), key, np.int64(fops[l, F_THRESHOLD]),
-                                     y.dtype.type(fops[l, F_SCALE]), 1)
+                _dropout_scale(x.ravel(), y.ravel(), key, np.int64(fops[layer, F_THRESHOLD]),
+                                     y.dtype.type(fops[layer, F_SCALE]), 1)
             else:
                 y[:] = x
 
@@ -240,8 +240,8 @@ def _backward(ops, fops, slopes, params, grads, acts, stats, seeds, step, nb, g0
               partial, bn_dw, bn_db):
     """Backward of every layer; the loss gradient is in g0; writes ``grads``."""
     cur, other = g0, g1
-    for l in range(ops.shape[0] - 1, -1, -1):
-        op = ops[l]
+    for layer in range(ops.shape[0] - 1, -1, -1):
+        op = ops[layer]
         kind = op[OP_KIND]
         n_in, n_out = op[OP_IN], op[OP_OUT]
         x = _view(acts, op[OP_X], nb, n_in)
@@ -254,18 +254,18 @@ def _backward(ops, fops, slopes, params, grads, acts, stats, seeds, step, nb, g0
             if op[OP_ACT] == NONE:
                 _column_sum(dy, part)
             else:
-                _activation_grad_bias_sum(dy, y, op[OP_ACT], slopes[l], dy, part)
+                _activation_grad_bias_sum(dy, y, op[OP_ACT], slopes[layer], dy, part)
             if op[OP_B] >= 0:
                 db = grads[op[OP_B]:op[OP_B] + n_out]
                 for j in range(n_out):
                     db[j] = part[0, j]
             w = _view(params, op[OP_W], n_out, n_in)
             matmul_gtx(dy, x, _view(grads, op[OP_W], n_out, n_in))
-            if l > 0:
+            if layer > 0:
                 matmul_gw(dy, w, dx)
                 cur, other = other, cur
         elif kind == ACTIVATION:
-            _activation_backward_(dy, y, op[OP_ACT], slopes[l])
+            _activation_backward_(dy, y, op[OP_ACT], slopes[layer])
         elif kind == BATCHNORM:
             a = op[OP_AUX]
             _batch_norm_train_backward(dy, x, stats[a:a + n_out], stats[a + n_out:a + 2 * n_out],
@@ -274,11 +274,11 @@ def _backward(ops, fops, slopes, params, grads, acts, stats, seeds, step, nb, g0
             grads[op[OP_W]:op[OP_W] + n_out] = bn_dw[:n_out]
             grads[op[OP_B]:op[OP_B] + n_out] = bn_db[:n_out]
             cur, other = other, cur
-        elif fops[l, F_P] > 0:
+        elif fops[layer, F_P] > 0:
             key = mix64(np.uint64(seeds[step, op[OP_AUX]]) + GOLDEN)
             flat = dy.ravel()
-            _dropout_scale(flat, flat, key, np.int64(fops[l, F_THRESHOLD]),
-                                 dy.dtype.type(fops[l, F_SCALE]), 1)
+            _dropout_scale(flat, flat, key, np.int64(fops[layer, F_THRESHOLD]),
+                                 dy.dtype.type(fops[layer, F_SCALE]), 1)
 
 
 @jit

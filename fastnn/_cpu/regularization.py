@@ -91,10 +91,13 @@ def _scaled_root(row):
 
 
 @jit(fastmath=_EXACT)
-def _rescale(row, c_over_big, root):
-    factor = c_over_big / root
+def _rescale(row, big, c, root):
+    """row <- c * row / (big * root), as (row / big) * (c / root): each factor is
+    representable (|row / big| <= 1, c / root >= c / sqrt(n)) where c / big
+    may underflow ([3e300, 4e300] with c = 1e-300)."""
+    factor = c / root
     for j in range(row.size):
-        row[j] = np.float64(row[j]) * factor
+        row[j] = (np.float64(row[j]) / big) * factor
 
 
 @dual_jit
@@ -115,4 +118,4 @@ def max_norm(weight, c):
         if acc < _TINY_SUM_SQUARES or acc == math.inf:
             big, root = _scaled_root(row)      # tiny or huge entries, or NaN/inf
         if c / big < root:                     # ||w_r|| = big * root > c, without overflow
-            _rescale(row, c / big, root)
+            _rescale(row, big, c, root)

@@ -79,9 +79,9 @@ def _max_norm_rows(weight, c):
                 acc += v * v
             root = math.sqrt(block_sum(acc, sh, tid, nt))
         if c / big < root:
-            factor = (c / big) / root
+            factor = c / root           # (w / big) * (c / root): c / big may underflow
             for j in range(tid, m, nt):
-                weight[r, j] = np.float64(weight[r, j]) * factor
+                weight[r, j] = (np.float64(weight[r, j]) / big) * factor
 
 
 def max_norm(weight, c):

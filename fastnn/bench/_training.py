@@ -114,7 +114,10 @@ def _train_fastnn(data, sizes, batch, epochs, loss, engine="compiled"):
 
 
 def _engine_step_us(data, sizes, batch, loss, repeat=21):
-    """Median time of one engine epoch call (Plan.epoch, fit's Python around it excluded) per step."""
+    """Median time per step of one engine epoch call.
+
+    Plan.epoch alone: fit's Python around it is excluded.
+    """
     from fastnn import engine, optim
     from fastnn.train import _batches
     Xtr, ytr = data[0], data[1]

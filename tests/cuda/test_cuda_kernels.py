@@ -378,12 +378,14 @@ def test_penalties_and_max_norm(dtype):
     assert np.array_equal(got[inside], w[inside])       # untouched rows: bit for bit
 
 
-def test_max_norm_huge_row():
+@pytest.mark.parametrize("c", [1.0, 1e-300])
+def test_max_norm_huge_row(c):
     w = np.array([[1e200, 1e200, 0.0], [0.1, 0.2, 0.3], [3e300, 4e300, 0.0],
                   [1.7e308, 1.7e308, 0.0], [3e-170, 4e-170, 0.0], [0.0, 0.0, 0.0]])
     wg = dev(w)
-    F.max_norm_(wg, 1.0)
-    same(wg, F.max_norm_(w.copy(), 1.0), np.float64)
+    F.max_norm_(wg, c)
+    same(wg, F.max_norm_(w.copy(), c), np.float64)
+    assert np.all(host(wg)[:5] != 0.0) or c == 1.0   # tiny c: scaled, not zeroed
 
 
 # ---------------------------------------------------------------- dispatch and errors
