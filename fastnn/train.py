@@ -28,7 +28,7 @@ import math
 import numpy as np
 
 import fastnn.functional as F
-from fastnn._cuda import on_device
+from fastnn._backend import on_device
 from fastnn._validation import as_rng, check_choice, class_labels, integer, real_scalar
 from fastnn.nn import Dropout, _assign, _copy, _move, _to_host
 

@@ -1,7 +1,7 @@
 """Device side of :mod:`fastnn.optim`: one fused elementwise kernel per parameter step.
 
-The per-element update rules are :func:`fastnn.optim.sgd_rule` and
-:func:`fastnn.optim.adam_rule` themselves, compiled here as CUDA device
+The per-element update rules are :func:`fastnn._cpu.optim.sgd_rule` and
+:func:`fastnn._cpu.optim.adam_rule` themselves, compiled here as CUDA device
 functions, so the GPU step is the CPU step's math (float64 arithmetic,
 rounded to the parameter's dtype on store).  Parameters, gradients and
 state buffers are C-contiguous device arrays of one shape (what
@@ -14,8 +14,8 @@ for the rule.
 """
 import numpy as np
 
+from fastnn._cpu.optim import adam_rule, sgd_rule
 from fastnn._cuda._common import cuda, fill, grid_for, launch, threads_per_block
-from fastnn.optim import adam_rule, sgd_rule
 
 _sgd_rule = cuda.jit(device=True)(sgd_rule)
 _adam_rule = cuda.jit(device=True)(adam_rule)
