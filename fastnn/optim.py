@@ -7,7 +7,8 @@ by design: weight decay applies only to parameters whose ``decay`` flag is
 True, which by default excludes biases and batch-norm scale/shift.
 
 Each update rule is written ONCE, as a plain per-element function
-(:func:`sgd_rule`, :func:`adam_rule`, float64 in and out).  The CPU step
+(:func:`fastnn._cpu.optim.sgd_rule`, :func:`~fastnn._cpu.optim.adam_rule`, float64 in
+and out; importable from here too).  The CPU step
 compiles it with numba into one fused loop per parameter (no temporaries);
 for parameters on the GPU (``model.to("cuda")``) the same function is
 compiled as a CUDA device function into one fused kernel per parameter

@@ -34,6 +34,13 @@ from fastnn._cuda import (
 )
 from fastnn._validation import FLOAT_DTYPES, check_output, check_shape
 
+__all__ = ["NAME", "empty", "zeros", "copy", "copyto", "astype", "to_host", "from_host",
+           "float_array", "class_labels", "output_array", "running_stat", "inplace_array",
+           "is_writeable", "linear", "linear_backward", "batch_norm_train", "batch_norm_eval",
+           "batch_norm_backward", "dropout", "dropout_mask", "softmax", "cross_entropy",
+           "hinge", "sum", "mse_sum", "mse_none", "l1_sum", "l1_none", "l2_penalty",
+           "l1_penalty", "max_norm_"]
+
 NAME = "cuda"
 
 

@@ -465,6 +465,19 @@ def test_a_numba_cuda_that_cannot_compile_with_this_numpy_is_named(monkeypatch):
 
 # ---------------------------------------------------------------- one set of argument rules
 
+def test_both_backends_have_one_interface():
+    """Same names, same signatures: fastnn.functional calls either without asking which."""
+    import inspect
+
+    from fastnn._backend import cpu, cuda
+    gpu = cuda()
+    assert gpu.__all__ == cpu.__all__
+    for name in cpu.__all__:
+        if name != "NAME":
+            assert (inspect.signature(getattr(gpu, name))
+                    == inspect.signature(getattr(cpu, name))), name
+
+
 class _ReadOnlyDevice:
     """A device array seen through an interface that marks it read-only (as CuPy could)."""
 
