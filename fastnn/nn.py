@@ -253,7 +253,10 @@ class Module:
         evaluated elsewhere (what :func:`fastnn.train.predict` does).  The
         built-in layers implement it directly; a custom module without its
         own ``infer`` falls back to ``forward`` under :meth:`preserved`, which
-        does toggle the mode while it runs.
+        does toggle the mode (and restores buffers) while it runs: define
+        ``infer`` on a custom module that must be predicted from beside
+        training.  Predicting beside training still reads weights and running
+        statistics while the optimizer writes them: the output mixes steps.
         """
         with self.preserved(training=False):
             return self.forward(x)
@@ -856,7 +859,9 @@ class Sequential(Module):
         for i, layer in enumerate(layers):
             if not isinstance(layer, Module):
                 raise TypeError(f"layer {i} is a {type(layer).__name__}, not a fastnn.nn.Module")
-        self.layers = list(layers)
+        # A tuple: the fusion plan and the reuse check below are made once, so
+        # the layers cannot change afterwards (build a new Sequential instead).
+        self.layers = tuple(layers)
         _refuse_reused_layers(self)
         self._plan = self._fusion_plan()
         self._ran = None  # the plan steps of the last forward, for backward
