@@ -305,7 +305,8 @@ def fit(model, X, y, loss="cross_entropy", optimizer=None, epochs=10, batch_size
     if optimizer is None:
         optimizer = Adam(model.parameters(), lr=1e-3)
     elif not isinstance(optimizer, Optimizer):
-        raise TypeError(f"optimizer must be a fastnn.optim.Optimizer, got {type(optimizer).__name__}")
+        raise TypeError("optimizer must be a fastnn.optim.Optimizer, got "
+                        f"{type(optimizer).__name__}")
     rng = as_rng(rng)
     for layer in model.modules():
         if isinstance(layer, Dropout):
