@@ -7,10 +7,12 @@ of a commit unpacked somewhere) is timed in its own fresh process, rounds
 alternating between the trees, so that the machine's drift hits both alike.
 Each process times every call with ``timeit`` (best of 5 repeats of 2000
 calls, after a warm-up) and prints microseconds per call; the table shows the
-median over rounds for each tree and the ratio NEW / OLD.  Small shapes
+median over rounds for each tree and the ratio NEW / OLD, then the same for
+the minimum over rounds (the least disturbed run: the better estimate of a
+pure overhead).  Small shapes
 (2 x 8, 64 x 256 float32) make the Python-side validation and dispatch the
-bulk of each call.  Noise: the spread over rounds (min-max) is printed too;
-a ratio inside it is no difference.
+bulk of each call.  Noise: when the median and the minimum ratios disagree,
+the difference is the machine's, not the code's.
 """
 import argparse
 import json
@@ -65,13 +67,14 @@ def main():
     for _ in range(args.rounds):
         for which, tree in trees.items():
             runs[which].append(_run(tree))
-    print(f"{'call':32s} {'old us':>8s} {'new us':>8s} {'new/old':>8s}   old range    new range")
+    print(f"{'call':28s} {'old us':>7s} {'new us':>7s} {'new/old':>7s}   "
+          f"{'old min':>7s} {'new min':>7s} {'ratio':>6s}")
     for key in runs["old"][0]:
         old = [r[key] for r in runs["old"]]
         new = [r[key] for r in runs["new"]]
         mo, mn = statistics.median(old), statistics.median(new)
-        print(f"{key:32s} {mo:8.2f} {mn:8.2f} {mn / mo:8.2f}   "
-              f"{min(old):5.2f}-{max(old):5.2f}  {min(new):5.2f}-{max(new):5.2f}")
+        print(f"{key:28s} {mo:7.2f} {mn:7.2f} {mn / mo:7.2f}   "
+              f"{min(old):7.2f} {min(new):7.2f} {min(new) / min(old):6.2f}")
 
 
 if __name__ == "__main__":
