@@ -17,6 +17,9 @@ __all__ = ["hinge_loss", "hinge_loss_with_grad", "mse_loss", "mse_loss_with_grad
            "l1_loss", "l1_loss_with_grad"]
 
 
+_MSE, _L1 = ("mse_sum", "mse_none"), ("l1_sum", "l1_none")
+
+
 def _mean(total, count):
     # An empty batch has an undefined mean: NaN, as torch.
     return total / count if count else math.nan
@@ -135,7 +138,7 @@ def hinge_loss_with_grad(scores, target, margin=1.0, reduction="mean", out=None)
 # ---------------------------------------------------------------- MSE / MAE
 
 def _regression(kind, grad_factor, pred, target, reduction, with_grad, out=None):
-    """``kind`` "mse" or "l1": the backend launchers ``<kind>_sum`` and ``<kind>_none``."""
+    """``kind``: the names of the backend's (sum, none) launchers of the loss."""
     be = backend_of(pred, target, out)
     p = be.float_array(pred, "pred")
     t = be.float_array(target, "target", dtype=p.dtype)
@@ -148,10 +151,10 @@ def _regression(kind, grad_factor, pred, target, reduction, with_grad, out=None)
         grad = be.empty((0,), p.dtype)
     if reduction == "none":
         loss = be.empty(p.shape, p.dtype)
-        getattr(be, kind + "_none")(p, t, loss, grad, with_grad)
+        getattr(be, kind[1])(p, t, loss, grad, with_grad)
     else:
         gscale = grad_factor / n if (reduction == "mean" and n) else grad_factor
-        total = getattr(be, kind + "_sum")(p, t, grad, gscale, with_grad)
+        total = getattr(be, kind[0])(p, t, grad, gscale, with_grad)
         loss = total if reduction == "sum" else _mean(total, n)
     return (loss, grad) if with_grad else loss
 
@@ -190,7 +193,7 @@ def mse_loss(pred, target, reduction="mean"):
     >>> F.mse_loss(np.array([1.0, 2.0]), np.array([1.0, 4.0]))
     2.0
     """
-    return _regression("mse", 2.0, pred, target, reduction, False)
+    return _regression(_MSE, 2.0, pred, target, reduction, False)
 
 
 def mse_loss_with_grad(pred, target, reduction="mean", out=None):
@@ -227,7 +230,7 @@ def mse_loss_with_grad(pred, target, reduction="mean", out=None):
     >>> loss, g.tolist()
     (2.0, [0.0, -2.0])
     """
-    return _regression("mse", 2.0, pred, target, reduction, True, out)
+    return _regression(_MSE, 2.0, pred, target, reduction, True, out)
 
 
 def l1_loss(pred, target, reduction="mean"):
@@ -264,7 +267,7 @@ def l1_loss(pred, target, reduction="mean"):
     >>> F.l1_loss(np.array([1.0, 2.0]), np.array([1.0, 4.0]))
     1.0
     """
-    return _regression("l1", 1.0, pred, target, reduction, False)
+    return _regression(_L1, 1.0, pred, target, reduction, False)
 
 
 def l1_loss_with_grad(pred, target, reduction="mean", out=None):
@@ -302,4 +305,4 @@ def l1_loss_with_grad(pred, target, reduction="mean", out=None):
     >>> loss, g.tolist()
     (1.0, [0.0, -0.5])
     """
-    return _regression("l1", 1.0, pred, target, reduction, True, out)
+    return _regression(_L1, 1.0, pred, target, reduction, True, out)
