@@ -1,4 +1,4 @@
-"""Public losses functions (validation + dispatch to fastnn._cpu.losses).
+"""Public loss functions: validation, output allocation, one backend call.
 
 Return convention (all losses here): a scalar reduction ("mean", "sum") is a
 Python float computed with float64 accumulation, whatever the input dtype;

@@ -1,4 +1,4 @@
-"""Public regularization functions (validation + dispatch to fastnn._cpu.regularization)."""
+"""Public regularization functions: validation, output allocation, one backend call."""
 import math
 
 from fastnn._backend import backend_of
