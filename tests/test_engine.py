@@ -354,6 +354,9 @@ def test_without_scipy_or_threadpoolctl_fit_takes_the_layer_path_and_says_why(mo
         hist = fit(nn.Sequential(nn.Linear(3, 2, rng=0)), X, np.arange(16) % 2, epochs=1,
                    progress=False)
         assert hist["engine"].startswith("layers (the compiled engine needs scipy")
+        many = fit_many([nn.Sequential(nn.Linear(3, 2, rng=s)) for s in range(2)], X,
+                        np.arange(16) % 2, epochs=1)
+        assert all(h["engine"].startswith("layers (") for h in many)
     finally:
         monkeypatch.undo()
         engine._missing_dependency.cache_clear()
