@@ -582,8 +582,9 @@ def fit_many(models, X, y, optimizers=None, n_jobs=None, return_exceptions=False
     # One BLAS thread for the whole pool: the limit is process-wide, so a
     # model finishing must not hand the BLAS its thread team back while the
     # others still run.
-    with one_blas_thread(), ThreadPoolExecutor(max_workers=n_jobs) as pool:
-        list(pool.map(one, compiled))
+    if compiled:      # (without the engine's extra, nothing is compiled: no BLAS to limit)
+        with one_blas_thread(), ThreadPoolExecutor(max_workers=n_jobs) as pool:
+            list(pool.map(one, compiled))
     for i in range(len(models)):
         if i not in compiled:
             one(i)
