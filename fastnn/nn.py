@@ -40,8 +40,7 @@ import numpy as np
 
 import fastnn.functional as F
 from fastnn import init as _init
-from fastnn._backend import on_device as _on_device
-from fastnn._backend import require_cuda
+from fastnn._backend import on_device as _on_device, require_cuda
 from fastnn._validation import as_rng, boolean, check_choice, float_dtype, integer, real_scalar
 
 __all__ = ["Parameter", "Module", "Linear", "ReLU", "LeakyReLU", "Tanh", "Sigmoid",

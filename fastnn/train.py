@@ -32,8 +32,8 @@ from fastnn._backend import on_device
 from fastnn._validation import as_rng, check_choice, class_labels, integer, real_scalar
 from fastnn.nn import Dropout, _assign, _copy, _move, _to_host
 
-__all__ = ["fit", "fit_many", "predict", "predict_proba", "evaluate", "steps_per_epoch", "DivergenceError",
-           "LOSSES"]
+__all__ = ["fit", "fit_many", "predict", "predict_proba", "evaluate", "steps_per_epoch",
+           "DivergenceError", "LOSSES"]
 
 LOSSES = ("cross_entropy", "hinge", "mse", "mae")
 CLASSIFICATION = ("cross_entropy", "hinge")
