@@ -6,17 +6,19 @@ fitted attributes and convergence rule for the ``"adam"`` and ``"sgd"``
 solvers), trained by :func:`fastnn.train.fit` one epoch at a time, so each
 epoch runs as one numba call when the compiled engine can take the model.
 Extra parameters add what scikit-learn's MLP lacks: dropout, batch norm,
-AdamW weight decay, a warmup-cosine schedule, max-norm, the initializer,
-class weights (refused for now: see ``class_weight``), the dtype (float32 by
-default), callbacks and a validation loss curve.
+AdamW weight decay, a warmup-cosine schedule, max-norm, the initializer, the
+dtype (float32 by default), callbacks and a validation loss curve.  Not yet:
+``class_weight`` and ``sample_weight`` (they need weighted losses in
+:func:`fastnn.train.fit`).
 
 Differences from scikit-learn that remain (documented, on purpose):
 
 * The classifier always has one output per class and a softmax (a binary
   problem has 2 outputs, not scikit-learn's single logistic unit), so
   ``n_outputs_`` is ``n_classes`` and ``out_activation_`` is ``"softmax"``.
-* ``solver="lbfgs"``, ``sample_weight`` and multilabel targets are refused
-  with a message (scikit-learn's checks then skip what depends on them).
+* ``solver="lbfgs"`` and multilabel targets are refused with a message;
+  ``fit`` takes no ``sample_weight`` (scikit-learn's checks then skip the
+  sample-weight checks).
 * Adam adds ``epsilon`` after the bias correction (torch's rule),
   scikit-learn before; both are Adam.
 
@@ -27,12 +29,14 @@ Examples
 >>> rng = np.random.default_rng(0)
 >>> X = rng.standard_normal((200, 4))
 >>> y = np.where(X[:, 0] > 0, "yes", "no")
->>> clf = MLPClassifier(hidden_layer_sizes=(16,), max_iter=50, random_state=0).fit(X, y)
+>>> clf = MLPClassifier(hidden_layer_sizes=(16,), learning_rate_init=0.01, random_state=0)
+>>> clf = clf.fit(X, y)
 >>> clf.classes_.tolist(), clf.score(X, y) > 0.9
 (['no', 'yes'], True)
 """
 import warnings
 from numbers import Integral, Real
+from typing import ClassVar
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
@@ -56,7 +60,7 @@ _SEED_BOUND = 2 ** 31 - 1
 class _BaseMLP(BaseEstimator):
     """The shared fit loop; subclasses say the loss, the targets and the score."""
 
-    _parameter_constraints = {
+    _parameter_constraints: ClassVar[dict] = {
         "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
         "activation": [StrOptions(set(_ACTIVATIONS))],
         "solver": [StrOptions({"adam", "sgd", "lbfgs"})],
@@ -284,7 +288,7 @@ class _BaseMLP(BaseEstimator):
             if not incremental and self.n_iter_ == self.max_iter:
                 warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) "
                               "reached and the optimization hasn't converged yet.",
-                              ConvergenceWarning)
+                              ConvergenceWarning, stacklevel=4)
         if validation is not None and self._best_state is not None:
             self._model.load_state_dict(self._best_state)
         self._publish()
@@ -351,6 +355,9 @@ class _BaseMLP(BaseEstimator):
         return stop
 
     def _fit(self, X, y, incremental):
+        if y is None:
+            raise ValueError(f"{type(self).__name__} requires y to be passed, but the target "
+                             "y is None")
         first = not (self._initialized() and (incremental or self.warm_start))
         X = self._validate_X(X, reset=first)
         y = self._encode_targets(X, y, first, incremental)
@@ -389,7 +396,8 @@ class _BaseMLP(BaseEstimator):
         >>> import numpy as np
         >>> from fastnn.estimators import MLPRegressor
         >>> X = np.linspace(-1, 1, 100).reshape(-1, 1)
-        >>> reg = MLPRegressor((16,), max_iter=20, random_state=0).fit(X, 2 * X.ravel())
+        >>> reg = MLPRegressor(hidden_layer_sizes=(16,), max_iter=20, random_state=0)
+        >>> reg = reg.fit(X, 2 * X.ravel())
         >>> reg.n_iter_
         20
         """
@@ -442,9 +450,6 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         Max-norm constraint on every neuron's incoming weights.
     init : {"xavier", "he", "normal"}, default "xavier"
         Initializer of the hidden layers' weights (the output layer: xavier).
-    class_weight : None, default None
-        Reserved: per-class weights need weighted losses in the engine,
-        which are not there yet; anything but None is refused at fit time.
     dtype : float32 or float64, default float32
     callbacks : list of callables or None
         Each is called after every epoch as ``cb(estimator, info)`` with
@@ -472,29 +477,6 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     """
 
     _loss = "cross_entropy"
-    _parameter_constraints = {**_BaseMLP._parameter_constraints, "class_weight": [None]}
-
-    def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam",
-                 alpha=0.0001, batch_size="auto", learning_rate="constant",
-                 learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
-                 random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
-                 nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
-                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
-                 dropout=0.0, batch_norm=False, weight_decay=0.0, lr_schedule="constant",
-                 warmup=0.1, max_norm=None, init="xavier", class_weight=None,
-                 dtype=np.float32, callbacks=None):
-        super().__init__(
-            hidden_layer_sizes, activation, solver=solver, alpha=alpha, batch_size=batch_size,
-            learning_rate=learning_rate, learning_rate_init=learning_rate_init,
-            power_t=power_t, max_iter=max_iter, shuffle=shuffle, random_state=random_state,
-            tol=tol, verbose=verbose, warm_start=warm_start, momentum=momentum,
-            nesterovs_momentum=nesterovs_momentum, early_stopping=early_stopping,
-            validation_fraction=validation_fraction, beta_1=beta_1, beta_2=beta_2,
-            epsilon=epsilon, n_iter_no_change=n_iter_no_change, max_fun=max_fun,
-            dropout=dropout, batch_norm=batch_norm, weight_decay=weight_decay,
-            lr_schedule=lr_schedule, warmup=warmup, max_norm=max_norm, init=init,
-            dtype=dtype, callbacks=callbacks)
-        self.class_weight = class_weight
 
     def _encode_targets(self, X, y, first, incremental):
         kind = type_of_target(y)
@@ -518,12 +500,6 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         self.out_activation_ = "softmax"
         self._n_out = len(self.classes_)
         return np.searchsorted(self.classes_, y).astype(np.int64)
-
-    def _check_settings(self):
-        if self.class_weight is not None:
-            raise ValueError(f"class_weight={self.class_weight!r} is not supported yet "
-                             "(weighted losses are not in fastnn's engine); use None")
-        return super()._check_settings()
 
     def partial_fit(self, X, y, classes=None):
         """One epoch of updates over (X, y), keeping the optimizer's state between calls.
@@ -579,10 +555,12 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         >>> import numpy as np
         >>> from fastnn.estimators import MLPClassifier
         >>> X = np.arange(20.0).reshape(-1, 1)
-        >>> MLPClassifier((4,), max_iter=5, random_state=0).fit(X, X.ravel() > 9).predict(X).shape
+        >>> clf = MLPClassifier((4,), max_iter=5, random_state=0).fit(X, X.ravel() > 9)
+        >>> clf.predict(X).shape
         (20,)
         """
-        return self.classes_[self._forward(X).argmax(axis=1)]
+        scores = self._forward(X)   # first: NotFittedError before classes_ is read
+        return self.classes_[scores.argmax(axis=1)]
 
     def predict_proba(self, X):
         """Class probabilities, shape (n_samples, n_classes), columns in ``classes_`` order.
@@ -621,6 +599,8 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
 
     Parameters
     ----------
+    loss : {"squared_error"}, default "squared_error"
+        scikit-learn's other choice, "poisson", is refused.
     hidden_layer_sizes, activation, solver, alpha, batch_size, learning_rate,
     learning_rate_init, power_t, max_iter, shuffle, random_state, tol, verbose,
     warm_start, momentum, nesterovs_momentum, early_stopping, validation_fraction,
@@ -649,6 +629,31 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     """
 
     _loss = "mse"
+    _parameter_constraints: ClassVar[dict] = {**_BaseMLP._parameter_constraints,
+                              "loss": [StrOptions({"squared_error"})]}
+
+    # scikit-learn's MLPRegressor takes ``loss`` first (1.7+), so it is first here too.
+    def __init__(self, loss="squared_error", hidden_layer_sizes=(100,), activation="relu", *,
+                 solver="adam",
+                 alpha=0.0001, batch_size="auto", learning_rate="constant",
+                 learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
+                 random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
+                 nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
+                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
+                 dropout=0.0, batch_norm=False, weight_decay=0.0, lr_schedule="constant",
+                 warmup=0.1, max_norm=None, init="xavier", dtype=np.float32, callbacks=None):
+        super().__init__(
+            hidden_layer_sizes, activation, solver=solver, alpha=alpha, batch_size=batch_size,
+            learning_rate=learning_rate, learning_rate_init=learning_rate_init,
+            power_t=power_t, max_iter=max_iter, shuffle=shuffle, random_state=random_state,
+            tol=tol, verbose=verbose, warm_start=warm_start, momentum=momentum,
+            nesterovs_momentum=nesterovs_momentum, early_stopping=early_stopping,
+            validation_fraction=validation_fraction, beta_1=beta_1, beta_2=beta_2,
+            epsilon=epsilon, n_iter_no_change=n_iter_no_change, max_fun=max_fun,
+            dropout=dropout, batch_norm=batch_norm, weight_decay=weight_decay,
+            lr_schedule=lr_schedule, warmup=warmup, max_norm=max_norm, init=init,
+            dtype=dtype, callbacks=callbacks)
+        self.loss = loss
 
     def _encode_targets(self, X, y, first, incremental):
         y = _check_y_regression(y)
@@ -679,7 +684,8 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         >>> import numpy as np
         >>> from fastnn.estimators import MLPRegressor
         >>> X = np.random.default_rng(0).standard_normal((40, 3))
-        >>> MLPRegressor((8,), random_state=0).partial_fit(X, X[:, 0]).t_
+        >>> reg = MLPRegressor(hidden_layer_sizes=(8,), random_state=0)
+        >>> reg.partial_fit(X, X[:, 0]).t_
         40
         """
         if not self._initialized():
