@@ -6,19 +6,20 @@ fitted attributes and convergence rule for the ``"adam"`` and ``"sgd"``
 solvers), trained by :func:`fastnn.train.fit` one epoch at a time, so each
 epoch runs as one numba call when the compiled engine can take the model.
 Extra parameters add what scikit-learn's MLP lacks: dropout, batch norm,
-AdamW weight decay, a warmup-cosine schedule, max-norm, the initializer, the
-dtype (float32 by default), callbacks and a validation loss curve.  Not yet:
-``class_weight`` and ``sample_weight`` (they need weighted losses in
-:func:`fastnn.train.fit`).
+AdamW weight decay, a warmup-cosine schedule, max-norm, the initializer,
+class weights, the dtype (float32 by default), callbacks and a validation
+loss curve.  Weighted fits (``sample_weight``, ``class_weight``) train on
+fastnn's layer path: the compiled engine has no weighted losses yet.
 
 Differences from scikit-learn that remain (documented, on purpose):
 
 * The classifier always has one output per class and a softmax (a binary
   problem has 2 outputs, not scikit-learn's single logistic unit), so
   ``n_outputs_`` is ``n_classes`` and ``out_activation_`` is ``"softmax"``.
-* ``solver="lbfgs"`` and multilabel targets are refused with a message;
-  ``fit`` takes no ``sample_weight`` (scikit-learn's checks then skip the
-  sample-weight checks).
+* ``solver="lbfgs"`` and multilabel targets are refused with a message.
+* With ``sample_weight`` and several batches per epoch, the L2 term is
+  divided by the expected weight sum of a batch, scikit-learn's by each
+  batch's own (the same for one full batch and for unit weights).
 * Adam adds ``epsilon`` after the bias correction (torch's rule),
   scikit-learn before; both are Adam.
 
@@ -45,6 +46,7 @@ from sklearn.metrics import accuracy_score, r2_score
 from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import _check_partial_fit_first_call, type_of_target
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
@@ -237,18 +239,22 @@ class _BaseMLP(BaseEstimator):
         self._optimizer.lr = self._lr
         return None
 
-    def _epoch(self, X, y, validation):
+    def _epoch(self, X, y, sw, validation):
         """One pass over (X, y) through train.fit; updates loss_curve_ and t_."""
         n = X.shape[0]
         bs = self._batch_size(n)
         n_batches = train.steps_per_epoch(n, bs)
-        # scikit-learn adds alpha * W / batch to the gradient of its loss; fastnn's penalty
-        # l2 * sum(W^2) has gradient 2 * l2 * W, and its mse is twice scikit-learn's.
-        l2 = self.alpha / bs * (1.0 if self._loss == "mse" else 0.5)
+        # scikit-learn adds alpha * W / (the batch's weight sum) to the gradient of its
+        # loss; fastnn's penalty l2 * sum(W^2) has gradient 2 * l2 * W, and its mse is
+        # twice scikit-learn's.  One l2 serves every batch: the batch's expected weight
+        # sum (exact for unit weights and for one full batch).
+        weight_sum = bs * (1.0 if sw is None else float(sw.mean()))
+        l2 = self.alpha / weight_sum * (1.0 if self._loss == "mse" else 0.5)
         hist = train.fit(self._model, X, y, loss=self._loss, optimizer=self._optimizer,
                          epochs=1, batch_size=bs, schedule=self._schedule(n_batches),
-                         validation=validation, shuffle=self.shuffle, rng=self._rng,
-                         progress=False, l2=l2, max_norm=self.max_norm)
+                         validation=None if validation is None else validation[:2],
+                         shuffle=self.shuffle, rng=self._rng, progress=False, l2=l2,
+                         max_norm=self.max_norm, sample_weight=sw)
         self._global_step += n_batches
         self._engine = hist["engine"]
         scale = 0.5 if self._loss == "mse" else 1.0
@@ -260,25 +266,27 @@ class _BaseMLP(BaseEstimator):
             self.validation_loss_curve_.append(scale * hist["val_loss"][-1])
         return hist
 
-    def _split(self, X, y):
-        """(X_train, y_train, (X_val, y_val)) for early stopping, as scikit-learn splits."""
+    def _split(self, X, y, sw):
+        """(X, y, sw, (X_val, y_val, sw_val)) for early stopping, as scikit-learn splits."""
         if not self.early_stopping:
-            return X, y, None
+            return X, y, sw, None
         stratify = y if self._loss == "cross_entropy" else None
-        X, X_val, y, y_val = train_test_split(
-            X, y, random_state=self._split_state, test_size=self.validation_fraction,
-            stratify=stratify)
+        idx, idx_val = train_test_split(
+            np.arange(X.shape[0]), random_state=self._split_state,
+            test_size=self.validation_fraction, stratify=stratify)
+        X, X_val, y, y_val = X[idx], X[idx_val], y[idx], y[idx_val]
+        sw, sw_val = (None, None) if sw is None else (sw[idx], sw[idx_val])
         if X_val.shape[0] < 2:
             raise ValueError(f"validation_fraction={self.validation_fraction} leaves "
                              f"{X_val.shape[0]} validation sample(s); at least 2 are needed")
-        return X, y, (X_val, y_val)
+        return X, y, sw, (X_val, y_val, sw_val)
 
-    def _fit_loop(self, X, y, incremental):
-        X, y, validation = self._split(X, y) if not incremental else (X, y, None)
+    def _fit_loop(self, X, y, sw, incremental):
+        X, y, sw, validation = self._split(X, y, sw) if not incremental else (X, y, sw, None)
         if not incremental or not hasattr(self, "best_loss_"):
             self._reset_tracking(validation is not None)
         for _ in range(1 if incremental else self.max_iter):
-            self._epoch(X, y, validation)
+            self._epoch(X, y, sw, validation)
             if self.verbose:
                 print(f"Iteration {self.n_iter_}, loss = {self.loss_:.8f}")
             self._track(validation)
@@ -308,7 +316,8 @@ class _BaseMLP(BaseEstimator):
     def _track(self, validation):
         """scikit-learn's _update_no_improvement_count, on this epoch's numbers."""
         if validation is not None:
-            score = self._score_arrays(*validation)
+            X_val, y_val, sw_val = validation
+            score = self._score_arrays(X_val, y_val, sw_val)
             self.validation_scores_.append(score)
             worse = score < self.best_validation_score_ + self.tol
             self._no_improvement_count = self._no_improvement_count + 1 if worse else 0
@@ -354,22 +363,30 @@ class _BaseMLP(BaseEstimator):
             stop = bool(cb(self, info)) or stop
         return stop
 
-    def _fit(self, X, y, incremental):
+    def _fit(self, X, y, sample_weight, incremental):
         if y is None:
             raise ValueError(f"{type(self).__name__} requires y to be passed, but the target "
                              "y is None")
         first = not (self._initialized() and (incremental or self.warm_start))
         X = self._validate_X(X, reset=first)
         y = self._encode_targets(X, y, first, incremental)
+        sw = self._sample_weight(y, sample_weight, incremental)
         if first:
             rs = check_random_state(self.random_state)
             self._split_state = int(rs.randint(_SEED_BOUND))
             self._build(X.shape[1], self._n_out, np.random.default_rng(rs.randint(_SEED_BOUND)))
         else:
             self._check_settings()
-        return self._fit_loop(X, y, incremental)
+        return self._fit_loop(X, y, sw, incremental)
 
-    def fit(self, X, y):
+    def _sample_weight(self, y, sample_weight, incremental):
+        """Validated per-sample weights (float64) or None."""
+        sw = train.check_sample_weight(sample_weight, y.shape[0])
+        if sw is not None and not sw.any():
+            raise ValueError("Sample weights must contain at least one non-zero number.")
+        return sw
+
+    def fit(self, X, y, sample_weight=None):
         """Fit the model to data matrix X and targets y.
 
         Parameters
@@ -379,6 +396,10 @@ class _BaseMLP(BaseEstimator):
             DataFrame (its column names become ``feature_names_in_``).
         y : array-like of shape (n_samples,) or (n_samples, n_outputs)
             Class labels (classifier) or real targets (regressor).
+        sample_weight : array-like of shape (n_samples,), optional
+            Non-negative weights: each batch's loss is the weighted mean of
+            its samples' losses, as scikit-learn's.  Trains on fastnn's
+            layer path (the compiled engine has no weighted losses yet).
 
         Returns
         -------
@@ -402,7 +423,7 @@ class _BaseMLP(BaseEstimator):
         20
         """
         self._validate_params()
-        return self._fit(X, y, incremental=False)
+        return self._fit(X, y, sample_weight, incremental=False)
 
     def _forward(self, X):
         check_is_fitted(self, "coefs_")
@@ -450,6 +471,11 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         Max-norm constraint on every neuron's incoming weights.
     init : {"xavier", "he", "normal"}, default "xavier"
         Initializer of the hidden layers' weights (the output layer: xavier).
+    class_weight : dict, "balanced" or None, default None
+        Weights of the classes in the loss: sample i weighs
+        ``class_weight[y_i] * sample_weight[i]``; "balanced" is
+        ``n_samples / (n_classes * bincount(y))`` (scikit-learn's rule; refused
+        by ``partial_fit``, which sees one batch at a time).
     dtype : float32 or float64, default float32
     callbacks : list of callables or None
         Each is called after every epoch as ``cb(estimator, info)`` with
@@ -477,6 +503,44 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     """
 
     _loss = "cross_entropy"
+    _parameter_constraints: ClassVar[dict] = {**_BaseMLP._parameter_constraints,
+                                              "class_weight": [None, dict,
+                                                               StrOptions({"balanced"})]}
+
+    def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam",
+                 alpha=0.0001, batch_size="auto", learning_rate="constant",
+                 learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
+                 random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
+                 nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
+                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
+                 dropout=0.0, batch_norm=False, weight_decay=0.0, lr_schedule="constant",
+                 warmup=0.1, max_norm=None, init="xavier", class_weight=None,
+                 dtype=np.float32, callbacks=None):
+        super().__init__(
+            hidden_layer_sizes, activation, solver=solver, alpha=alpha, batch_size=batch_size,
+            learning_rate=learning_rate, learning_rate_init=learning_rate_init,
+            power_t=power_t, max_iter=max_iter, shuffle=shuffle, random_state=random_state,
+            tol=tol, verbose=verbose, warm_start=warm_start, momentum=momentum,
+            nesterovs_momentum=nesterovs_momentum, early_stopping=early_stopping,
+            validation_fraction=validation_fraction, beta_1=beta_1, beta_2=beta_2,
+            epsilon=epsilon, n_iter_no_change=n_iter_no_change, max_fun=max_fun,
+            dropout=dropout, batch_norm=batch_norm, weight_decay=weight_decay,
+            lr_schedule=lr_schedule, warmup=warmup, max_norm=max_norm, init=init,
+            dtype=dtype, callbacks=callbacks)
+        self.class_weight = class_weight
+
+    def _sample_weight(self, y, sample_weight, incremental):
+        """sample_weight times the class weight of each sample's label (None if neither)."""
+        sw = super()._sample_weight(y, sample_weight, incremental)
+        if self.class_weight is None:
+            return sw
+        if incremental and self.class_weight == "balanced":
+            raise ValueError("class_weight='balanced' is not supported for partial_fit (it "
+                             "needs the whole data's class counts); pass a dict instead")
+        per_class = compute_class_weight(self.class_weight, classes=self.classes_,
+                                         y=self.classes_[y])
+        cw = per_class[y]
+        return cw if sw is None else cw * sw
 
     def _encode_targets(self, X, y, first, incremental):
         kind = type_of_target(y)
@@ -501,7 +565,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         self._n_out = len(self.classes_)
         return np.searchsorted(self.classes_, y).astype(np.int64)
 
-    def partial_fit(self, X, y, classes=None):
+    def partial_fit(self, X, y, sample_weight=None, classes=None):
         """One epoch of updates over (X, y), keeping the optimizer's state between calls.
 
         Parameters
@@ -533,10 +597,10 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         if not self._initialized():
             self._validate_params()
         _check_partial_fit_first_call(self, classes)
-        return self._fit(X, y, incremental=True)
+        return self._fit(X, y, sample_weight, incremental=True)
 
-    def _score_arrays(self, X, y):
-        return accuracy_score(y, self._scores(X).argmax(axis=1))
+    def _score_arrays(self, X, y, sw):
+        return accuracy_score(y, self._scores(X).argmax(axis=1), sample_weight=sw)
 
     def predict(self, X):
         """Predicted class labels, shape (n_samples,).
@@ -667,7 +731,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         self._n_out = width
         return y.reshape(-1, width)
 
-    def partial_fit(self, X, y):
+    def partial_fit(self, X, y, sample_weight=None):
         """One epoch of updates over (X, y), keeping the optimizer's state between calls.
 
         Parameters
@@ -690,10 +754,10 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         """
         if not self._initialized():
             self._validate_params()
-        return self._fit(X, y, incremental=True)
+        return self._fit(X, y, sample_weight, incremental=True)
 
-    def _score_arrays(self, X, y):
-        return r2_score(y, self._scores(X))
+    def _score_arrays(self, X, y, sw):
+        return r2_score(y, self._scores(X), sample_weight=sw)
 
     def predict(self, X):
         """Predicted targets: shape (n_samples,) for one output, else (n_samples, n_outputs).

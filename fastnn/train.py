@@ -52,6 +52,15 @@ LOSS_WITH_GRAD = {
 }
 
 
+#: loss name -> ``(per-sample values, gradient of their sum)`` (weighted steps).
+LOSS_WITH_GRAD_NONE = {
+    "cross_entropy": lambda out, y: F.cross_entropy_with_grad(out, y, reduction="none"),
+    "hinge": lambda out, y: F.hinge_loss_with_grad(out, y, reduction="none"),
+    "mse": lambda out, y: F.mse_loss_with_grad(out, y, reduction="none"),
+    "mae": lambda out, y: F.l1_loss_with_grad(out, y, reduction="none"),
+}
+
+
 class DivergenceError(FloatingPointError):
     """Training produced a NaN or infinite loss.
 
@@ -181,7 +190,7 @@ def _progress_bar(total, enabled, desc):
 
 def fit(model, X, y, loss="cross_entropy", optimizer=None, epochs=10, batch_size=32,
         schedule=None, validation=None, shuffle=True, rng=None, progress=True,
-        l2=0.0, l1=0.0, max_norm=None, engine="auto"):
+        l2=0.0, l1=0.0, max_norm=None, engine="auto", sample_weight=None):
     """Train ``model`` on (X, y) with mini-batch gradient descent.
 
     Parameters
@@ -230,6 +239,13 @@ def fit(model, X, y, loss="cross_entropy", optimizer=None, epochs=10, batch_size
         reference); "auto" takes the compiled engine when it can.  Both
         compute the same steps (same shuffles, dropout masks and update
         rules), equal to rounding.
+    sample_weight : array_like of shape (N,), optional
+        Non-negative finite weights (a batch whose weights are all zero
+        takes a step with zero data gradient).  Each batch's loss becomes the weighted mean of its per-sample losses,
+        ``sum(w_i * l_i) / sum(w_i)`` over the batch (a sample's loss is the
+        mean over its outputs for mse/mae), as scikit-learn weights its MLP
+        losses; unit weights give the unweighted run.  CPU models, on the
+        layer path only for now: "auto" falls back to it, "compiled" refuses.
 
     Returns
     -------
@@ -277,6 +293,10 @@ def fit(model, X, y, loss="cross_entropy", optimizer=None, epochs=10, batch_size
     if X.shape[0] == 0:
         raise ValueError("X has no samples")
     y = as_targets(model, X, y, loss)
+    sample_weight = check_sample_weight(sample_weight, X.shape[0])
+    if sample_weight is not None and model.device != "cpu":
+        raise ValueError("sample_weight is supported for CPU models only (the model is on "
+                         f"{model.device})")
     if validation is not None:
         try:
             X_val, y_val = validation
@@ -307,14 +327,15 @@ def fit(model, X, y, loss="cross_entropy", optimizer=None, epochs=10, batch_size
 
     n = X.shape[0]
     batches = _batches(n, batch_size)
-    plan, reason = _choose_engine(engine, model, optimizer, loss, X, batches, l2, l1, max_norm)
+    plan, reason = _choose_engine(engine, model, optimizer, loss, X, batches, l2, l1, max_norm,
+                                  sample_weight)
     history["engine"] = "compiled" if plan is not None else f"layers ({reason})"
     if plan is not None:
         from fastnn.engine import one_blas_thread
         run_epoch = functools.partial(_compiled_epoch, plan, X, y, schedule, optimizer)
     else:
         run_epoch = functools.partial(_layers_epoch, model, X, y, loss, optimizer, schedule,
-                                      l2, l1, max_norm)
+                                      l2, l1, max_norm, sample_weight)
     bar = _progress_bar(epochs, progress, "fit")
     stack = contextlib.ExitStack()
     model.train()
@@ -348,12 +369,18 @@ def fit(model, X, y, loss="cross_entropy", optimizer=None, epochs=10, batch_size
 ENGINES = ("auto", "compiled", "layers")
 
 
-def _choose_engine(engine, model, optimizer, loss, X, batches, l2, l1, max_norm):
+def _choose_engine(engine, model, optimizer, loss, X, batches, l2, l1, max_norm,
+                   sample_weight=None):
     """(plan, None) for the compiled engine, or (None, why the layer path runs)."""
     from fastnn.engine import NotCompilable, Plan
 
     if engine == "layers":
         return None, "engine='layers' was asked for"
+    if sample_weight is not None:
+        why = "sample_weight is set (the compiled engine has no weighted losses yet)"
+        if engine == "compiled":
+            raise ValueError(f"engine='compiled' cannot train this model: {why}")
+        return None, why
     try:
         return Plan(model, optimizer, loss, X.shape[1], batches, l2, l1, max_norm), None
     except NotCompilable as exc:
@@ -406,8 +433,38 @@ def _compiled_epoch(plan, X, y, schedule, optimizer, batches, order, epoch, step
     return total_loss, total_penalty, int(plan.step_correct.sum()), step + k
 
 
-def _layers_epoch(model, X, y, loss, optimizer, schedule, l2, l1, max_norm, batches, order,
-                  epoch, step, history):
+def check_sample_weight(sample_weight, n):
+    """None, or the weights as a float64 (n,) array of finite values >= 0."""
+    if sample_weight is None:
+        return None
+    if on_device(sample_weight):
+        raise TypeError("sample_weight is a GPU array; pass host (numpy) weights")
+    w = np.asarray(sample_weight)
+    if w.dtype.kind not in "fiub":
+        raise TypeError(f"sample_weight must hold real numbers, got dtype {w.dtype}")
+    w = w.astype(np.float64).reshape(-1) if w.ndim <= 1 else w
+    if w.shape != (n,):
+        raise ValueError(f"sample_weight must have shape ({n},), got {np.shape(sample_weight)}")
+    bad = np.flatnonzero(~np.isfinite(w) | (w < 0))
+    if bad.size:
+        raise ValueError(f"sample_weight must be finite and >= 0; sample_weight[{bad[0]}] = "
+                         f"{w[bad[0]]}")
+    return w
+
+
+def _weighted_loss(loss, out, yb, wb):
+    """(sum_i w_i l_i / sum_i w_i, its gradient): l_i is sample i's loss (mean over outputs)."""
+    rows, grad = LOSS_WITH_GRAD_NONE[loss](out, yb)   # per-sample values, gradient of their sum
+    total = float(wb.sum())
+    per_output = 1 if loss in CLASSIFICATION else out.shape[1]
+    c = wb / (total * per_output) if total > 0 else np.zeros_like(wb)
+    rows = _host(rows).reshape(out.shape[0], -1).sum(axis=1)
+    value = float(np.dot(c, rows)) if total > 0 else 0.0
+    return value, grad * c.astype(grad.dtype).reshape(-1, 1)
+
+
+def _layers_epoch(model, X, y, loss, optimizer, schedule, l2, l1, max_norm, sample_weight,
+                  batches, order, epoch, step, history):
     """One epoch, layer by layer (the reference path).
 
     Returns (sum of batch loss x batch size, sum of penalties, correct
@@ -427,7 +484,10 @@ def _layers_epoch(model, X, y, loss, optimizer, schedule, l2, l1, max_norm, batc
         # diverging batch must not leave NaN in them for eval mode.
         saved = [_copy(buf) for buf in buffers]
         out = model.forward(_move(xb, device))
-        value, dout = LOSS_WITH_GRAD[loss](out, _move(yb, device))
+        if sample_weight is None:
+            value, dout = LOSS_WITH_GRAD[loss](out, _move(yb, device))
+        else:
+            value, dout = _weighted_loss(loss, out, _move(yb, device), sample_weight[idx])
         value = float(value)
         if not math.isfinite(value):
             for buf, old in zip(buffers, saved):

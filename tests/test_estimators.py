@@ -26,10 +26,28 @@ CHECKED = [MLPClassifier(hidden_layer_sizes=(16,), max_iter=100, random_state=0)
                         random_state=0)]
 
 
+# The one check that fails, and why (every other check of scikit-learn passes).
+EXPECTED_FAILED = {
+    "check_sample_weight_equivalence_on_dense_data":
+        "float32 (the default dtype): a weighted fit and the fit on repeated rows agree to "
+        "float32 rounding (~3e-7 relative measured), the check asks rtol 1e-7; in float64 "
+        "it passes (test_sample_weight_equivalence_in_float64)",
+}
+
+
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
-@parametrize_with_checks(CHECKED)
+@parametrize_with_checks(CHECKED, expected_failed_checks=lambda est: EXPECTED_FAILED)
 def test_sklearn_estimator_checks(estimator, check):
     check(estimator)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("est", CHECKED, ids=lambda e: type(e).__name__)
+def test_sample_weight_equivalence_in_float64(est):
+    from sklearn.utils.estimator_checks import check_sample_weight_equivalence_on_dense_data
+
+    est = clone(est).set_params(dtype=np.float64)
+    check_sample_weight_equivalence_on_dense_data(type(est).__name__, est)
 
 
 @pytest.fixture(scope="module")
@@ -247,3 +265,29 @@ def test_make_classification_smoke():
                                random_state=0)
     clf = _quiet(MLPClassifier(max_iter=100, random_state=0), X, y)
     assert clf.score(X, y) > 0.8
+
+
+def test_class_weight_is_sample_weight_by_class(iris):
+    X, y = iris
+    kw = dict(hidden_layer_sizes=(8,), max_iter=15, dtype=np.float64, random_state=0)
+    a = _quiet(MLPClassifier(class_weight={0: 2.0, 1: 1.0, 2: 0.5}, **kw), X, y)
+    b = _quiet(MLPClassifier(**kw), X, y, sample_weight=np.array([2.0, 1.0, 0.5])[y])
+    np.testing.assert_array_equal(a.predict_proba(X), b.predict_proba(X))
+    # unit class weights: the weighted (layer) path equals the unweighted (compiled) run
+    c = _quiet(MLPClassifier(class_weight={0: 1, 1: 1, 2: 1}, **kw), X, y)
+    d = _quiet(MLPClassifier(**kw), X, y)
+    np.testing.assert_allclose(c.predict_proba(X), d.predict_proba(X), rtol=1e-9, atol=1e-12)
+
+
+def test_balanced_class_weight_lifts_the_minority_class():
+    X, y = make_classification(n_samples=1000, n_features=6, weights=[0.95], flip_y=0,
+                               class_sep=0.5, random_state=0)
+    kw = dict(hidden_layer_sizes=(16,), max_iter=50, random_state=0)
+    plain = _quiet(MLPClassifier(**kw), X, y)
+    balanced = _quiet(MLPClassifier(class_weight="balanced", **kw), X, y)
+    recall = [np.mean(m.predict(X)[y == 1] == 1) for m in (plain, balanced)]
+    assert recall[1] > recall[0] + 0.1
+    with pytest.raises(ValueError, match=r"balanced.*partial_fit"):
+        MLPClassifier(class_weight="balanced").partial_fit(X, y, classes=[0, 1])
+    with pytest.raises(ValueError, match="non-zero"):
+        MLPClassifier().fit(X, y, sample_weight=np.zeros(len(y)))

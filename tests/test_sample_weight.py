@@ -1,0 +1,96 @@
+"""train.fit(sample_weight=...): weighted per-batch means, checked against torch and duplication."""
+import numpy as np
+import pytest
+
+from fastnn import nn, optim
+from fastnn.train import LOSSES, _weighted_loss, fit
+
+N, D, C = 40, 5, 3
+
+
+def _data(loss, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((N, D))
+    if loss in ("cross_entropy", "hinge"):
+        return X, rng.integers(0, C, N)
+    return X, rng.standard_normal((N, C))
+
+
+def _model():
+    return nn.Sequential(nn.Linear(D, 7, activation="tanh", rng=0, dtype=np.float64),
+                         nn.Linear(7, C, rng=1, dtype=np.float64))
+
+
+def _fit(X, y, loss, w, **kw):
+    model = _model()
+    kw.setdefault("batch_size", 8)
+    hist = fit(model, X, y, loss=loss, optimizer=optim.SGD(model.parameters(), lr=0.1),
+               epochs=2, rng=0, progress=False, sample_weight=w, **kw)
+    return hist, model
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+def test_unit_weights_equal_the_unweighted_run(loss):
+    X, y = _data(loss)
+    h1, m1 = _fit(X, y, loss, np.ones(N), engine="layers")
+    h0, m0 = _fit(X, y, loss, None, engine="layers")
+    np.testing.assert_allclose(h1["step_loss"], h0["step_loss"], rtol=1e-12)
+    for k, v in m1.state_dict().items():
+        np.testing.assert_allclose(v, m0.state_dict()[k], rtol=1e-10, atol=1e-13, err_msg=k)
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+def test_integer_weight_equals_repeating_the_sample(loss):
+    """One full-batch step, no shuffle: weight k on a row == that row k times."""
+    X, y = _data(loss)
+    w = np.ones(N)
+    w[[3, 11]] = [3.0, 2.0]
+    rep = np.r_[np.arange(N), 3, 3, 11]
+    hw, mw = _fit(X, y, loss, w, batch_size=N, shuffle=False)
+    hr, mr = _fit(X[rep], y[rep], loss, None, batch_size=N + 3, shuffle=False,
+                  engine="layers")
+    np.testing.assert_allclose(hw["step_loss"], hr["step_loss"], rtol=1e-12)
+    for k, v in mw.state_dict().items():
+        np.testing.assert_allclose(v, mr.state_dict()[k], rtol=1e-10, atol=1e-13, err_msg=k)
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+def test_weighted_loss_and_gradient_against_torch(loss, torch):
+    rng = np.random.default_rng(1)
+    out = rng.standard_normal((9, C))
+    y = rng.integers(0, C, 9) if loss in ("cross_entropy", "hinge") else rng.standard_normal((9, C))
+    w = rng.uniform(0, 3, 9)
+    value, grad = _weighted_loss(loss, out, y, w)
+    t = torch.tensor(out, requires_grad=True)
+    tf = torch.nn.functional
+    if loss == "cross_entropy":
+        rows = tf.cross_entropy(t, torch.tensor(y), reduction="none")
+    elif loss == "hinge":
+        rows = tf.multi_margin_loss(t, torch.tensor(y), reduction="none") * C
+    elif loss == "mse":
+        rows = ((t - torch.tensor(y)) ** 2).mean(1)
+    else:
+        rows = (t - torch.tensor(y)).abs().mean(1)
+    tw = torch.tensor(w)
+    ref = (rows * tw).sum() / tw.sum()
+    ref.backward()
+    assert value == pytest.approx(ref.item(), rel=1e-12)
+    np.testing.assert_allclose(grad, t.grad.numpy(), rtol=1e-10, atol=1e-14)
+
+
+def test_engine_falls_back_and_compiled_refuses():
+    X, y = _data("cross_entropy")
+    hist, _ = _fit(X, y, "cross_entropy", np.ones(N))
+    assert hist["engine"].startswith("layers (sample_weight is set")
+    with pytest.raises(ValueError, match="sample_weight"):
+        _fit(X, y, "cross_entropy", np.ones(N), engine="compiled")
+
+
+@pytest.mark.parametrize("w,match", [(-np.ones(N), r"sample_weight\[0\] = -1.0"),
+                                     (np.r_[np.ones(N - 1), np.nan], r"sample_weight\[39\]"),
+                                     (np.ones(N + 1), r"shape \(40,\)"),
+                                     (np.array(["a"] * N), "real numbers")])
+def test_bad_weights_are_refused_by_name(w, match):
+    X, y = _data("cross_entropy")
+    with pytest.raises((ValueError, TypeError), match=match):
+        _fit(X, y, "cross_entropy", w)
