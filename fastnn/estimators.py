@@ -35,6 +35,7 @@ Examples
 >>> clf.classes_.tolist(), clf.score(X, y) > 0.9
 (['no', 'yes'], True)
 """
+import functools
 import warnings
 from numbers import Integral, Real
 from typing import ClassVar
@@ -229,7 +230,7 @@ class _BaseMLP(BaseEstimator):
         return int(np.clip(self.batch_size, 1, n))
 
     def _schedule(self, n_batches):
-        """The step -> lr callable for this epoch (None: the optimizer's own lr)."""
+        """The step -> lr callable for this fit call (None: the optimizer's own lr)."""
         offset = self._global_step
         if self.lr_schedule == "warmup_cosine":
             total = max(1, self.max_iter * n_batches)
@@ -239,8 +240,9 @@ class _BaseMLP(BaseEstimator):
         self._optimizer.lr = self._lr
         return None
 
-    def _epoch(self, X, y, sw, validation):
-        """One pass over (X, y) through train.fit; updates loss_curve_ and t_."""
+    def _train(self, X, y, sw, validation, epochs):
+        """Up to ``epochs`` epochs in ONE train.fit call (the engine is planned once);
+        :meth:`_after_epoch` keeps scikit-learn's books and may stop it sooner."""
         n = X.shape[0]
         bs = self._batch_size(n)
         n_batches = train.steps_per_epoch(n, bs)
@@ -250,21 +252,33 @@ class _BaseMLP(BaseEstimator):
         # sum (exact for unit weights and for one full batch).
         weight_sum = bs * (1.0 if sw is None else float(sw.mean()))
         l2 = self.alpha / weight_sum * (1.0 if self._loss == "mse" else 0.5)
-        hist = train.fit(self._model, X, y, loss=self._loss, optimizer=self._optimizer,
-                         epochs=1, batch_size=bs, schedule=self._schedule(n_batches),
-                         validation=None if validation is None else validation[:2],
-                         shuffle=self.shuffle, rng=self._rng, progress=False, l2=l2,
-                         max_norm=self.max_norm, sample_weight=sw)
+        self._stopped = False
+        train.fit(self._model, X, y, loss=self._loss, optimizer=self._optimizer,
+                  epochs=epochs, batch_size=bs, schedule=self._schedule(n_batches),
+                  validation=None if validation is None else validation[:2],
+                  shuffle=self.shuffle, rng=self._rng, progress=False, l2=l2,
+                  max_norm=self.max_norm, sample_weight=sw,
+                  callback=functools.partial(self._after_epoch, n, n_batches, validation))
+
+    def _after_epoch(self, n, n_batches, validation, history):
+        """scikit-learn's end-of-epoch bookkeeping; True stops training."""
         self._global_step += n_batches
-        self._engine = hist["engine"]
+        self._engine = history["engine"]
         scale = 0.5 if self._loss == "mse" else 1.0
-        self.loss_ = scale * (hist["train_loss"][-1] + hist["penalty"][-1])
+        self.loss_ = scale * (history["train_loss"][-1] + history["penalty"][-1])
         self.loss_curve_.append(self.loss_)
         self.n_iter_ += 1
         self.t_ += n
         if validation is not None:
-            self.validation_loss_curve_.append(scale * hist["val_loss"][-1])
-        return hist
+            self.validation_loss_curve_.append(scale * history["val_loss"][-1])
+        if self.verbose:
+            print(f"Iteration {self.n_iter_}, loss = {self.loss_:.8f}")
+        self._track(validation)
+        self._advance_lr()
+        self._stopped = self._run_callbacks() or self._should_stop()
+        if self.lr_schedule != "warmup_cosine":
+            self._optimizer.lr = self._lr
+        return self._stopped
 
     def _split(self, X, y, sw):
         """(X, y, sw, (X_val, y_val, sw_val)) for early stopping, as scikit-learn splits."""
@@ -285,18 +299,12 @@ class _BaseMLP(BaseEstimator):
         X, y, sw, validation = self._split(X, y, sw) if not incremental else (X, y, sw, None)
         if not incremental or not hasattr(self, "best_loss_"):
             self._reset_tracking(validation is not None)
-        for _ in range(1 if incremental else self.max_iter):
-            self._epoch(X, y, sw, validation)
-            if self.verbose:
-                print(f"Iteration {self.n_iter_}, loss = {self.loss_:.8f}")
-            self._track(validation)
-            self._advance_lr()
-            if self._run_callbacks() or self._should_stop():
-                break
-            if not incremental and self.n_iter_ == self.max_iter:
-                warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) "
-                              "reached and the optimization hasn't converged yet.",
-                              ConvergenceWarning, stacklevel=4)
+        self.n_iter_ = 0   # as scikit-learn: the epochs of this call (partial_fit: 1)
+        self._train(X, y, sw, validation, 1 if incremental else self.max_iter)
+        if not incremental and not self._stopped and self.n_iter_ == self.max_iter:
+            warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) "
+                          "reached and the optimization hasn't converged yet.",
+                          ConvergenceWarning, stacklevel=4)
         if validation is not None and self._best_state is not None:
             self._model.load_state_dict(self._best_state)
         self._publish()

@@ -190,7 +190,7 @@ def _progress_bar(total, enabled, desc):
 
 def fit(model, X, y, loss="cross_entropy", optimizer=None, epochs=10, batch_size=32,
         schedule=None, validation=None, shuffle=True, rng=None, progress=True,
-        l2=0.0, l1=0.0, max_norm=None, engine="auto", sample_weight=None):
+        l2=0.0, l1=0.0, max_norm=None, engine="auto", sample_weight=None, callback=None):
     """Train ``model`` on (X, y) with mini-batch gradient descent.
 
     Parameters
@@ -246,6 +246,13 @@ def fit(model, X, y, loss="cross_entropy", optimizer=None, epochs=10, batch_size
         mean over its outputs for mse/mae), as scikit-learn weights its MLP
         losses; unit weights give the unweighted run.  CPU models, on the
         layer path only for now: "auto" falls back to it, "compiled" refuses.
+    callback : callable history -> bool, optional
+        Called after every epoch (after its validation) with the history so
+        far; a true return ends training there.  It may change
+        ``optimizer.lr`` for the next epoch (when no ``schedule`` is given)
+        and read or copy the model (not train it).  One ``fit`` call with a
+        callback replaces one call per epoch, which re-plans the compiled
+        engine each time.
 
     Returns
     -------
@@ -289,6 +296,9 @@ def fit(model, X, y, loss="cross_entropy", optimizer=None, epochs=10, batch_size
         max_norm = real_scalar(max_norm, "max_norm", low=0.0, low_open=True)
     if schedule is not None and not callable(schedule):
         raise TypeError(f"schedule must be a callable step -> lr, got {type(schedule).__name__}")
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback must be a callable history -> bool, got "
+                        f"{type(callback).__name__}")
     X = as_inputs(model, X)
     if X.shape[0] == 0:
         raise ValueError("X has no samples")
@@ -357,6 +367,8 @@ def fit(model, X, y, loss="cross_entropy", optimizer=None, epochs=10, batch_size
                 _validate(model, X_val, y_val, loss, history)
             if bar is not None:
                 _progress(bar, history)
+            if callback is not None and callback(history):
+                break
     finally:
         if plan is not None:
             plan.finish()

@@ -1,4 +1,5 @@
-"""train.fit(sample_weight=...): weighted per-batch means, checked against torch and duplication."""
+"""train.fit(sample_weight=..., callback=...): weighted batch means (checked against torch and
+duplication) and the per-epoch callback."""
 import numpy as np
 import pytest
 
@@ -94,3 +95,41 @@ def test_bad_weights_are_refused_by_name(w, match):
     X, y = _data("cross_entropy")
     with pytest.raises((ValueError, TypeError), match=match):
         _fit(X, y, "cross_entropy", w)
+
+
+def test_callback_stops_and_one_call_equals_epoch_by_epoch_calls():
+    X, y = _data("cross_entropy")
+    seen = []
+
+    def stop_after_3(history):
+        seen.append(history["epoch"][-1])
+        return len(history["epoch"]) == 3
+
+    m1 = _model()
+    opt1 = optim.Adam(m1.parameters(), lr=0.01)
+    h1 = fit(m1, X, y, optimizer=opt1, epochs=10, batch_size=8, rng=np.random.default_rng(0),
+             progress=False, callback=stop_after_3)
+    assert seen == [1, 2, 3] and h1["epoch"] == [1, 2, 3] and h1["engine"] == "compiled"
+    m2 = _model()
+    opt2 = optim.Adam(m2.parameters(), lr=0.01)
+    gen = np.random.default_rng(0)
+    losses = []
+    for _ in range(3):
+        losses += fit(m2, X, y, optimizer=opt2, epochs=1, batch_size=8, rng=gen,
+                      progress=False)["step_loss"]
+    np.testing.assert_allclose(h1["step_loss"], losses, rtol=1e-12)
+
+
+def test_callback_may_set_the_next_epochs_lr():
+    X, y = _data("cross_entropy")
+    model = _model()
+    opt = optim.SGD(model.parameters(), lr=0.1)
+
+    def halve(history):
+        opt.lr /= 2
+
+    hist = fit(model, X, y, optimizer=opt, epochs=3, batch_size=8, rng=0, progress=False,
+               callback=halve)
+    assert hist["lr"] == [0.1, 0.05, 0.025]
+    with pytest.raises(TypeError, match="callback must be a callable"):
+        fit(model, X, y, optimizer=opt, epochs=1, callback=3)
