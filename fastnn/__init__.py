@@ -14,3 +14,4 @@ fastnn then sets neither.  ``fastnn info`` shows what was set and by whom.
 __version__ = "0.1.0"
 
 from . import functional, init, memory, preprocessing  # noqa: F401
+from ._config import set_parallel_threads  # noqa: F401

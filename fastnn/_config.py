@@ -113,7 +113,8 @@ class DualKernel:
         :func:`parallel_allowed`).  The thread test runs only above the
         threshold, so small calls pay nothing for it.
         """
-        if n_elements >= PARALLEL_THRESHOLD and _pool.usable and get_ident() == _pool.owner:
+        if n_elements >= PARALLEL_THRESHOLD and _pool.usable and (
+                get_ident() == _pool.owner or _pool.any_thread):
             _pool.started = True
             return self.parallel
         return self.serial
@@ -137,10 +138,11 @@ class _PoolState:
     GNU OpenMP's pool does not survive ``fork()``: a child that enters a
     parallel region after its parent started the pool is killed ("fork()
     called from a process already using GNU OpenMP"), and a
-    ``multiprocessing.Pool`` of such children hangs.  numba's other layers
-    are no better in a child (the TBB pool's threads are gone too).  So a
-    child forked after the parent's first parallel region runs every
-    kernel's serial twin: slower, never killed.  A child forked before the
+    ``multiprocessing.Pool`` of such children hangs.  fastnn does not rely
+    on the other layers in a child either (their threads are gone too).  So
+    a child forked after the parent's pool started -- by a fastnn kernel or
+    by any other numba parallel code of the process -- runs every kernel's
+    serial twin: slower, never killed.  A child forked before the
     parent went parallel keeps the parallel twins, and so does a child made
     with the ``spawn`` or ``forkserver`` start methods (a fresh process).
 
@@ -158,13 +160,17 @@ class _PoolState:
     ``threads x NUMBA_NUM_THREADS`` threads on the cores (with OpenMP, each
     calling thread gets a team of its own; ``numba.set_num_threads`` is
     per thread).  One thread per calling thread is at most its share.
-    (3) Same results: the serial twins compute what the parallel ones do
-    (per-chunk partials merged in a fixed order).
+    (3) The same results up to rounding: the serial twins compute what the
+    parallel ones do, summing in one chunk where the parallel twins merge
+    per-thread chunks (so sums may differ in the last bits).
+    :func:`set_parallel_threads` ("any") lets every thread use the pool: for
+    an application that runs fastnn from one background thread.
     """
     started = False
     usable = True
-    # threading.get_ident() of the thread allowed to go parallel: the main
-    # thread, whichever thread imported fastnn.
+    any_thread = False
+    # threading.get_ident() of the thread allowed to go parallel: the
+    # interpreter's main thread.
     owner = threading.main_thread().ident
 
 
@@ -172,8 +178,21 @@ _pool = _PoolState()
 get_ident = threading.get_ident
 
 
+def _numba_pool_started():
+    """Whether numba's thread pool was started in this process, by anyone.
+
+    Reads numba's own flag (private: if it is gone, assume started, the
+    safe answer in a forked child).
+    """
+    try:
+        from numba.np.ufunc import parallel
+    except ImportError:
+        return True
+    return bool(getattr(parallel, "_is_initialized", True))
+
+
 def _after_fork_in_child():
-    if _pool.started:
+    if _pool.started or _numba_pool_started():
         _pool.usable = False
     # The forking thread is the child's only (and so main) thread.
     _pool.owner = get_ident()
@@ -186,10 +205,40 @@ if hasattr(os, "register_at_fork"):      # absent on Windows, which has no fork(
 def parallel_allowed():
     """Whether a large kernel called from this thread may run its parallel twin.
 
-    False on any thread but the main thread, and in a process forked after
-    its parent started the thread pool.
+    False on any thread but the main thread (unless
+    ``set_parallel_threads("any")``), and in a process forked after its
+    parent started the thread pool.
     """
-    return _pool.usable and get_ident() == _pool.owner
+    return _pool.usable and (get_ident() == _pool.owner or _pool.any_thread)
+
+
+def set_parallel_threads(policy):
+    """Which threads may run the kernels' parallel twins: ``"main"`` or ``"any"``.
+
+    ``"main"`` (the default): only the main thread; kernels called from any
+    other thread run serially, one core each (what a pool of worker threads,
+    such as Dask's, needs).  ``"any"``: every thread, for an application
+    that calls fastnn from one background thread; do not call kernels from
+    several threads at once then (numba's ``workqueue`` layer aborts on that,
+    and OpenMP would run a team per calling thread).
+
+    Returns
+    -------
+    str
+        The previous policy.
+
+    Examples
+    --------
+    >>> import fastnn
+    >>> previous = fastnn.set_parallel_threads("any")
+    >>> fastnn.set_parallel_threads(previous)
+    'any'
+    """
+    if policy not in ("main", "any"):
+        raise ValueError(f"policy must be 'main' or 'any', got {policy!r}")
+    previous = "any" if _pool.any_thread else "main"
+    _pool.any_thread = policy == "any"
+    return previous
 
 
 def dual_jit(fn=None, **options):

@@ -80,12 +80,8 @@ def _out_dtype(X):
 
 
 def _split_every(split_every):
-    if split_every is None:
-        return SPLIT_EVERY
-    if isinstance(split_every, bool) or not isinstance(split_every, (int, np.integer)) \
-            or split_every < 2:
-        raise ValueError(f"split_every must be an integer >= 2, got {split_every!r}")
-    return int(split_every)
+    """None -> the default; else an integer >= 2 (TypeError / ValueError otherwise)."""
+    return SPLIT_EVERY if split_every is None else integer(split_every, "split_every", low=2)
 
 
 # -- tree reduction of packed per-block statistics ------------------------------

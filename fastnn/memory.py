@@ -39,9 +39,6 @@ import numpy as np
 
 __all__ = ["empty", "empty_cache", "set_cache_limit", "cache_info"]
 
-# References to a buffer inside _Cache.give_back when nobody else holds it
-# (CPython; test_memory checks that a held root is kept and a free one reused).
-_OWN_REFS = 4
 
 #: Outputs smaller than this come from numpy directly: glibc reuses small
 #: heap blocks itself, and lending a buffer costs ~3 us.
@@ -54,6 +51,24 @@ class _Buffer(np.ndarray):
 
 class _Lease(np.ndarray):
     """A cached buffer lent to one output and everything derived from it."""
+
+
+def _refs_when_free():
+    """What ``sys.getrefcount`` shows inside ``_Cache.give_back`` for a buffer that
+    nobody else holds, measured once through the same path (a lease's
+    finalizer calling a bound method): the count is CPython's bookkeeping
+    (finalize's arguments, the dying lease's base, the frame), which other
+    versions may count differently.  test_memory checks both ways."""
+    seen = []
+
+    class _Probe:
+        def give_back(self, buf):
+            seen.append(sys.getrefcount(buf))
+    buf = np.ndarray.__new__(_Buffer, (1,), np.uint8)
+    lease = buf.view(_Lease)
+    weakref.finalize(lease, _Probe().give_back, buf).atexit = False
+    del buf, lease
+    return seen[0]
 
 
 class _Cache:
@@ -87,8 +102,6 @@ class _Cache:
             # of it) past the lease holds a reference of its own: recycling
             # the memory would change that array under it, so the buffer
             # leaves the cache instead (numpy frees it with its last user).
-            # _OWN_REFS is what finalize's call, this parameter and
-            # getrefcount's argument hold (measured; the tests check both ways).
             if sys.getrefcount(buf) > _OWN_REFS or self.held > self.limit:
                 self.held -= buf.nbytes
             else:
@@ -108,6 +121,7 @@ class _Cache:
             self.held -= freed
 
 
+_OWN_REFS = _refs_when_free()
 _cache = _Cache(limit=1 << 30)
 
 

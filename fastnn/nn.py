@@ -75,7 +75,8 @@ def _copy(a):
 
 
 def _assign(dest, src):
-    """``dest[...] = src`` in place, ``dest`` a host or device array, ``src`` host or same device."""
+    """``dest[...] = src`` in place: ``dest`` a host or device array, ``src`` a host
+    array or one on dest's device."""
     if type(dest) is np.ndarray:
         dest[...] = src
     else:
@@ -122,7 +123,7 @@ class Parameter:
         usual practice: decaying them only hurts).
     """
 
-    __slots__ = ("data", "grad", "decay")
+    __slots__ = ("data", "decay", "grad")
 
     def __init__(self, data, decay=True):
         self.data = data
@@ -176,7 +177,8 @@ def _check_representable(value, dtype, name):
         limit = np.finfo(dtype).max
         if finite.size and finite.max() > limit:
             raise ValueError(f"state[{name!r}] holds {finite.max():.6g}, beyond the range of "
-                             f"the model's {np.dtype(dtype)} (max {limit:.6g}); it would become inf")
+                             f"the model's {np.dtype(dtype)} (max {limit:.6g}); it would become "
+                             "inf")
 
 
 def _member_header(zf, member):
@@ -253,7 +255,10 @@ class Module:
         evaluated elsewhere (what :func:`fastnn.train.predict` does).  The
         built-in layers implement it directly; a custom module without its
         own ``infer`` falls back to ``forward`` under :meth:`preserved`, which
-        does toggle the mode while it runs.
+        does toggle the mode (and restores buffers) while it runs: define
+        ``infer`` on a custom module that must be predicted from beside
+        training.  Predicting beside training still reads weights and running
+        statistics while the optimizer writes them: the output mixes steps.
         """
         with self.preserved(training=False):
             return self.forward(x)
@@ -501,7 +506,8 @@ class Module:
         except ValueError as exc:
             raise ValueError(f"{os.fspath(path)!r}: {exc}") from None
         except Exception as exc:  # not a zip, truncated, a bad header
-            raise ValueError(f"cannot load {os.fspath(path)!r} as a fastnn model file: {exc}") from exc
+            raise ValueError(f"cannot load {os.fspath(path)!r} as a fastnn model file: "
+                             f"{exc}") from exc
         try:
             self.load_state_dict(state)
         except KeyError as exc:
@@ -567,7 +573,8 @@ class Linear(Module):
         else:
             w = _init.he_normal(shape, dtype=dtype, rng=rng)
         self.weight = Parameter(np.ascontiguousarray(w, dtype=dtype), decay=True)
-        self.bias = Parameter(np.zeros(self.out_features, dtype=dtype), decay=False) if bias else None
+        self.bias = (Parameter(np.zeros(self.out_features, dtype=dtype), decay=False)
+                     if bias else None)
         self._params = ("weight", "bias") if bias else ("weight",)
         self._saved = None  # (x, y, activation, slope) of the last forward
 
@@ -856,7 +863,9 @@ class Sequential(Module):
         for i, layer in enumerate(layers):
             if not isinstance(layer, Module):
                 raise TypeError(f"layer {i} is a {type(layer).__name__}, not a fastnn.nn.Module")
-        self.layers = list(layers)
+        # A tuple: the fusion plan and the reuse check below are made once, so
+        # the layers cannot change afterwards (build a new Sequential instead).
+        self.layers = tuple(layers)
         _refuse_reused_layers(self)
         self._plan = self._fusion_plan()
         self._ran = None  # the plan steps of the last forward, for backward

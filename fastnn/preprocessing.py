@@ -99,42 +99,57 @@ def _refuse_non_finite(X, what):
                      f"{float(np.max(np.abs(X))):.3g}); rescale X first, e.g. with StandardScaler")
 
 
+# Rows per block of the NaN path: its temporaries (float64 copies of a block)
+# stay a few MiB whatever the size of X.
+_NAN_BLOCK_ROWS = 4096
+
+
 def _moments_ignoring_nan(X, n, mean, m2):
     """Per-column (count, mean, M2) over the non-NaN values of X; inf is refused.
 
-    The slow path, taken only when the fast kernel's mean is not finite.
-    Counts are an int array (columns differ in how many values they have);
-    a column with no value gets NaN statistics.
+    The slow path, taken only when the fast kernel's mean is not finite.  X is
+    read in blocks of rows merged with Chan's formula, so the temporaries stay
+    small.  Counts are per column (columns differ in how many values they
+    have); a column with no value gets NaN statistics.
     """
-    inf = np.isinf(X)
-    if inf.any():
-        i, j = np.argwhere(inf)[0]
-        raise ValueError(f"X contains infinity (X[{i}, {j}] = {X[i, j]}); StandardScaler "
-                         "ignores NaN in fit but cannot standardize inf")
-    present = ~np.isnan(X)
-    if present.all():                        # finite data whose sum overflowed: as it is
+    total = None
+    for lo in range(0, X.shape[0], _NAN_BLOCK_ROWS):
+        block = X[lo:lo + _NAN_BLOCK_ROWS]
+        inf = np.isinf(block)
+        if inf.any():
+            i, j = np.argwhere(inf)[0]
+            raise ValueError(f"X contains infinity (X[{lo + i}, {j}] = {block[i, j]}); "
+                             "StandardScaler ignores NaN in fit but cannot standardize inf")
+        present = ~np.isnan(block)
+        counts = present.sum(axis=0).astype(np.float64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            values = np.where(present, block, 0.0).astype(np.float64)
+            b_mean = values.sum(axis=0) / counts
+            dev = np.where(present, values - b_mean, 0.0)
+        part = (counts, b_mean, np.einsum("ij,ij->j", dev, dev))
+        total = part if total is None else _merge_per_column(*total, *part)
+    if np.all(total[0] == X.shape[0]):       # no NaN: finite data whose sum overflowed
         return n, mean, m2
-    counts = present.sum(axis=0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        values = np.where(present, X, 0.0).astype(np.float64)
-        mean = values.sum(axis=0) / counts
-        dev = np.where(present, values - mean, 0.0)
-        m2 = np.einsum("ij,ij->j", dev, dev)
-    return counts.astype(np.float64), mean, m2
+    return total
 
 
 def _merge_per_column(n_a, mean_a, m2_a, n_b, mean_b, m2_b):
-    """Chan's merge of (count, mean, M2) with per-column counts (a column with
-    no value on one side takes the other side's statistics)."""
+    """Chan's merge of (count, mean, M2) with per-column counts.
+
+    A column with no value on one side takes the other side's statistics as
+    they are (no delta term: ``delta**2 * 0`` would be ``inf * 0 = NaN`` for
+    means beyond 1e154); a column with none on either side gets NaN.
+    """
     n_a = np.broadcast_to(np.asarray(n_a, np.float64), mean_a.shape)
     n_b = np.broadcast_to(np.asarray(n_b, np.float64), mean_b.shape)
     n = n_a + n_b
-    with np.errstate(invalid="ignore", divide="ignore"):
-        delta = np.where(n_b > 0, mean_b, 0.0) - np.where(n_a > 0, mean_a, 0.0)
-        frac = np.where(n > 0, n_b / n, 0.0)
-        mean = np.where(n_a > 0, mean_a, 0.0) + delta * frac
+    both = (n_a > 0) & (n_b > 0)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        delta = np.where(both, mean_b - mean_a, 0.0)
+        frac = np.where(both, n_b / n, 0.0)
+        mean = np.where(n_a > 0, mean_a, mean_b) + delta * frac
         m2 = (np.where(n_a > 0, m2_a, 0.0) + np.where(n_b > 0, m2_b, 0.0)
-              + delta * delta * n_a * frac)
+              + np.where(both, delta * delta * n_a * frac, 0.0))
     mean[n == 0] = np.nan
     m2[n == 0] = np.nan
     return n, mean, m2

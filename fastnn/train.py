@@ -137,12 +137,26 @@ def as_inputs(model, X, name="X"):
 
 
 def _input_width(model):
-    """Features the model's first sized layer takes (Linear in_features, BatchNorm1d
-    num_features), or None when no layer says (a custom module)."""
-    for module in model.modules():
-        width = getattr(module, "in_features", None) or getattr(module, "num_features", None)
-        if width is not None:
-            return width
+    """Features the first layer to see X takes, or None when it cannot say.
+
+    Walks the forward order: through Sequentials, past the width-agnostic
+    layers (activations, Dropout), to the first Linear (``in_features``) or
+    BatchNorm1d (``num_features``); any other module (a custom one) ends the
+    walk with None, and the forward pass itself then judges X.
+    """
+    from fastnn import nn
+    agnostic = (nn.ReLU, nn.LeakyReLU, nn.Tanh, nn.Sigmoid, nn.Dropout)
+    pending = [model]
+    while pending:
+        module = pending.pop(0)
+        if isinstance(module, nn.Linear):
+            return module.in_features
+        if isinstance(module, nn.BatchNorm1d):
+            return module.num_features
+        if isinstance(module, nn.Sequential):
+            pending[:0] = list(module)
+        elif not isinstance(module, agnostic):
+            return None
     return None
 
 
@@ -321,7 +335,8 @@ def fit(model, X, y, loss="cross_entropy", optimizer=None, epochs=10, batch_size
     if optimizer is None:
         optimizer = Adam(model.parameters(), lr=1e-3)
     elif not isinstance(optimizer, Optimizer):
-        raise TypeError(f"optimizer must be a fastnn.optim.Optimizer, got {type(optimizer).__name__}")
+        raise TypeError("optimizer must be a fastnn.optim.Optimizer, got "
+                        f"{type(optimizer).__name__}")
     rng = as_rng(rng)
     for layer in model.modules():
         if isinstance(layer, Dropout):

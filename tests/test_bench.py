@@ -529,3 +529,22 @@ def test_a_row_that_stays_noisy_is_unstable_and_never_pass_or_miss():
 
 def _find_row(run, kernel, shape):
     return next(r for r in run["results"] if r["kernel"] == kernel and (r["n"], r["d"]) == shape)
+
+
+def test_confirm_catches_a_competitor_slowed_in_every_sample():
+    # every sample of torch slowed alike in one round: its spread stays 1, so
+    # only the second, interleaved round shows the ratio moving
+    from fastnn.bench._stability import measure_stably
+    rounds = iter([
+        {"fastnn": _timing([2e-5] * 7), "torch": _timing([4e-2] * 7)},
+        {"fastnn": _timing([2e-5] * 7), "torch": _timing([1e-4] * 7)},
+    ])
+    _, _, plain = measure_stably(lambda: ({"fastnn": _timing([2e-5] * 7),
+                                           "torch": _timing([4e-2] * 7)}, None))
+    assert not plain["unstable"] and plain["rounds"] == 1      # what spread alone sees
+    _, _, stability = measure_stably(lambda: (next(rounds), None), confirm=True)
+    assert stability["rounds"] == 2 and stability["moved"] == pytest.approx(400)
+    assert stability["unstable"]
+    steady = iter([{"fastnn": _timing([2e-5] * 7), "torch": _timing([1e-4] * 7)}] * 2)
+    _, _, ok = measure_stably(lambda: (next(steady), None), confirm=True)
+    assert not ok["unstable"] and ok["moved"] == 1.0

@@ -219,8 +219,9 @@ def test_hostile_inputs_are_refused_before_any_work():
         fd.StandardScaler().fit(unknown)
     with pytest.raises(ValueError, match="empty"):
         fd.StandardScaler().fit(X[:0])
-    for bad in (1, 0, 2.5, True, "4"):
-        with pytest.raises(ValueError, match="split_every"):
+    for bad, exc in ((1, ValueError), (0, ValueError), (2.5, TypeError), (True, TypeError),
+                     ("4", TypeError)):
+        with pytest.raises(exc, match="split_every"):
             fd.PCA(split_every=bad)
     with pytest.raises(preprocessing.NotFittedError):
         fd.StandardScaler().transform(X)

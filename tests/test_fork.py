@@ -60,3 +60,34 @@ def test_fork_pool_map_completes_with_the_parents_results():
             got = pool.map(work, range(4), chunksize=1)
         assert got == expected, (got, expected)
     """)
+
+
+def test_a_child_forked_after_other_numba_parallel_code_runs_serially():
+    # the pool started by the user's own prange code, never by a fastnn kernel
+    code = textwrap.dedent("""
+        import os
+        import numba, numpy as np
+        import fastnn._config as config
+        import fastnn.functional as F
+
+        @numba.njit(parallel=True)
+        def user_kernel(a):
+            for i in numba.prange(a.size):
+                a[i] += 1.0
+        user_kernel(np.zeros(1 << 16))
+        assert not config._pool.started
+        X = np.ones((1024, 1024), np.float32)
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                code = 0 if float(F.dropout(X, 0.5, seed=1).sum()) > 0 else 3
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0, os.waitstatus_to_exitcode(status)
+    """)
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_NUM_THREADS"}
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr

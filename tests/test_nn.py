@@ -511,3 +511,11 @@ def test_infer_is_the_eval_output_and_changes_nothing():
     with model.preserved(training=False):
         want = model.forward(x)
     np.testing.assert_array_equal(y, want)
+
+
+def test_sequential_layers_are_fixed_at_construction():
+    model = nn.Sequential(nn.Linear(3, 4), nn.ReLU())
+    with pytest.raises(AttributeError):
+        model.layers.append(nn.ReLU())     # a tuple: no reuse slips past the check
+    with pytest.raises(TypeError):
+        model.layers[1] = model.layers[0]

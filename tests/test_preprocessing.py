@@ -460,3 +460,28 @@ def test_pca_says_what_is_wrong_with_non_finite_statistics():
     X[2, 3] = np.nan
     with pytest.raises(ValueError, match=r"NaN or infinity \(X\[2, 3\] = nan\)"):
         PCA().fit(X)
+
+
+def test_standard_scaler_nan_merge_keeps_huge_means_finite():
+    # a chunk whose column 0 is all NaN merged with means of 2e154: delta**2 * 0
+    # must not become inf * 0 = NaN
+    s = StandardScaler().partial_fit(np.array([[2e154, 1.0], [2e154, 2.0]]))
+    s.partial_fit(np.array([[np.nan, 3.0], [np.nan, 4.0]]))
+    np.testing.assert_allclose(s.mean_, [2e154, 2.5])
+    assert s.var_[0] == 0.0 and s.scale_[0] == 1.0
+    np.testing.assert_array_equal(s.n_samples_seen_, [2, 4])
+
+
+def test_standard_scaler_nan_path_works_in_blocks(monkeypatch):
+    import fastnn.preprocessing as pp
+    monkeypatch.setattr(pp, "_NAN_BLOCK_ROWS", 7)       # many blocks, a ragged last one
+    X = _with_missing(2)
+    blocked = StandardScaler().fit(X)
+    monkeypatch.setattr(pp, "_NAN_BLOCK_ROWS", 10 ** 6)
+    whole = StandardScaler().fit(X)
+    np.testing.assert_allclose(blocked.mean_, whole.mean_, rtol=1e-13, equal_nan=True)
+    np.testing.assert_allclose(blocked.var_, whole.var_, rtol=1e-12, equal_nan=True)
+    np.testing.assert_array_equal(blocked.n_samples_seen_, whole.n_samples_seen_)
+    X[40, 3] = np.inf
+    with pytest.raises(ValueError, match=r"X\[40, 3\] = inf"):
+        StandardScaler().fit(X)

@@ -440,3 +440,23 @@ def test_infinite_penalties_are_refused_up_front_by_their_names(kw):
         fit(model, X, y, epochs=1, batch_size=10, progress=False, **kw)
     for k, v in model.state_dict().items():          # no step ran: running stats untouched
         np.testing.assert_array_equal(v, before[k], err_msg=k)
+
+
+def test_the_width_check_follows_the_forward_order_and_trusts_custom_layers():
+    class Expand(nn.Module):          # a custom first layer: 3 features in, 6 out
+        def forward(self, x):
+            return np.concatenate([x, x], axis=1)
+
+        def infer(self, x):
+            return self.forward(x)
+
+        def backward(self, dy):
+            return dy[:, :3] + dy[:, 3:]
+
+    model = nn.Sequential(Expand(), nn.Linear(6, 2, rng=0))
+    assert predict(model, np.ones((2, 3), np.float32)).shape == (2, 2)
+    # past activations and dropout to the first sized layer
+    model = nn.Sequential(nn.Sequential(nn.ReLU(), nn.Dropout(0.1)), nn.Linear(5, 2, rng=0))
+    with pytest.raises(ValueError, match=r"X has 4 features \(shape \(3, 4\)\) but the model "
+                                         r"expects 5"):
+        predict(model, np.ones((3, 4), np.float32))

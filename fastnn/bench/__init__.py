@@ -161,7 +161,8 @@ def main(argv=None):
                          dtypes=args.dtypes, against=args.against,
                          repeat=args.repeat or (3 if args.quick else 7), quick=args.quick,
                          startup=False if args.no_startup else None,
-                         progress=not args.no_progress)
+                         progress=not args.no_progress,
+                         confirm=args.check is not None and not args.quick)
         except ValueError as exc:
             print(f"fastnn bench: {exc}", file=sys.stderr)
             return 2

@@ -232,8 +232,12 @@ _SIDE_BY_SIDE_BYTES = 64 << 20
 
 def run(kernel_patterns=None, sizes=_cases.DEFAULT_SIZES, dtypes=("float32",),
         against=_cases.COMPETITORS, repeat=7, quick=False, startup=None, progress=True,
-        stream_mib=None, sgemm_n=None):
-    """Run the benchmark and return the result dict (see ``fastnn bench``)."""
+        stream_mib=None, sgemm_n=None, confirm=False):
+    """Run the benchmark and return the result dict (see ``fastnn bench``).
+
+    ``confirm``: measure every row at least twice, interleaved, and mark it
+    unstable when a ratio moved between the rounds (``--check`` runs).
+    """
     kernels = _cases.select(kernel_patterns)
     # A row whose samples disagree is measured again (see _stability); a
     # quick run only marks it, its short samples are noisy by design.
@@ -322,7 +326,8 @@ def run(kernel_patterns=None, sizes=_cases.DEFAULT_SIZES, dtypes=("float32",),
                     time.sleep(pause)
                 return times, probe
 
-            row["times"], probe, row["stability"] = measure_stably(one_round, max_rounds=rounds)
+            row["times"], probe, row["stability"] = measure_stably(
+                one_round, max_rounds=rounds, confirm=confirm)
             if probe is not None:
                 row["paired_stream"] = probe
             results.append(row)

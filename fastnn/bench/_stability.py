@@ -9,7 +9,10 @@ spread).  A row whose worst spread exceeds :data:`SPREAD_BOUND` is measured
 again, every implementation interleaved as before, up to :data:`MAX_ROUNDS`
 rounds; the round with the smallest worst spread is kept, and if even that
 one exceeds the bound the row is UNSTABLE: ``fastnn bench --check`` prints
-UNSTABLE, never PASS or MISS, for a target that reads it.
+UNSTABLE, never PASS or MISS, for a target that reads it.  A disturbance that
+slows every sample of one timing alike leaves its spread at 1, so ``--check``
+also measures every row twice, interleaved, and calls it UNSTABLE when a
+competitor / fastnn ratio moved by more than the bound between the rounds.
 """
 
 # max / min of a timing's samples above which the timing is not trusted.
@@ -30,7 +33,24 @@ def spread(times):
     return worst
 
 
-def measure_stably(measure_round, bound=SPREAD_BOUND, max_rounds=MAX_ROUNDS):
+def _ratios(times):
+    """Competitor / fastnn median ratios of a round (the row's verdicts)."""
+    t = times.get("fastnn")
+    base = t.get("median") if isinstance(t, dict) else None
+    if not base:
+        return {}
+    return {k: v["median"] / base for k, v in times.items()
+            if k != "fastnn" and isinstance(v, dict) and v.get("median")}
+
+
+def ratio_moved(a, b):
+    """Largest factor by which a ratio moved between two rounds (1.0: none)."""
+    ra, rb = _ratios(a), _ratios(b)
+    return max((max(ra[k], rb[k]) / min(ra[k], rb[k]) for k in ra.keys() & rb.keys()
+                if min(ra[k], rb[k]) > 0), default=1.0)
+
+
+def measure_stably(measure_round, bound=SPREAD_BOUND, max_rounds=MAX_ROUNDS, confirm=False):
     """Run ``measure_round()`` until its timings agree, at most ``max_rounds`` times.
 
     Parameters
@@ -42,20 +62,32 @@ def measure_stably(measure_round, bound=SPREAD_BOUND, max_rounds=MAX_ROUNDS):
     bound : float
         The largest acceptable spread (see :func:`spread`).
     max_rounds : int >= 1
+    confirm : bool
+        Always measure a second round, and call the row unstable when any
+        competitor / fastnn ratio moved by more than ``bound`` between the two
+        kept rounds: this catches a disturbance that slowed every sample of
+        one timing alike (its spread stays 1).  ``fastnn bench --check`` uses
+        it for the rows its verdicts read.
 
     Returns
     -------
     (times, extra, stability)
         The kept round's ``times`` and ``extra``, and a dict ``{"rounds",
-        "spreads", "spread", "unstable", "bound"}``.
+        "spreads", "spread", "unstable", "bound"}`` (and ``"moved"``, the
+        ratio movement between the two best rounds, when ``confirm``).
     """
     rounds = []
     while True:
         times, extra = measure_round()
         rounds.append((spread(times), times, extra))
-        if rounds[-1][0] <= bound or len(rounds) >= max_rounds:
+        enough = len(rounds) >= (2 if confirm else 1)
+        if (enough and rounds[-1][0] <= bound) or len(rounds) >= max(max_rounds, 2 * confirm):
             break
-    best_spread, times, extra = min(rounds, key=lambda r: r[0])
-    return times, extra, {"rounds": len(rounds), "spreads": [r[0] for r in rounds],
-                          "spread": best_spread, "unstable": best_spread > bound,
-                          "bound": bound}
+    ranked = sorted(rounds, key=lambda r: r[0])
+    best_spread, times, extra = ranked[0]
+    stability = {"rounds": len(rounds), "spreads": [r[0] for r in rounds],
+                 "spread": best_spread, "unstable": best_spread > bound, "bound": bound}
+    if confirm:
+        stability["moved"] = ratio_moved(ranked[0][1], ranked[1][1])
+        stability["unstable"] |= stability["moved"] > bound
+    return times, extra, stability
