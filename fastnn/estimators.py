@@ -8,8 +8,8 @@ epoch runs as one numba call when the compiled engine can take the model.
 Extra parameters add what scikit-learn's MLP lacks: dropout, batch norm,
 AdamW weight decay, a warmup-cosine schedule, max-norm, the initializer,
 class weights, the dtype (float32 by default), callbacks and a validation
-loss curve.  Weighted fits (``sample_weight``, ``class_weight``) train on
-fastnn's layer path: the compiled engine has no weighted losses yet.
+loss curve.  Weighted fits (``sample_weight``, ``class_weight``) run on the
+compiled engine too.
 
 Differences from scikit-learn that remain (documented, on purpose):
 
@@ -406,8 +406,7 @@ class _BaseMLP(BaseEstimator):
             Class labels (classifier) or real targets (regressor).
         sample_weight : array-like of shape (n_samples,), optional
             Non-negative weights: each batch's loss is the weighted mean of
-            its samples' losses, as scikit-learn's.  Trains on fastnn's
-            layer path (the compiled engine has no weighted losses yet).
+            its samples' losses, as scikit-learn's.
 
         Returns
         -------

@@ -258,8 +258,8 @@ def fit(model, X, y, loss="cross_entropy", optimizer=None, epochs=10, batch_size
         takes a step with zero data gradient).  Each batch's loss becomes the weighted mean of its per-sample losses,
         ``sum(w_i * l_i) / sum(w_i)`` over the batch (a sample's loss is the
         mean over its outputs for mse/mae), as scikit-learn weights its MLP
-        losses; unit weights give the unweighted run.  CPU models, on the
-        layer path only for now: "auto" falls back to it, "compiled" refuses.
+        losses; unit weights give the unweighted run.  CPU models only;
+        both engines.
     callback : callable history -> bool, optional
         Called after every epoch (after its validation) with the history so
         far; a true return ends training there.  It may change
@@ -352,12 +352,12 @@ def fit(model, X, y, loss="cross_entropy", optimizer=None, epochs=10, batch_size
 
     n = X.shape[0]
     batches = _batches(n, batch_size)
-    plan, reason = _choose_engine(engine, model, optimizer, loss, X, batches, l2, l1, max_norm,
-                                  sample_weight)
+    plan, reason = _choose_engine(engine, model, optimizer, loss, X, batches, l2, l1, max_norm)
     history["engine"] = "compiled" if plan is not None else f"layers ({reason})"
     if plan is not None:
         from fastnn.engine import one_blas_thread
-        run_epoch = functools.partial(_compiled_epoch, plan, X, y, schedule, optimizer)
+        run_epoch = functools.partial(_compiled_epoch, plan, X, y, schedule, optimizer,
+                                      sample_weight)
     else:
         run_epoch = functools.partial(_layers_epoch, model, X, y, loss, optimizer, schedule,
                                       l2, l1, max_norm, sample_weight)
@@ -396,18 +396,12 @@ def fit(model, X, y, loss="cross_entropy", optimizer=None, epochs=10, batch_size
 ENGINES = ("auto", "compiled", "layers")
 
 
-def _choose_engine(engine, model, optimizer, loss, X, batches, l2, l1, max_norm,
-                   sample_weight=None):
+def _choose_engine(engine, model, optimizer, loss, X, batches, l2, l1, max_norm):
     """(plan, None) for the compiled engine, or (None, why the layer path runs)."""
     from fastnn.engine import NotCompilable, Plan
 
     if engine == "layers":
         return None, "engine='layers' was asked for"
-    if sample_weight is not None:
-        why = "sample_weight is set (the compiled engine has no weighted losses yet)"
-        if engine == "compiled":
-            raise ValueError(f"engine='compiled' cannot train this model: {why}")
-        return None, why
     try:
         return Plan(model, optimizer, loss, X.shape[1], batches, l2, l1, max_norm), None
     except NotCompilable as exc:
@@ -431,7 +425,8 @@ def _progress(bar, history):
     bar.update(1)
 
 
-def _compiled_epoch(plan, X, y, schedule, optimizer, batches, order, epoch, step, history):
+def _compiled_epoch(plan, X, y, schedule, optimizer, sample_weight, batches, order, epoch, step,
+                    history):
     """One epoch in one compiled call; returns what :func:`_layers_epoch` returns.
 
     The schedule is evaluated in Python for the epoch's steps first (so a
@@ -445,7 +440,7 @@ def _compiled_epoch(plan, X, y, schedule, optimizer, batches, order, epoch, step
     else:
         lrs = np.full(k, float(optimizer.lr))
     order = np.arange(X.shape[0]) if order is None else order
-    done = plan.epoch(X, y, order, lrs, plan.draw_seeds(k))
+    done = plan.epoch(X, y, order, lrs, plan.draw_seeds(k), sample_weight)
     history["step_loss"].extend(plan.step_loss[:done].tolist())
     if schedule is not None:
         optimizer.lr = float(lrs[min(done, k - 1)])

@@ -79,12 +79,46 @@ def test_weighted_loss_and_gradient_against_torch(loss, torch):
     np.testing.assert_allclose(grad, t.grad.numpy(), rtol=1e-10, atol=1e-14)
 
 
-def test_engine_falls_back_and_compiled_refuses():
-    X, y = _data("cross_entropy")
-    hist, _ = _fit(X, y, "cross_entropy", np.ones(N))
-    assert hist["engine"].startswith("layers (sample_weight is set")
-    with pytest.raises(ValueError, match="sample_weight"):
-        _fit(X, y, "cross_entropy", np.ones(N), engine="compiled")
+def _model_bn_dropout():
+    return nn.Sequential(nn.Linear(D, 7, rng=0, dtype=np.float64),
+                         nn.BatchNorm1d(7, dtype=np.float64), nn.ReLU(), nn.Dropout(0.3),
+                         nn.Linear(7, C, rng=1, dtype=np.float64))
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+@pytest.mark.parametrize("make", [_model, _model_bn_dropout], ids=["tanh", "bn_dropout"])
+def test_weighted_compiled_engine_equals_layers(loss, make):
+    X, y = _data(loss)
+    w = np.random.default_rng(2).uniform(0, 2, N)
+    w[:8] = 0.0          # zero weights too
+    runs = {}
+    for eng in ("compiled", "layers"):
+        model = make()
+        opt = optim.Adam(model.parameters(), lr=0.01)
+        hist = fit(model, X, y, loss=loss, optimizer=opt, epochs=3, batch_size=8, rng=0,
+                   progress=False, sample_weight=w, engine=eng, l2=1e-3)
+        runs[eng] = (hist, model)
+    assert runs["compiled"][0]["engine"] == "compiled"
+    np.testing.assert_allclose(runs["compiled"][0]["step_loss"], runs["layers"][0]["step_loss"],
+                               rtol=1e-10, atol=1e-14)
+    # atol: the bias of a Linear before BatchNorm has a zero gradient up to rounding,
+    # which Adam turns into steps of ~1e-10 that differ between the two paths.
+    want = runs["layers"][1].state_dict()
+    for k, v in runs["compiled"][1].state_dict().items():
+        np.testing.assert_allclose(v, want[k], rtol=1e-9, atol=1e-8, err_msg=k)
+
+
+def test_all_zero_batch_takes_a_zero_data_gradient_step():
+    X, y = _data("mse")
+    w = np.r_[np.zeros(8), np.ones(N - 8)]
+    for eng in ("compiled", "layers"):
+        model = _model()
+        before = model.state_dict()
+        hist = fit(model, X[:8], y[:8], loss="mse", optimizer=optim.SGD(model.parameters(), lr=1),
+                   epochs=1, batch_size=8, progress=False, sample_weight=w[:8], engine=eng)
+        assert hist["step_loss"] == [0.0]
+        for k, v in model.state_dict().items():
+            np.testing.assert_array_equal(v, before[k], err_msg=k)
 
 
 @pytest.mark.parametrize("w,match", [(-np.ones(N), r"sample_weight\[0\] = -1.0"),
