@@ -5,6 +5,7 @@ script, run once:
 
     python benchmarks/estimators_vs_sklearn.py                 # the five small data sets
     python benchmarks/estimators_vs_sklearn.py --large          # + make_classification 50k x 40
+    python benchmarks/estimators_vs_sklearn.py --sets make_classification --one-thread
 
 Every (data set, contestant) pair runs in its own process, one after another
 (scikit-learn, fastnn, fastnn with extras, per data set).  By default every
@@ -92,12 +93,15 @@ def main():
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--large", action="store_true", help="add make_classification 50k x 40")
+    ap.add_argument("--sets", nargs="+", choices=SMALL + ("make_classification",),
+                    help="run only these data sets")
     ap.add_argument("--one-thread", action="store_true", help="cap every thread pool at 1")
     ap.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
         return worker(*args.worker)
     names = SMALL + (("make_classification",) if args.large else ())
+    names = tuple(args.sets) if args.sets else names
     print("| data set | scikit-learn s / score | fastnn s / score | speed-up | "
           "fastnn + extras s / score | epochs (sk / fastnn / extras) |")
     print("|---|---|---|---|---|---|")
