@@ -170,7 +170,7 @@ def _cuda_info():
         from numba import cuda
     except Exception as exc:
         return {"usable": False, "why": f"numba.cuda does not import: {type(exc).__name__}: {exc}"}
-    from fastnn._cuda import is_available, simulator_enabled
+    from fastnn._backend import is_available, simulator_enabled
 
     try:
         # fastnn's own test: the simulator stands in for a driver but is no GPU.

@@ -4,12 +4,14 @@ Public wrappers call these before any kernel runs, so a bad argument raises a
 clear exception naming the offending value and nothing has been touched.  The
 kernels themselves trust their inputs and never re-check.
 """
+import math
 import numbers
 import operator
 
 import numpy as np
 
 from fastnn import memory
+from fastnn._cpu import linear as _linear_kernels
 from fastnn._cpu._common import first_bad_label
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -221,6 +223,25 @@ def class_labels(target, n_samples, n_classes, name="target", ignore_index=None)
     return arr
 
 
+ACTIVATIONS = {None: _linear_kernels.NONE, "relu": _linear_kernels.RELU,
+               "leaky_relu": _linear_kernels.LEAKY_RELU, "tanh": _linear_kernels.TANH,
+               "sigmoid": _linear_kernels.SIGMOID}
+
+
+def activation_code(activation, negative_slope):
+    """(kernel code, slope as float) of an activation name, after checking both.
+
+    The codes are those of :mod:`fastnn._cpu.linear`, which the CUDA kernels
+    share.
+    """
+    check_choice(activation, "activation", tuple(ACTIVATIONS))
+    # The backward pass reads the derivative off the output y, and y > 0
+    # identifies the input's sign only when the slope is not negative.
+    slope = real_scalar(negative_slope, "negative_slope", low=0.0, high=math.inf,
+                        high_open=True)
+    return ACTIVATIONS[activation], slope
+
+
 def as_rng(rng):
     """A ``numpy.random.Generator`` from an int seed, a Generator, or None (fresh entropy)."""
     if isinstance(rng, np.random.Generator):
@@ -267,17 +288,56 @@ def output_array(out, shape, dtype, inputs=(), inplace_ok=True):
         raise TypeError(f"out must be a plain numpy.ndarray, got the subclass "
                         f"{type(out).__module__}.{type(out).__name__}; pass "
                         "out=np.asarray(out) to write into its memory")
+    return check_output(out, shape, dtype, out.flags.c_contiguous and out.flags.writeable,
+                        inputs, inplace_ok, np.may_share_memory)
+
+
+def _data_address(a):
+    iface = getattr(a, "__cuda_array_interface__", None) or a.__array_interface__
+    return iface["data"][0]
+
+
+def check_output(out, shape, dtype, usable, inputs=(), inplace_ok=True,
+                 overlaps=may_share_memory):
+    """The checks of an ``out=`` buffer that every device shares (same messages).
+
+    Parameters
+    ----------
+    out : array
+        A host or device array (the caller has checked which).
+    shape, dtype
+        What the output must be.
+    usable : bool
+        Whether ``out`` is writeable and C-contiguous (how to tell differs
+        by device).
+    inputs, inplace_ok
+        As :func:`output_array`.
+    overlaps : callable
+        ``overlaps(a, out)``: whether two arrays may share memory.
+
+    Returns
+    -------
+    out
+
+    Raises
+    ------
+    TypeError
+        Wrong dtype.
+    ValueError
+        Wrong shape, not writeable C-contiguous, or overlapping an input.
+    """
     if out.dtype != dtype:
         raise TypeError(f"out must have dtype {np.dtype(dtype)}, got {out.dtype}")
-    if out.shape != tuple(shape):
-        raise ValueError(f"out must have shape {tuple(shape)}, got {out.shape}")
-    if not (out.flags.c_contiguous and out.flags.writeable):
+    if tuple(out.shape) != tuple(shape):
+        raise ValueError(f"out must have shape {tuple(shape)}, got {tuple(out.shape)}")
+    if not usable:
         raise ValueError("out must be a writeable C-contiguous array")
     for name, a in inputs:
-        if a is None or not np.may_share_memory(a, out):
+        if a is None or not overlaps(a, out):
             continue
-        same = (inplace_ok and a.strides == out.strides and a.shape == out.shape
-                and a.__array_interface__["data"][0] == out.__array_interface__["data"][0])
+        same = (inplace_ok and tuple(a.strides) == tuple(out.strides)
+                and tuple(a.shape) == tuple(out.shape)
+                and _data_address(a) == _data_address(out))
         if not same:
             hint = "the input itself (in place) or a separate array" if inplace_ok \
                 else "a separate array"

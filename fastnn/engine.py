@@ -114,10 +114,28 @@ def why_not(model, optimizer=None):
     >>> from fastnn import engine, nn
     >>> engine.why_not(nn.Sequential(nn.Linear(3, 2, rng=0), nn.Tanh()))
     """
-    reason = _model_reason(model)
+    reason = _missing_dependency() or _model_reason(model)
     if reason is None and optimizer is not None:
         reason = _optimizer_reason(model, optimizer)
     return reason
+
+
+@functools.lru_cache(maxsize=1)
+def _missing_dependency():
+    """Why the engine's optional dependencies are unusable, or None.
+
+    numba compiles ``np.dot`` to scipy's BLAS, and threadpoolctl keeps that
+    BLAS on one thread while an epoch runs: both are the ``engine`` extra,
+    not run-time requirements of fastnn (without them ``fit`` takes the
+    layer path and says why).
+    """
+    try:
+        import scipy.linalg.cython_blas  # noqa: F401
+        import threadpoolctl  # noqa: F401
+    except ImportError as exc:
+        return (f"the compiled engine needs scipy and threadpoolctl ({exc}); "
+                "pip install 'fastnn[engine]'")
+    return None
 
 
 def _flat_layers(model):

@@ -40,8 +40,8 @@ import numpy as np
 
 import fastnn.functional as F
 from fastnn import init as _init
-from fastnn._cuda import on_device as _on_device
-from fastnn._cuda import require_cuda
+from fastnn._backend import on_device as _on_device
+from fastnn._backend import require_cuda
 from fastnn._validation import as_rng, boolean, check_choice, float_dtype, integer, real_scalar
 
 __all__ = ["Parameter", "Module", "Linear", "ReLU", "LeakyReLU", "Tanh", "Sigmoid",
@@ -54,8 +54,8 @@ DEVICES = ("cpu", "cuda")
 
 def _gpu():
     """fastnn._cuda.nn (imported on first use: numba.cuda only for GPU models)."""
-    from fastnn._cuda import nn as gpu
-    return gpu
+    from fastnn._backend import cuda_nn
+    return cuda_nn()
 
 
 def _device_of(a):

@@ -7,7 +7,8 @@ by design: weight decay applies only to parameters whose ``decay`` flag is
 True, which by default excludes biases and batch-norm scale/shift.
 
 Each update rule is written ONCE, as a plain per-element function
-(:func:`sgd_rule`, :func:`adam_rule`, float64 in and out).  The CPU step
+(:func:`fastnn._cpu.optim.sgd_rule`, :func:`~fastnn._cpu.optim.adam_rule`, float64 in
+and out; importable from here too).  The CPU step
 compiles it with numba into one fused loop per parameter (no temporaries);
 for parameters on the GPU (``model.to("cuda")``) the same function is
 compiled as a CUDA device function into one fused kernel per parameter
@@ -34,49 +35,16 @@ import math
 import numpy as np
 from numba import prange
 
+from fastnn._backend import cuda_optim, on_device
 from fastnn._config import dual_jit, jit
-from fastnn._cuda import on_device
+from fastnn._cpu.optim import adam_rule, sgd_rule
 from fastnn._validation import boolean, integer, real_scalar
 
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "Schedule", "constant", "step_decay",
            "warmup_cosine"]
 
 
-# -- the update rules, one element at a time ---------------------------------
-#
-# Plain Python on float64 scalars; compiled for the CPU below and as CUDA
-# device functions in fastnn._cuda.optim, so both devices run the same math.
-# Results are rounded to the parameter's dtype only when stored.
-
-def sgd_rule(w, g, buf, lr, weight_decay, momentum, nesterov, first):
-    """One element of an SGD step: returns (new w, new momentum buffer).
-
-    ``buf`` is ignored when ``first`` (the buffer starts as the gradient, as
-    in torch) and returned unchanged without momentum.
-    """
-    if weight_decay != 0.0:   # skipped, not multiplied by 0: inf * 0 would be NaN
-        g = g + weight_decay * w
-    if momentum != 0.0:
-        buf = g if first else momentum * buf + g
-        g = g + momentum * buf if nesterov else buf
-    return w - lr * g, buf
-
-
-def adam_rule(w, g, m, v, lr, beta1, beta2, bias1, bias2_sqrt, eps, weight_decay, decoupled):
-    """One element of an Adam / AdamW step: returns (new w, new m, new v).
-
-    ``bias1 = 1 - beta1**t`` and ``bias2_sqrt = sqrt(1 - beta2**t)`` are the
-    bias corrections of step t (from 1), computed once per parameter.
-    """
-    if weight_decay != 0.0:
-        if decoupled:
-            w = w * (1.0 - lr * weight_decay)
-        else:
-            g = g + weight_decay * w
-    m = beta1 * m + (1.0 - beta1) * g
-    v = beta2 * v + (1.0 - beta2) * g * g
-    return w - (lr / bias1) * m / (math.sqrt(v) / bias2_sqrt + eps), m, v
-
+# -- the update rules (fastnn._cpu.optim), compiled for the CPU ------------
 
 _sgd_rule = jit(sgd_rule)
 _adam_rule = jit(adam_rule)
@@ -142,8 +110,7 @@ class _CPU:
 
 def _backend(on_gpu):
     if on_gpu:
-        from fastnn._cuda import optim as gpu  # lazy: numba.cuda only for GPU parameters
-        return gpu
+        return cuda_optim()  # lazy: numba.cuda only for GPU parameters
     return _CPU
 
 

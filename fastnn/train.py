@@ -28,7 +28,7 @@ import math
 import numpy as np
 
 import fastnn.functional as F
-from fastnn._cuda import on_device
+from fastnn._backend import on_device
 from fastnn._validation import as_rng, check_choice, class_labels, integer, real_scalar
 from fastnn.nn import Dropout, _assign, _copy, _move, _to_host
 
@@ -649,8 +649,9 @@ def fit_many(models, X, y, optimizers=None, n_jobs=None, return_exceptions=False
     # One BLAS thread for the whole pool: the limit is process-wide, so a
     # model finishing must not hand the BLAS its thread team back while the
     # others still run.
-    with one_blas_thread(), ThreadPoolExecutor(max_workers=n_jobs) as pool:
-        list(pool.map(one, compiled))
+    if compiled:      # (without the engine's extra, nothing is compiled: no BLAS to limit)
+        with one_blas_thread(), ThreadPoolExecutor(max_workers=n_jobs) as pool:
+            list(pool.map(one, compiled))
     for i in range(len(models)):
         if i not in compiled:
             one(i)

@@ -335,3 +335,29 @@ def test_a_batch_of_one_through_batch_norm_is_refused_as_the_layer_path_does():
     assert str(got.value) == str(want.value)
     with pytest.raises(ValueError, match="batch of one sample"):
         fit(_mlp(bn=True), X, y, epochs=1, progress=False, engine="compiled")
+
+
+def test_without_scipy_or_threadpoolctl_fit_takes_the_layer_path_and_says_why(monkeypatch):
+    import builtins
+    real_import = builtins.__import__
+
+    def no_threadpoolctl(name, *args, **kwargs):
+        if name == "threadpoolctl":
+            raise ImportError("No module named 'threadpoolctl'")
+        return real_import(name, *args, **kwargs)
+    engine._missing_dependency.cache_clear()
+    monkeypatch.setattr(builtins, "__import__", no_threadpoolctl)
+    try:
+        reason = engine.why_not(nn.Sequential(nn.Linear(3, 2, rng=0)))
+        assert "needs scipy and threadpoolctl" in reason and "fastnn[engine]" in reason
+        X = np.random.default_rng(0).standard_normal((16, 3)).astype(np.float32)
+        hist = fit(nn.Sequential(nn.Linear(3, 2, rng=0)), X, np.arange(16) % 2, epochs=1,
+                   progress=False)
+        assert hist["engine"].startswith("layers (the compiled engine needs scipy")
+        many = fit_many([nn.Sequential(nn.Linear(3, 2, rng=s)) for s in range(2)], X,
+                        np.arange(16) % 2, epochs=1)
+        assert all(h["engine"].startswith("layers (") for h in many)
+    finally:
+        monkeypatch.undo()
+        engine._missing_dependency.cache_clear()
+    assert engine.why_not(nn.Sequential(nn.Linear(3, 2, rng=0))) is None

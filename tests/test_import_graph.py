@@ -10,12 +10,9 @@ import fastnn
 
 ROOT = pathlib.Path(fastnn.__file__).parent
 
-# Cycles that the backend redesign (issue 11) removes; listed so that no NEW
-# cycle can appear meanwhile.  Each is a set of modules of one cycle.
-KNOWN_CYCLES = [
-    {"fastnn.optim", "fastnn._cuda.optim"},
-    {"fastnn.functional", "fastnn._cuda.functional"},
-]
+# Cycles allowed to remain: none since the backend redesign (issue 11).
+# Each entry would be the set of modules of one cycle.
+KNOWN_CYCLES = []
 
 
 def _module_name(path):
@@ -93,3 +90,14 @@ def test_no_import_cycle_beyond_the_known_ones():
 def test_the_cycle_finder_finds_a_cycle():
     graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
     assert _strongly_connected(graph) == [{"a", "b", "c"}]
+
+
+def test_only_the_backend_imports_the_cuda_package():
+    """fastnn._cuda is reached through fastnn._backend: nothing else branches on devices
+    by importing the CUDA side itself (issue 11)."""
+    def is_cuda(m):
+        return m == "fastnn._cuda" or m.startswith("fastnn._cuda.")
+    graph = _graph()
+    outside = {m: sorted(d for d in deps if is_cuda(d)) for m, deps in graph.items()
+               if m != "fastnn._backend" and not is_cuda(m)}
+    assert not {m: d for m, d in outside.items() if d}

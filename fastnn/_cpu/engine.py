@@ -49,10 +49,10 @@ from fastnn._cpu.linear import (
     column_sum,
 )
 from fastnn._cpu.losses import hinge, l1_sum, mse_sum
+from fastnn._cpu.optim import adam_rule, sgd_rule
 from fastnn._cpu.regularization import max_norm
 from fastnn._cpu.rng import GOLDEN, mix64
 from fastnn._cpu.softmax import cross_entropy_rows
-from fastnn.optim import adam_rule, sgd_rule
 
 # Layer kinds (ops[:, OP_KIND]).
 LINEAR, ACTIVATION, BATCHNORM, DROPOUT = 0, 1, 2, 3

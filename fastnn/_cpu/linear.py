@@ -22,7 +22,7 @@ from numba import prange
 from fastnn._config import dual_jit
 from fastnn._cpu._math import exp
 
-# Activation codes, shared with fastnn.functional._linear.
+# Activation codes, shared with fastnn._validation.activation_code and the CUDA kernels.
 NONE, RELU, LEAKY_RELU, TANH, SIGMOID = 0, 1, 2, 3, 4
 
 

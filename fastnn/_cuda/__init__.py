@@ -1,10 +1,12 @@
 """CUDA twins of the CPU kernels (``fastnn._cpu``), written with numba-cuda.
 
-Nothing here is imported by ``import fastnn``: :mod:`fastnn.functional`
-imports :mod:`fastnn._cuda.functional` only when a GPU array (anything with
+Nothing but this module is imported by ``import fastnn``:
+:func:`fastnn._backend.backend_of` imports the CUDA backend,
+:mod:`fastnn._cuda.backend`, only when a GPU array (anything with
 ``__cuda_array_interface__``) reaches a public function, so fastnn starts fast
 and works without numba-cuda.  One module per topic mirrors
-``fastnn/_cpu/<topic>.py`` with the same kernel names.
+``fastnn/_cpu/<topic>.py`` with the same kernel names; the layers above reach
+this package only through :mod:`fastnn._backend`.
 
 Under numba's CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``) the kernels run as
 Python, which is how CI tests them without a GPU.  The simulator is never

@@ -11,7 +11,7 @@ from fastnn import _config
 from fastnn._cuda import _import_cuda, simulator_enabled
 
 # Importing needs numba-cuda, not a driver: kernels compile on first launch,
-# and fastnn._cuda.functional checks for a usable device before that.
+# and fastnn._cuda.backend checks for a usable device before that.
 cuda = _import_cuda()
 
 # Shared-memory buffers are sized for the largest block CUDA allows; kernels

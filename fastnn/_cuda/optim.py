@@ -1,7 +1,7 @@
 """Device side of :mod:`fastnn.optim`: one fused elementwise kernel per parameter step.
 
-The per-element update rules are :func:`fastnn.optim.sgd_rule` and
-:func:`fastnn.optim.adam_rule` themselves, compiled here as CUDA device
+The per-element update rules are :func:`fastnn._cpu.optim.sgd_rule` and
+:func:`fastnn._cpu.optim.adam_rule` themselves, compiled here as CUDA device
 functions, so the GPU step is the CPU step's math (float64 arithmetic,
 rounded to the parameter's dtype on store).  Parameters, gradients and
 state buffers are C-contiguous device arrays of one shape (what
@@ -14,8 +14,8 @@ for the rule.
 """
 import numpy as np
 
+from fastnn._cpu.optim import adam_rule, sgd_rule
 from fastnn._cuda._common import cuda, fill, grid_for, launch, threads_per_block
-from fastnn.optim import adam_rule, sgd_rule
 
 _sgd_rule = cuda.jit(device=True)(sgd_rule)
 _adam_rule = cuda.jit(device=True)(adam_rule)
@@ -23,7 +23,7 @@ _adam_rule = cuda.jit(device=True)(adam_rule)
 
 @cuda.jit
 def sgd_kernel(w, g, buf, lr, weight_decay, momentum, nesterov, first):
-    """In place, flat: w (and buf, with momentum) updated by :func:`fastnn.optim.sgd_rule`."""
+    """In place, flat: w (and buf, with momentum) updated by :func:`fastnn._cpu.optim.sgd_rule`."""
     for i in range(cuda.grid(1), w.size, cuda.gridsize(1)):
         b = np.float64(buf[i]) if momentum != 0.0 and not first else 0.0
         nw, nb = _sgd_rule(np.float64(w[i]), np.float64(g[i]), b, lr, weight_decay, momentum,
@@ -35,7 +35,7 @@ def sgd_kernel(w, g, buf, lr, weight_decay, momentum, nesterov, first):
 
 @cuda.jit
 def adam_kernel(w, g, m, v, lr, beta1, beta2, bias1, bias2_sqrt, eps, weight_decay, decoupled):
-    """In place, flat: w, m, v updated by :func:`fastnn.optim.adam_rule`."""
+    """In place, flat: w, m, v updated by :func:`fastnn._cpu.optim.adam_rule`."""
     for i in range(cuda.grid(1), w.size, cuda.gridsize(1)):
         nw, nm, nv = _adam_rule(np.float64(w[i]), np.float64(g[i]), np.float64(m[i]),
                                 np.float64(v[i]), lr, beta1, beta2, bias1, bias2_sqrt, eps,

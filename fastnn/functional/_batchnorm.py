@@ -1,36 +1,25 @@
-"""Public batchnorm functions (validation + dispatch to fastnn._cpu.batchnorm)."""
+"""Public batchnorm functions: validation, output allocation, one backend call."""
 import numpy as np
 
-from fastnn._cpu import batchnorm as _k
-from fastnn._validation import (
-    boolean,
-    check_shape,
-    float_array,
-    may_share_memory,
-    output_array,
-    real_scalar,
-)
+from fastnn._backend import backend_of
+from fastnn._validation import boolean, check_shape, may_share_memory, real_scalar
 
 __all__ = ["batch_norm", "batch_norm_backward"]
 
-# Stand-ins for an absent weight/bias/running stat: the kernels take a flag
-# and never read them, and a shared empty array costs no allocation per call.
-_EMPTY = {np.dtype(np.float32): np.empty(0, np.float32),
-          np.dtype(np.float64): np.empty(0, np.float64)}
-
 
 # ------------------------------------------------------------ argument rules
-# Written once for both devices: ``as_array(a, name, ndim, dtype)`` checks one
-# array operand (host: fastnn._validation.float_array; the GPU twin in
-# fastnn._cuda.functional passes its device counterpart), and
-# ``as_running_stat(a, name, c, dtype)`` a running statistic that training
-# updates in place.
 
-def _per_column(as_array, a, name, c, dtype):
+def _array(be, a, name, ndim, dtype):
+    # The 2-D kernels read any strides on the GPU (the CPU launchers make
+    # their inputs contiguous); per-column vectors are made contiguous.
+    return be.float_array(a, name, ndim=ndim, dtype=dtype, contiguous=ndim != 2)
+
+
+def _per_column(be, a, name, c, dtype):
     """An optional (C,) parameter of x's dtype (read only)."""
     if a is None:
         return None
-    a = as_array(a, name, 1, dtype)
+    a = _array(be, a, name, 1, dtype)
     check_shape(a, (c,), name)
     return a
 
@@ -49,20 +38,19 @@ def _check_no_overlap(running_mean, running_var, x, weight, bias):
                                  "overlap x, weight, bias or each other")
 
 
-def _forward_args(as_array, as_running_stat, x, running_mean, running_var, weight, bias,
-                  training, momentum, eps):
+def _forward_args(be, x, running_mean, running_var, weight, bias, training, momentum, eps):
     """The checked arguments of :func:`batch_norm`, in its order, and ``update``.
 
     Absent running statistics in training stay None (nothing is tracked);
     ``update`` says whether the kernel updates them.
     """
-    x = as_array(x, "x", 2, None)
+    x = _array(be, x, "x", 2, None)
     n, c = x.shape
     training = boolean(training, "training")
     momentum = real_scalar(momentum, "momentum", low=0.0, high=1.0)
     eps = real_scalar(eps, "eps", low=0.0, low_open=True)
-    weight = _per_column(as_array, weight, "weight", c, x.dtype)
-    bias = _per_column(as_array, bias, "bias", c, x.dtype)
+    weight = _per_column(be, weight, "weight", c, x.dtype)
+    bias = _per_column(be, bias, "bias", c, x.dtype)
     if (running_mean is None) != (running_var is None):
         raise ValueError("running_mean and running_var must both be given or both be None")
     if training:
@@ -70,60 +58,40 @@ def _forward_args(as_array, as_running_stat, x, running_mean, running_var, weigh
             raise ValueError(f"batch norm in training needs more than 1 sample per feature "
                              f"(the batch variance is undefined), got x of shape {tuple(x.shape)}")
         if running_mean is not None:
-            running_mean = as_running_stat(running_mean, "running_mean", c, x.dtype)
-            running_var = as_running_stat(running_var, "running_var", c, x.dtype)
+            running_mean = be.running_stat(running_mean, "running_mean", c, x.dtype)
+            running_var = be.running_stat(running_var, "running_var", c, x.dtype)
             _check_no_overlap(running_mean, running_var, x, weight, bias)
     else:
         if running_mean is None:
             raise ValueError("eval mode (training=False) normalizes with the running "
                              "statistics: running_mean and running_var are required")
-        running_mean = _per_column(as_array, running_mean, "running_mean", c, x.dtype)
-        running_var = _per_column(as_array, running_var, "running_var", c, x.dtype)
+        running_mean = _per_column(be, running_mean, "running_mean", c, x.dtype)
+        running_var = _per_column(be, running_var, "running_var", c, x.dtype)
     update = training and running_mean is not None and n > 0
     return x, running_mean, running_var, weight, bias, training, momentum, eps, update
 
 
-def _backward_args(as_array, dy, x, mean, invstd, weight, training):
+def _backward_args(be, dy, x, mean, invstd, weight, training):
     """The checked arguments of :func:`batch_norm_backward`, in its order.
 
     ``mean`` and ``invstd`` keep their dtype (float64 or x's): the caller
     converts them to float64.
     """
-    x = as_array(x, "x", 2, None)
+    x = _array(be, x, "x", 2, None)
     c = x.shape[1]
-    dy = as_array(dy, "dy", 2, x.dtype)
+    dy = _array(be, dy, "dy", 2, x.dtype)
     check_shape(dy, x.shape, "dy")
     training = boolean(training, "training")
     stats = []
     for a, name in ((mean, "mean"), (invstd, "invstd")):
-        a = as_array(a, name, 1, None)
+        a = _array(be, a, name, 1, None)
         if a.dtype != np.float64 and a.dtype != x.dtype:
             allowed = "float64" + ("" if x.dtype == np.float64 else f" or {x.dtype}")
             raise TypeError(f"{name} must be {allowed}, got {a.dtype}")
         check_shape(a, (c,), name)
         stats.append(a)
-    weight = _per_column(as_array, weight, "weight", c, x.dtype)
+    weight = _per_column(be, weight, "weight", c, x.dtype)
     return dy, x, stats[0], stats[1], weight, training
-
-
-def _host_array(a, name, ndim, dtype):
-    return float_array(a, name, ndim=ndim, dtype=dtype)
-
-
-def _running_stat(a, name, c, dtype):
-    """A running statistic that is updated in place: it must be the caller's
-    own writeable, C-contiguous ndarray (a silent copy would drop the update)."""
-    if not isinstance(a, np.ndarray):
-        raise TypeError(f"{name} must be a numpy ndarray when training (it is updated in "
-                        f"place), got {type(a).__name__}")
-    float_array(a, name, ndim=1, dtype=dtype, contiguous=False)
-    check_shape(a, (c,), name)
-    if not a.flags.writeable:
-        raise ValueError(f"{name} is read-only, but training updates it in place")
-    if not a.flags.c_contiguous:
-        raise ValueError(f"{name} must be C-contiguous when training (it is updated in "
-                         "place); pass np.ascontiguousarray(...) and keep that array")
-    return a
 
 
 def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=False,
@@ -204,28 +172,20 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=Fa
     >>> rm, rv
     (array([0.2, 2. ]), array([ 1.1, 20.9]))
     """
+    be = backend_of(x, running_mean, running_var, weight, bias, out)
     x, running_mean, running_var, weight, bias, training, momentum, eps, update = _forward_args(
-        _host_array, _running_stat, x, running_mean, running_var, weight, bias, training,
-        momentum, eps)
+        be, x, running_mean, running_var, weight, bias, training, momentum, eps)
     n, c = x.shape
-    dtype = x.dtype
-    empty = _EMPTY[dtype]
-    if running_mean is None:
-        running_mean = running_var = empty
-    y = output_array(out, (n, c), dtype, inplace_ok=False,
-                     inputs=(("x", x), ("weight", weight), ("bias", bias),
-                             ("running_mean", running_mean), ("running_var", running_var)))
-    mean = np.empty(c)
-    invstd = np.empty(c)
-    w, has_w = (weight, True) if weight is not None else (empty, False)
-    b, has_b = (bias, True) if bias is not None else (empty, False)
+    y = be.output_array(out, (n, c), x.dtype, inplace_ok=False,
+                        inputs=(("x", x), ("weight", weight), ("bias", bias),
+                                ("running_mean", running_mean), ("running_var", running_var)))
+    mean = be.empty(c, np.float64)
+    invstd = be.empty(c, np.float64)
     if training:
-        kernel, n_chunks = _k.batch_norm_train_forward.pick_chunks(n * c)
-        kernel(x, w, b, has_w, has_b, eps, n_chunks, running_mean, running_var,
-               update, momentum, y, mean, invstd)
+        be.batch_norm_train(x, weight, bias, eps, running_mean, running_var, update, momentum,
+                            y, mean, invstd)
     else:
-        kernel = _k.batch_norm_eval_forward.pick(n * c)
-        kernel(x, running_mean, running_var, w, b, has_w, has_b, eps, y, mean, invstd)
+        be.batch_norm_eval(x, running_mean, running_var, weight, bias, eps, y, mean, invstd)
     return y, mean, invstd
 
 
@@ -280,19 +240,13 @@ def batch_norm_backward(dy, x, mean, invstd, weight=None, training=True, out=Non
     >>> db, np.round(dw, 4)
     (array([1.]), array([-1.]))
     """
-    dy, x, mean, invstd, weight, training = _backward_args(_host_array, dy, x, mean, invstd,
-                                                           weight, training)
+    be = backend_of(dy, x, mean, invstd, weight, out)
+    dy, x, mean, invstd, weight, training = _backward_args(be, dy, x, mean, invstd, weight,
+                                                           training)
     n, c = x.shape
-    dtype = x.dtype
-    mean = np.ascontiguousarray(mean, dtype=np.float64)
-    invstd = np.ascontiguousarray(invstd, dtype=np.float64)
-    w, has_w = (weight, True) if weight is not None else (_EMPTY[dtype], False)
-
-    dx = output_array(out, (n, c), dtype, inplace_ok=False,
-                      inputs=(("dy", dy), ("x", x), ("weight", weight)))
-    dweight = np.empty(c, dtype=dtype)
-    dbias = np.empty(c, dtype=dtype)
-    dual = _k.batch_norm_train_backward if training else _k.batch_norm_eval_backward
-    kernel, n_chunks = dual.pick_chunks(n * c)
-    kernel(dy, x, mean, invstd, w, has_w, n_chunks, dx, dweight, dbias)
+    dx = be.output_array(out, (n, c), x.dtype, inplace_ok=False,
+                         inputs=(("dy", dy), ("x", x), ("weight", weight)))
+    dweight = be.empty(c, x.dtype)
+    dbias = be.empty(c, x.dtype)
+    be.batch_norm_backward(dy, x, mean, invstd, weight, training, dx, dweight, dbias)
     return dx, dweight, dbias

@@ -1,11 +1,10 @@
-"""Public dropout functions (validation + dispatch to fastnn._cpu.dropout)."""
+"""Public dropout functions: validation, output allocation, one backend call."""
 
 import numpy as np
 
-from fastnn import memory
-from fastnn._cpu import dropout as _k
-from fastnn._cpu.rng import MAX_SEED, seed_key
-from fastnn._validation import boolean, float_array, integer, output_array, real_scalar, shape_tuple
+from fastnn._backend import backend_of, cpu
+from fastnn._cpu.rng import MAX_SEED
+from fastnn._validation import boolean, integer, real_scalar, shape_tuple
 
 __all__ = ["dropout", "dropout_backward", "dropout_mask"]
 
@@ -20,18 +19,15 @@ def _threshold(p):
     return np.int64(round(p * 2.0 ** 32))
 
 
-# Row chunks per thread in the parallel twins: a few, so that one slow
-# (shared) core does not hold the rest up.
-_CHUNKS_PER_THREAD = 4
-
-
-def _apply(arr, p, seed, out):
-    n = arr.size
-    scale = arr.dtype.type(0.0 if p == 1.0 else 1.0 / (1.0 - p))
-    kernel, n_chunks = _k.dropout_scale.pick_chunks(n, _CHUNKS_PER_THREAD)
-    # Both arrays are C-contiguous, so ravel() returns views.
-    kernel(arr.ravel(), out.ravel(), seed_key(seed), _threshold(p), scale, n_chunks)
-    return out
+def _apply(be, arr, p, seed, out, name, identity):
+    """The checked ``out`` (or a new array) holding ``arr``'s dropout."""
+    dest = be.output_array(out, arr.shape, arr.dtype, [(name, arr)])
+    if identity:
+        be.copyto(dest, arr)
+    elif arr.size:
+        scale = arr.dtype.type(0.0 if p == 1.0 else 1.0 / (1.0 - p))
+        be.dropout(arr, dest, seed, _threshold(p), scale)
+    return dest
 
 
 def dropout(x, p=0.5, training=True, seed=0, out=None):
@@ -85,15 +81,12 @@ def dropout(x, p=0.5, training=True, seed=0, out=None):
     >>> sorted(set(y.ravel().tolist())) in ([0.0, 2.0], [0.0], [2.0])
     True
     """
-    arr = float_array(x, "x")
+    be = backend_of(x, out)
+    arr = be.float_array(x, "x")
     p = real_scalar(p, "p", 0.0, 1.0)
     training = boolean(training, "training")
     seed = _seed(seed)
-    dest = output_array(out, arr.shape, arr.dtype, [("x", arr)])
-    if not training or p == 0.0:
-        np.copyto(dest, arr)
-        return dest
-    return _apply(arr, p, seed, dest)
+    return _apply(be, arr, p, seed, out, "x", not training or p == 0.0)
 
 
 def dropout_backward(dy, p, seed, out=None):
@@ -133,14 +126,11 @@ def dropout_backward(dy, p, seed, out=None):
     >>> bool(np.array_equal(F.dropout_backward(x, 0.3, 7), F.dropout(x, 0.3, seed=7)))
     True
     """
-    arr = float_array(dy, "dy")
+    be = backend_of(dy, out)
+    arr = be.float_array(dy, "dy")
     p = real_scalar(p, "p", 0.0, 1.0)
     seed = _seed(seed)
-    dest = output_array(out, arr.shape, arr.dtype, [("dy", arr)])
-    if p == 0.0:
-        np.copyto(dest, arr)
-        return dest
-    return _apply(arr, p, seed, dest)
+    return _apply(be, arr, p, seed, out, "dy", p == 0.0)
 
 
 def dropout_mask(shape, p, seed):
@@ -180,8 +170,8 @@ def dropout_mask(shape, p, seed):
     shape = shape_tuple(shape)
     p = real_scalar(p, "p", 0.0, 1.0)
     seed = _seed(seed)
-    out = memory.empty(shape, np.bool_)
-    n = out.size
-    kernel, n_chunks = _k.dropout_mask.pick_chunks(n, _CHUNKS_PER_THREAD)
-    kernel(out.ravel(), seed_key(seed), _threshold(p), n_chunks)
+    # No array argument says where: the mask is made on the host (the CUDA
+    # backend's dropout_mask makes the same bits on the device).
+    out = cpu.empty(shape, np.bool_)
+    cpu.dropout_mask(out, seed, _threshold(p))
     return out

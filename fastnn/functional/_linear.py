@@ -1,54 +1,16 @@
-"""Public linear functions (validation + dispatch to fastnn._cpu.linear)."""
-import math
-
-import numpy as np
-
-from fastnn import memory
-from fastnn._cpu import linear as _k
-from fastnn._validation import check_choice, check_shape, float_array, real_scalar
+"""Public linear functions: validation, output allocation, one backend call."""
+from fastnn._backend import backend_of
+from fastnn._validation import activation_code, check_shape
 
 __all__ = ["linear", "linear_backward"]
 
-# The fused passes run the SERIAL twin at every size, by measurement: they
-# always follow a BLAS call, and OpenBLAS's worker thread keeps spinning for up
-# to ~0.1 s after returning, so a numba parallel region has to fight it for
-# the second core.  Epilogue of a 4096 x 1024 float32 output right after
-# sgemm (2-core machine under load, medians of 3 interleaved runs): serial 1.1 ms, parallel
-# 35 ms (7.4 ms with OMP_WAIT_POLICY=PASSIVE, best case 1.0 ms); at 256 x 1024:
-# serial 0.10 ms, parallel 33 ms (0.16 ms passive).  Serial costs ~2% of the
-# products at these sizes.  The parallel twins stay tested, so switching to
-# ``.pick(n)`` is a one-word change if the BLAS ever stops spinning.
 
-_ACTIVATIONS = {None: _k.NONE, "relu": _k.RELU, "leaky_relu": _k.LEAKY_RELU,
-                "tanh": _k.TANH, "sigmoid": _k.SIGMOID}
-
-
-def _activation(activation, negative_slope):
-    """(activation code, slope as float) after validating both."""
-    check_choice(activation, "activation", tuple(_ACTIVATIONS))
-    # The backward pass reads the derivative off the output y, and y > 0
-    # identifies the input's sign only when the slope is not negative.
-    slope = real_scalar(negative_slope, "negative_slope", low=0.0, high=math.inf,
-                        high_open=True)
-    return _ACTIVATIONS[activation], slope
-
-
-def _blas_operand(a):
-    """``a`` itself when the BLAS can read it in place (C or Fortran order), else a C copy.
-
-    numpy's matmul hands either order to the BLAS as a transpose flag, but
-    falls back to a naive loop for other strides.
-    """
-    return a if a.flags.c_contiguous or a.flags.f_contiguous else np.ascontiguousarray(a)
-
-
-def _operands(x, weight):
-    x = _blas_operand(float_array(x, "x", ndim=2, contiguous=False))
-    weight = _blas_operand(float_array(weight, "weight", ndim=2, dtype=x.dtype,
-                                       contiguous=False))
+def _operands(be, x, weight):
+    x = be.float_array(x, "x", ndim=2, contiguous=False)
+    weight = be.float_array(weight, "weight", ndim=2, dtype=x.dtype, contiguous=False)
     if weight.shape[1] != x.shape[1]:
         raise ValueError(f"weight must have shape (out, {x.shape[1]}) to match x of shape "
-                         f"{x.shape}, got {weight.shape}")
+                         f"{tuple(x.shape)}, got {tuple(weight.shape)}")
     return x, weight
 
 
@@ -102,20 +64,15 @@ def linear(x, weight, bias=None, activation=None, negative_slope=0.01):
     >>> F.linear(x, w, bias=np.array([0.0, 1.0]), activation="relu")
     array([[0. , 3.5]])
     """
-    x, weight = _operands(x, weight)
+    be = backend_of(x, weight, bias)
+    x, weight = _operands(be, x, weight)
     n_out = weight.shape[0]
     if bias is not None:
-        bias = float_array(bias, "bias", ndim=1, dtype=x.dtype)
+        bias = be.float_array(bias, "bias", ndim=1, dtype=x.dtype)
         check_shape(bias, (n_out,), "bias")
-    act, slope = _activation(activation, negative_slope)
-
-    y = memory.empty((x.shape[0], n_out), x.dtype)
-    np.matmul(x, weight.T, out=y)
-    if bias is None and act == _k.NONE:
-        return y
-    if bias is None:
-        bias = np.zeros(n_out, dtype=x.dtype)
-    _k.bias_activation_.serial(y, bias, act, x.dtype.type(slope))
+    act, slope = activation_code(activation, negative_slope)
+    y = be.empty((x.shape[0], n_out), x.dtype)
+    be.linear(x, weight, bias, act, slope, y)
     return y
 
 
@@ -179,31 +136,19 @@ def linear_backward(dy, x, weight, y, activation=None, negative_slope=0.01):
     >>> dx
     array([[ 0.5, -1. ]])
     """
-    x, weight = _operands(x, weight)
+    be = backend_of(dy, x, weight, y)
+    x, weight = _operands(be, x, weight)
     dtype = x.dtype
     n, n_out = x.shape[0], weight.shape[0]
-    dy = float_array(dy, "dy", ndim=2, dtype=dtype)
+    dy = be.float_array(dy, "dy", ndim=2, dtype=dtype, contiguous=False)
     check_shape(dy, (n, n_out), "dy")
-    act, slope = _activation(activation, negative_slope)
-    if y is not None or act != _k.NONE:
+    act, slope = activation_code(activation, negative_slope)
+    if y is not None or activation is not None:
         if y is None:
             raise ValueError(f"y (the forward output) is needed for activation {activation!r}")
-        y = float_array(y, "y", ndim=2, dtype=dtype, contiguous=act != _k.NONE)
+        y = be.float_array(y, "y", ndim=2, dtype=dtype, contiguous=False)
         check_shape(y, (n, n_out), "y")
-
-    # The kernels sum dz in float64, one row of partial sums per chunk of rows;
-    # the serial twin has a single chunk, so its row is the sum.
-    partial = np.zeros((1, n_out))
-    if act == _k.NONE:
-        dz = dy
-        _k.column_sum.serial(dy, partial)
-    else:
-        dz = memory.empty(dy.shape, dtype)
-        _k.activation_grad_bias_sum.serial(dy, y, act, dtype.type(slope), dz, partial)
-    dbias = partial[0].astype(dtype)
-
-    dx = memory.empty((n, x.shape[1]), dtype)
-    np.matmul(dz, weight, out=dx)
-    dweight = memory.empty((n_out, x.shape[1]), dtype)
-    np.matmul(dz.T, x, out=dweight)
+    dx = be.empty((n, x.shape[1]), dtype)
+    dweight = be.empty((n_out, x.shape[1]), dtype)
+    dbias = be.linear_backward(dy, x, weight, y, act, slope, dx, dweight)
     return dx, dweight, dbias

@@ -1,4 +1,4 @@
-"""Public losses functions (validation + dispatch to fastnn._cpu.losses).
+"""Public loss functions: validation, output allocation, one backend call.
 
 Return convention (all losses here): a scalar reduction ("mean", "sum") is a
 Python float computed with float64 accumulation, whatever the input dtype;
@@ -10,24 +10,14 @@ import math
 
 import numpy as np
 
-from fastnn import memory
-from fastnn._cpu import losses as _k
-from fastnn._validation import (
-    check_reduction,
-    check_shape,
-    class_labels,
-    float_array,
-    output_array,
-    real_scalar,
-)
+from fastnn._backend import backend_of
+from fastnn._validation import check_reduction, check_shape, real_scalar
 
 __all__ = ["hinge_loss", "hinge_loss_with_grad", "mse_loss", "mse_loss_with_grad",
            "l1_loss", "l1_loss_with_grad"]
 
 
-# Row chunks per thread in the parallel twins: a few, so that one slow
-# (shared) core does not hold the rest up.
-_CHUNKS_PER_THREAD = 4
+_MSE, _L1 = ("mse_sum", "mse_none"), ("l1_sum", "l1_none")
 
 
 def _mean(total, count):
@@ -38,26 +28,27 @@ def _mean(total, count):
 # ---------------------------------------------------------------- hinge
 
 def _hinge(scores, target, margin, reduction, with_grad, out=None):
-    s = float_array(scores, "scores", ndim=2)
+    be = backend_of(scores, target, out)
+    s = be.float_array(scores, "scores", ndim=2)
     n, n_classes = s.shape
-    y = class_labels(target, n, n_classes)
+    y = be.class_labels(target, n, n_classes)
     margin = real_scalar(margin, "margin")
     if math.isinf(margin):
         raise ValueError("margin must be finite, got inf")
     check_reduction(reduction)
     gscale = 1.0 / n if (reduction == "mean" and n) else 1.0
-    row_loss = np.empty(n)
+    row_loss = be.empty(n, np.float64)
     if with_grad:
-        grad = output_array(out, s.shape, s.dtype, [("scores", s)])
+        grad = be.output_array(out, s.shape, s.dtype, [("scores", s)])
     else:
-        grad = np.empty((n, 0), dtype=s.dtype)
-    _k.hinge.pick(s.size)(s, y, margin, gscale, row_loss, grad, with_grad)
+        grad = be.empty((n, 0), s.dtype)
+    be.hinge(s, y, margin, gscale, row_loss, grad, with_grad)
     if reduction == "none":
-        loss = row_loss.astype(s.dtype)
+        loss = be.astype(row_loss, s.dtype)
     elif reduction == "sum":
-        loss = float(row_loss.sum())
+        loss = be.sum(row_loss)
     else:
-        loss = _mean(float(row_loss.sum()), n)
+        loss = _mean(be.sum(row_loss), n)
     return (loss, grad) if with_grad else loss
 
 
@@ -146,26 +137,24 @@ def hinge_loss_with_grad(scores, target, margin=1.0, reduction="mean", out=None)
 
 # ---------------------------------------------------------------- MSE / MAE
 
-def _regression(sum_kernel, none_kernel, grad_factor, pred, target, reduction, with_grad,
-                out=None):
-    p = float_array(pred, "pred")
-    t = float_array(target, "target", dtype=p.dtype)
+def _regression(kind, grad_factor, pred, target, reduction, with_grad, out=None):
+    """``kind``: the names of the backend's (sum, none) launchers of the loss."""
+    be = backend_of(pred, target, out)
+    p = be.float_array(pred, "pred")
+    t = be.float_array(target, "target", dtype=p.dtype)
     check_shape(t, p.shape, "target")
     check_reduction(reduction)
     n = p.size
     if with_grad:
-        grad = output_array(out, p.shape, p.dtype, [("pred", p), ("target", t)])
+        grad = be.output_array(out, p.shape, p.dtype, [("pred", p), ("target", t)])
     else:
-        grad = np.empty((0,), dtype=p.dtype)
-    flat_p, flat_t, flat_g = p.ravel(), t.ravel(), grad.ravel()   # C-contiguous: views
+        grad = be.empty((0,), p.dtype)
     if reduction == "none":
-        loss = memory.empty(p.shape, p.dtype)
-        kernel, n_chunks = none_kernel.pick_chunks(n, _CHUNKS_PER_THREAD)
-        kernel(flat_p, flat_t, loss.ravel(), flat_g, with_grad, n_chunks)
+        loss = be.empty(p.shape, p.dtype)
+        getattr(be, kind[1])(p, t, loss, grad, with_grad)
     else:
         gscale = grad_factor / n if (reduction == "mean" and n) else grad_factor
-        kernel, n_chunks = sum_kernel.pick_chunks(n, _CHUNKS_PER_THREAD)
-        total = float(kernel(flat_p, flat_t, flat_g, gscale, with_grad, n_chunks))
+        total = getattr(be, kind[0])(p, t, grad, gscale, with_grad)
         loss = total if reduction == "sum" else _mean(total, n)
     return (loss, grad) if with_grad else loss
 
@@ -204,7 +193,7 @@ def mse_loss(pred, target, reduction="mean"):
     >>> F.mse_loss(np.array([1.0, 2.0]), np.array([1.0, 4.0]))
     2.0
     """
-    return _regression(_k.mse_sum, _k.mse_none, 2.0, pred, target, reduction, False)
+    return _regression(_MSE, 2.0, pred, target, reduction, False)
 
 
 def mse_loss_with_grad(pred, target, reduction="mean", out=None):
@@ -241,7 +230,7 @@ def mse_loss_with_grad(pred, target, reduction="mean", out=None):
     >>> loss, g.tolist()
     (2.0, [0.0, -2.0])
     """
-    return _regression(_k.mse_sum, _k.mse_none, 2.0, pred, target, reduction, True, out)
+    return _regression(_MSE, 2.0, pred, target, reduction, True, out)
 
 
 def l1_loss(pred, target, reduction="mean"):
@@ -278,7 +267,7 @@ def l1_loss(pred, target, reduction="mean"):
     >>> F.l1_loss(np.array([1.0, 2.0]), np.array([1.0, 4.0]))
     1.0
     """
-    return _regression(_k.l1_sum, _k.l1_none, 1.0, pred, target, reduction, False)
+    return _regression(_L1, 1.0, pred, target, reduction, False)
 
 
 def l1_loss_with_grad(pred, target, reduction="mean", out=None):
@@ -316,4 +305,4 @@ def l1_loss_with_grad(pred, target, reduction="mean", out=None):
     >>> loss, g.tolist()
     (1.0, [0.0, -0.5])
     """
-    return _regression(_k.l1_sum, _k.l1_none, 1.0, pred, target, reduction, True, out)
+    return _regression(_L1, 1.0, pred, target, reduction, True, out)

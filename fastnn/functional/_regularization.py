@@ -1,17 +1,10 @@
-"""Public regularization functions (validation + dispatch to fastnn._cpu.regularization)."""
+"""Public regularization functions: validation, output allocation, one backend call."""
 import math
 
-import numpy as np
-
-from fastnn._cpu import regularization as _k
-from fastnn._validation import FLOAT_DTYPES, float_array, output_array, real_scalar
+from fastnn._backend import backend_of
+from fastnn._validation import FLOAT_DTYPES, real_scalar
 
 __all__ = ["l2_penalty", "l1_penalty", "max_norm_"]
-
-
-# Row chunks per thread in the parallel twins: a few, so that one slow
-# (shared) core does not hold the rest up.
-_CHUNKS_PER_THREAD = 4
 
 
 def _lam(lam):
@@ -21,14 +14,12 @@ def _lam(lam):
     return lam
 
 
-def _penalty(kernel, w, lam, out):
-    arr = float_array(w, "w")
+def _penalty(kind, w, lam, out):
+    be = backend_of(w, out)
+    arr = be.float_array(w, "w")
     lam = _lam(lam)
-    grad = output_array(out, arr.shape, arr.dtype, [("w", arr)])
-    twin, n_chunks = kernel.pick_chunks(arr.size, _CHUNKS_PER_THREAD)
-    # ravel() of these C-contiguous arrays is a view (0.07 us; reshape(-1): 0.18).
-    total = twin(arr.ravel(), grad.ravel(), lam, n_chunks)
-    return lam * float(total), grad
+    grad = be.output_array(out, arr.shape, arr.dtype, [("w", arr)])
+    return lam * getattr(be, kind)(arr, grad, lam), grad
 
 
 def l2_penalty(w, lam, out=None):
@@ -70,7 +61,7 @@ def l2_penalty(w, lam, out=None):
     >>> loss, grad.tolist()
     (2.5, [1.0, -2.0])
     """
-    return _penalty(_k.l2_penalty, w, lam, out)
+    return _penalty("l2_penalty", w, lam, out)
 
 
 def l1_penalty(w, lam, out=None):
@@ -112,7 +103,7 @@ def l1_penalty(w, lam, out=None):
     >>> loss, grad.tolist()
     (1.5, [0.5, -0.5, 0.0])
     """
-    return _penalty(_k.l1_penalty, w, lam, out)
+    return _penalty("l1_penalty", w, lam, out)
 
 
 def max_norm_(weight, c):
@@ -153,17 +144,14 @@ def max_norm_(weight, c):
     >>> F.max_norm_(w, 1.0).tolist()
     [[0.6000000000000001, 0.8], [0.3, 0.4]]
     """
-    if not isinstance(weight, np.ndarray):
-        raise TypeError("weight must be a numpy ndarray (it is modified in place), "
-                        f"got {type(weight).__name__}")
-    if weight.dtype not in FLOAT_DTYPES:
-        raise TypeError(f"weight must be float32 or float64, got dtype {weight.dtype}")
-    if weight.ndim != 2:
-        raise ValueError(f"weight must have 2 dimensions (out, in), got shape {weight.shape}")
-    if not weight.flags.writeable:
+    be = backend_of(weight)
+    w = be.inplace_array(weight, "weight", "it is modified in place")
+    if w.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"weight must be float32 or float64, got dtype {w.dtype}")
+    if w.ndim != 2:
+        raise ValueError(f"weight must have 2 dimensions (out, in), got shape {tuple(w.shape)}")
+    if not be.is_writeable(weight):
         raise ValueError("weight is read-only; max_norm_ modifies it in place")
     c = real_scalar(c, "c", low=0.0, low_open=True)
-    # a subclass (np.matrix) through a plain view of the same memory
-    _k.max_norm.pick(weight.size)(weight if type(weight) is np.ndarray
-                                  else weight.view(np.ndarray), c)
+    be.max_norm_(w, c)
     return weight

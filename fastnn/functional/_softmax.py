@@ -1,28 +1,14 @@
-"""Public softmax functions (validation + dispatch to fastnn._cpu.softmax)."""
-import functools
-
+"""Public softmax functions: validation, output allocation, one backend call."""
 import numpy as np
 
-from fastnn import memory
-from fastnn._cpu import softmax as _k
-from fastnn._validation import (
-    check_reduction,
-    class_labels,
-    float_array,
-    integer,
-    output_array,
-    real_scalar,
-)
+from fastnn._backend import backend_of
+from fastnn._validation import check_reduction, integer, real_scalar
 
 __all__ = ["softmax", "log_softmax", "cross_entropy", "cross_entropy_with_grad"]
 
 
 def _axis(x, axis, name):
-    """``axis`` of the (at least 1-D) array ``x`` as a non-negative int.
-
-    Only reads ``x.ndim``/``x.shape``, so the GPU twin checks its device
-    arrays with it too.
-    """
+    """``axis`` of the (at least 1-D) array ``x`` as a non-negative int."""
     if x.ndim == 0:
         raise ValueError(f"{name} must have at least one dimension, got a 0-d array")
     ax = integer(axis, "axis")
@@ -31,25 +17,15 @@ def _axis(x, axis, name):
     return ax % x.ndim
 
 
-def _apply_rows(kernel, x, axis, name):
-    """Validate ``x``/``axis`` and run the row kernel along ``axis``."""
-    x = float_array(x, name, contiguous=False)
-    ax = _axis(x, axis, name)
-    # The usual case, the last axis, needs no transposition (np.moveaxis
-    # costs ~3 us per call, more than the kernel on a small batch).
-    moved = x if ax == x.ndim - 1 else np.moveaxis(x, ax, -1)
-    rows = np.ascontiguousarray(moved)
-    c = x.shape[ax]
-    rows = rows.reshape(rows.size // c if c else 0, c)
-    out = memory.empty(rows.shape, rows.dtype)
-    if rows.size:
-        kernel.pick(rows.size)(rows, out)
-    out = out.reshape(moved.shape)
-    if moved is x:
-        return out
-    result = memory.empty(x.shape, x.dtype)
-    np.copyto(result, np.moveaxis(out, -1, ax))
-    return result
+def _softmax(x, axis, log):
+    be = backend_of(x)
+    # Any layout: the CPU launcher reads the last axis in place or moves it
+    # there; the CUDA one makes its input contiguous.
+    x = be.float_array(x, "x", contiguous=False)
+    ax = _axis(x, axis, "x")
+    out = be.empty(x.shape, x.dtype)
+    be.softmax(x, ax, log, out)
+    return out
 
 
 def softmax(x, axis=-1):
@@ -88,7 +64,7 @@ def softmax(x, axis=-1):
     array([[0.5, 0.5],
            [0. , 1. ]])
     """
-    return _apply_rows(_k.softmax_rows, x, axis, "x")
+    return _softmax(x, axis, log=False)
 
 
 def log_softmax(x, axis=-1):
@@ -126,44 +102,35 @@ def log_softmax(x, axis=-1):
     >>> F.log_softmax(np.array([0.0, 1e4]))
     array([-10000.,      0.])
     """
-    return _apply_rows(_k.log_softmax_rows, x, axis, "x")
-
-
-@functools.lru_cache(maxsize=16)
-def _unit_weights(c, dtype):
-    # The default class weights, kept: np.ones costs ~1 us a call.  Private
-    # and only ever read by the kernel.
-    return np.ones(c, dtype=dtype)
+    return _softmax(x, axis, log=True)
 
 
 def _cross_entropy(logits, target, weight, ignore_index, reduction, label_smoothing, out,
                    with_grad):
-    logits = float_array(logits, "logits", ndim=2)
+    be = backend_of(logits, target, weight, out)
+    logits = be.float_array(logits, "logits", ndim=2)
     n, c = logits.shape
     if c == 0:
-        raise ValueError(f"logits must have at least one class, got shape {logits.shape}")
+        raise ValueError(f"logits must have at least one class, got shape {tuple(logits.shape)}")
     ignore_index = integer(ignore_index, "ignore_index", low=-2**63, high=2**63 - 1)
-    target = class_labels(target, n, c, "target", ignore_index=ignore_index)
+    target = be.class_labels(target, n, c, "target", ignore_index=ignore_index)
     reduction = check_reduction(reduction)
     smoothing = real_scalar(label_smoothing, "label_smoothing", 0.0, 1.0)
-    if weight is None:
-        weight = _unit_weights(c, logits.dtype)
-    else:
-        weight = float_array(weight, "weight", ndim=1, dtype=logits.dtype)
+    if weight is not None:
+        weight = be.float_array(weight, "weight", ndim=1, dtype=logits.dtype)
         if weight.shape[0] != c:
             raise ValueError(f"weight must have shape ({c},) (one per class), "
-                             f"got {weight.shape}")
+                             f"got {tuple(weight.shape)}")
     if with_grad:
         # The kernel reads each logit before writing its gradient, so out may
         # be the logits buffer itself (in place).
-        grad = output_array(out, logits.shape, logits.dtype, [("logits", logits)])
+        grad = be.output_array(out, logits.shape, logits.dtype, [("logits", logits)])
     else:
-        grad = np.empty((0, 0), dtype=logits.dtype)
-    losses = np.empty(n, dtype=np.float64)
-    kernel = _k.cross_entropy_rows.pick(logits.size)
-    total = kernel(logits, target, weight, ignore_index, smoothing, reduction == "mean",
-                   losses, grad, with_grad)
-    loss = losses.astype(logits.dtype) if reduction == "none" else float(total)
+        grad = be.empty((0, 0), logits.dtype)
+    losses = be.empty(n, np.float64)
+    total = be.cross_entropy(logits, target, weight, ignore_index, smoothing,
+                             reduction == "mean", losses, grad, with_grad)
+    loss = be.astype(losses, logits.dtype) if reduction == "none" else total
     return (loss, grad) if with_grad else loss
 
 

@@ -229,9 +229,12 @@ def test_dropout_bit_identical_to_cpu(dtype, shape, p):
 
 
 def test_dropout_mask_matches_cpu_and_reference():
-    from fastnn._cuda import functional as gpu
+    from fastnn._backend import cuda
+    gpu = cuda()
     shape, p, seed = (3, 5), 0.4, 123
-    m = host(gpu.dropout_mask(shape, p, seed))
+    m = gpu.empty(shape, np.bool_)
+    gpu.dropout_mask(m, seed, np.int64(round(p * 2.0 ** 32)))   # the threshold of p
+    m = host(m)
     assert np.array_equal(m, F.dropout_mask(shape, p, seed))
     assert np.array_equal(m, ref_do.dropout_mask(shape, p, seed))
 
@@ -458,3 +461,156 @@ def test_a_numba_cuda_that_cannot_compile_with_this_numpy_is_named(monkeypatch):
     with pytest.raises(RuntimeError, match=r"a GPU array was given, but this numba-cuda cannot "
                                            r"compile kernels with numpy .*row_stack.*numpy<2.5"):
         fc._check_compiler_imports("a GPU array was given")
+
+
+# ---------------------------------------------------------------- one set of argument rules
+
+def test_both_backends_have_one_interface():
+    """Same names, same signatures: fastnn.functional calls either without asking which."""
+    import inspect
+
+    from fastnn._backend import cpu, cuda
+    gpu = cuda()
+    assert gpu.__all__ == cpu.__all__
+    for name in cpu.__all__:
+        if name != "NAME":
+            assert (inspect.signature(getattr(gpu, name))
+                    == inspect.signature(getattr(cpu, name))), name
+
+
+class _ReadOnlyDevice:
+    """A device array seen through an interface that marks it read-only (as CuPy could)."""
+
+    def __init__(self, a):
+        self._a = a
+
+    @property
+    def __cuda_array_interface__(self):
+        iface = dict(self._a.__cuda_array_interface__)
+        iface["data"] = (iface["data"][0], True)
+        return iface
+
+
+def _read_only(to, a):
+    arr = to(np.array(a))
+    if hasattr(arr, "__cuda_array_interface__"):       # a real GPU
+        return _ReadOnlyDevice(arr)
+    arr.setflags(write=False)       # numpy, or the host array a simulator array wraps
+    return arr
+
+
+def _overlapping(to, shape):
+    """(input, out): two C-contiguous views of one buffer, shifted by one row/element."""
+    base = to(np.zeros((shape[0] + 1,) + shape[1:]))
+    return base[:-1], base[1:]
+
+
+_W, _B, _T = np.ones((2, 3)), np.ones(2), np.array([0, 1, 2, 1])
+_I = np.ones((4, 3), np.int64)
+_ALL_OPS = {
+    # linear
+    "linear x 1-D": lambda to: F.linear(to(np.ones(3)), to(_W)),
+    "linear x int": lambda to: F.linear(to(_I), to(_W)),
+    "linear weight dtype": lambda to: F.linear(to(_X), to(_W.astype(np.float32))),
+    "linear weight shape": lambda to: F.linear(to(_X), to(np.ones((2, 4)))),
+    "linear bias shape": lambda to: F.linear(to(_X), to(_W), to(np.ones(3))),
+    "linear activation": lambda to: F.linear(to(_X), to(_W), activation="gelu"),
+    "linear slope": lambda to: F.linear(to(_X), to(_W), activation="leaky_relu",
+                                        negative_slope=-1.0),
+    "linear_backward dy shape": lambda to: F.linear_backward(to(np.ones((4, 3))), to(_X),
+                                                             to(_W), None),
+    "linear_backward y missing": lambda to: F.linear_backward(to(np.ones((4, 2))), to(_X),
+                                                              to(_W), None, "relu"),
+    "linear_backward y shape": lambda to: F.linear_backward(to(np.ones((4, 2))), to(_X),
+                                                            to(_W), to(_X), "tanh"),
+    # batch norm: out= (the other argument rules are in the test above)
+    "batch_norm out is x": lambda to: (lambda x: F.batch_norm(x, None, None, training=True,
+                                                              out=x))(to(_X)),
+    "batch_norm out overlap": lambda to: (lambda xo: F.batch_norm(
+        xo[0], None, None, training=True, out=xo[1]))(_overlapping(to, (4, 3))),
+    "batch_norm out read-only": lambda to: F.batch_norm(to(_X), None, None, training=True,
+                                                        out=_read_only(to, _X)),
+    "batch_norm out dtype": lambda to: F.batch_norm(to(_X), None, None, training=True,
+                                                    out=to(_X.astype(np.float32))),
+    "batch_norm running stat read-only": lambda to: F.batch_norm(
+        to(_X), _read_only(to, _V), to(_V), training=True),
+    "batch_norm_backward out is dy": lambda to: (lambda d: F.batch_norm_backward(
+        d, to(_X), to(_V), to(_V), out=d))(to(_X)),
+    "batch_norm_backward out shape": lambda to: F.batch_norm_backward(
+        to(_X), to(_X), to(_V), to(_V), out=to(np.ones((3, 4)))),
+    # dropout
+    "dropout x int": lambda to: F.dropout(to(_I)),
+    "dropout p": lambda to: F.dropout(to(_X), p=1.5),
+    "dropout training": lambda to: F.dropout(to(_X), training="yes"),
+    "dropout seed": lambda to: F.dropout(to(_X), seed=-1),
+    "dropout out shape": lambda to: F.dropout(to(_X), out=to(np.ones((3, 4)))),
+    "dropout out dtype": lambda to: F.dropout(to(_X), out=to(_X.astype(np.float32))),
+    "dropout out overlap": lambda to: (lambda xo: F.dropout(xo[0], out=xo[1]))(
+        _overlapping(to, (8,))),
+    "dropout out read-only": lambda to: F.dropout(to(_X), out=_read_only(to, _X)),
+    "dropout_backward seed": lambda to: F.dropout_backward(to(_X), 0.5, 2**64),
+    "dropout_backward out overlap": lambda to: (lambda xo: F.dropout_backward(
+        xo[0], 0.5, 1, out=xo[1]))(_overlapping(to, (4, 3))),
+    # softmax and cross-entropy
+    "softmax axis": lambda to: F.softmax(to(_X), axis=2),
+    "softmax axis type": lambda to: F.softmax(to(_X), axis=1.0),
+    "softmax x int": lambda to: F.softmax(to(_I)),
+    "log_softmax axis": lambda to: F.log_softmax(to(_X), axis=-3),
+    "cross_entropy label": lambda to: F.cross_entropy(to(_X), to(np.array([0, 1, 3, 0]))),
+    "cross_entropy label dtype": lambda to: F.cross_entropy(to(_X), to(_T.astype(float))),
+    "cross_entropy target shape": lambda to: F.cross_entropy(to(_X), to(_T[:3])),
+    "cross_entropy no class": lambda to: F.cross_entropy(to(np.ones((4, 0))), to(_T)),
+    "cross_entropy weight shape": lambda to: F.cross_entropy(to(_X), to(_T),
+                                                             weight=to(np.ones(4))),
+    "cross_entropy reduction": lambda to: F.cross_entropy(to(_X), to(_T), reduction="avg"),
+    "cross_entropy smoothing": lambda to: F.cross_entropy(to(_X), to(_T),
+                                                          label_smoothing=2.0),
+    "cross_entropy ignore_index": lambda to: F.cross_entropy(to(_X), to(_T),
+                                                             ignore_index="a"),
+    "cross_entropy_with_grad out overlap": lambda to: (lambda xo: F.cross_entropy_with_grad(
+        xo[0], to(_T), out=xo[1]))(_overlapping(to, (4, 3))),
+    "cross_entropy_with_grad out read-only": lambda to: F.cross_entropy_with_grad(
+        to(_X), to(_T), out=_read_only(to, _X)),
+    # hinge, MSE, MAE
+    "hinge_loss margin": lambda to: F.hinge_loss(to(_X), to(_T), margin=np.inf),
+    "hinge_loss label": lambda to: F.hinge_loss(to(_X), to(np.array([0, -1, 0, 0]))),
+    "hinge_loss scores 1-D": lambda to: F.hinge_loss(to(np.ones(4)), to(_T)),
+    "hinge_loss_with_grad out overlap": lambda to: (lambda xo: F.hinge_loss_with_grad(
+        xo[0], to(_T), out=xo[1]))(_overlapping(to, (4, 3))),
+    "mse_loss target shape": lambda to: F.mse_loss(to(_X), to(np.ones((3, 4)))),
+    "mse_loss target dtype": lambda to: F.mse_loss(to(_X), to(_X.astype(np.float32))),
+    "mse_loss reduction": lambda to: F.mse_loss(to(_X), to(_X), reduction="max"),
+    "mse_loss_with_grad out overlap": lambda to: (lambda xo: F.mse_loss_with_grad(
+        to(np.ones(8)), xo[0], out=xo[1]))(_overlapping(to, (8,))),
+    "l1_loss pred int": lambda to: F.l1_loss(to(_I), to(_X)),
+    "l1_loss_with_grad out read-only": lambda to: F.l1_loss_with_grad(
+        to(_X), to(_X), out=_read_only(to, _X)),
+    # regularization
+    "l2_penalty lam": lambda to: F.l2_penalty(to(_X), -1.0),
+    "l2_penalty lam inf": lambda to: F.l2_penalty(to(_X), np.inf),
+    "l2_penalty out overlap": lambda to: (lambda xo: F.l2_penalty(xo[0], 0.1, out=xo[1]))(
+        _overlapping(to, (8,))),
+    "l1_penalty lam nan": lambda to: F.l1_penalty(to(_X), np.nan),
+    "l1_penalty out read-only": lambda to: F.l1_penalty(to(_X), 0.1, out=_read_only(to, _X)),
+    "max_norm_ c": lambda to: F.max_norm_(to(_X.copy()), 0.0),
+    "max_norm_ 1-D": lambda to: F.max_norm_(to(np.ones(3)), 1.0),
+    "max_norm_ int": lambda to: F.max_norm_(to(_I), 1.0),
+    "max_norm_ read-only": lambda to: F.max_norm_(_read_only(to, _X), 1.0),
+}
+
+
+def test_the_parity_table_covers_every_public_op():
+    # dropout_mask takes no array, so it has no device twin to compare
+    covered = {name.split()[0] for name in _ALL_OPS} | {"dropout_mask"}
+    assert covered == set(F.__all__)
+
+
+@pytest.mark.parametrize("call", list(_ALL_OPS.values()), ids=list(_ALL_OPS))
+def test_argument_errors_are_the_cpu_ones_for_every_op(call):
+    """The checks are written once, in fastnn.functional: the same bad input gives the same
+    exception and message on both devices, out= overlap and writeability included."""
+    with pytest.raises((TypeError, ValueError, IndexError)) as cpu:
+        call(lambda a: a)
+    with pytest.raises(cpu.type) as gpu:
+        call(dev)
+    assert str(gpu.value) == str(cpu.value)

@@ -1,0 +1,87 @@
+"""Which backend runs a call: :func:`backend_of`, and the device helpers the layers above use.
+
+A backend is a module with one interface: allocation (``empty``, ``zeros``,
+``copy``, ``copyto``, ``astype``, ``to_host``, ``from_host``), the operand
+rules that differ by device (``float_array``, ``class_labels``,
+``output_array``, ``running_stat``, ``inplace_array``, ``is_writeable``) and,
+per topic, launchers with identical signatures (``linear``,
+``batch_norm_train``, ``dropout``, ``softmax``, ``cross_entropy``, ...).
+:mod:`fastnn._cpu.backend` is the CPU one; :mod:`fastnn._cuda.backend`, the
+CUDA one, is imported only when a GPU array shows up, so ``import fastnn``
+needs no numba-cuda.  :mod:`fastnn.functional` validates each call once and
+ends in ``backend_of(arrays).<op>(...)``.  Modules above the backend ask it
+here rather than importing :mod:`fastnn._cuda` themselves.
+"""
+import numpy as np
+
+from fastnn._cpu import backend as cpu
+from fastnn._cuda import is_available, on_device, require_cuda, simulator_enabled
+
+__all__ = ["backend_of", "cpu", "cuda", "on_device", "require_cuda", "is_available",
+           "simulator_enabled", "cuda_nn", "cuda_optim"]
+
+# Types that are never on a GPU: checked first, because backend_of runs on
+# every call and on_device costs ~0.3 us an argument.
+_HOST_TYPES = frozenset({np.ndarray, float, int, bool, str, type(None), tuple, list})
+_host_only = _HOST_TYPES.issuperset
+
+
+def cuda():
+    """The CUDA backend, :mod:`fastnn._cuda.backend` (imported on first use).
+
+    Raises
+    ------
+    RuntimeError
+        numba-cuda is missing or no CUDA device is usable (the message says
+        which).
+    """
+    from fastnn._cuda import backend
+    return backend
+
+
+def backend_of(*arrays):
+    """The backend for a call on ``arrays``: CUDA when any of them is on the GPU.
+
+    Parameters
+    ----------
+    *arrays
+        The call's array arguments (None and Python scalars are allowed).
+
+    Returns
+    -------
+    module
+        :mod:`fastnn._cpu.backend` or :mod:`fastnn._cuda.backend`.  Mixed
+        host and device operands go to the CUDA backend, whose operand checks
+        refuse the host ones with a TypeError naming them.
+
+    Raises
+    ------
+    RuntimeError
+        A GPU array was given but CUDA is not usable.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastnn._backend import backend_of
+    >>> backend_of(np.ones(3), None).NAME
+    'cpu'
+    """
+    # The usual call, all host types, is settled by one C-level set test.
+    if _host_only(map(type, arrays)):
+        return cpu
+    for a in arrays:
+        if on_device(a):
+            return cuda()
+    return cpu
+
+
+def cuda_nn():
+    """:mod:`fastnn._cuda.nn`, the device side of :mod:`fastnn.nn` (imported on first use)."""
+    from fastnn._cuda import nn
+    return nn
+
+
+def cuda_optim():
+    """:mod:`fastnn._cuda.optim`, the device optimizer steps (imported on first use)."""
+    from fastnn._cuda import optim
+    return optim
