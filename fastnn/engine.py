@@ -202,6 +202,9 @@ def one_blas_thread():
     return _blas_pools().limit(limits=1)
 
 
+_NO_WEIGHTS = np.empty(0)  # train_epoch's "unweighted" (one array type: one compilation)
+
+
 class NotCompilable(ValueError):
     """The model, as planned, cannot run on the engine (the message says why)."""
 
@@ -419,7 +422,7 @@ class Plan:
                 seeds[s, j] = int(layer.rng.integers(Dropout.SEED_BOUND))
         return seeds
 
-    def epoch(self, X, y, order, lrs, seeds):
+    def epoch(self, X, y, order, lrs, seeds, sample_weight=None):
         """Run one epoch; returns the number of steps done (fewer: a non-finite loss).
 
         ``X`` (N, n_features) C-contiguous of the model's dtype, ``y`` int64
@@ -427,7 +430,9 @@ class Plan:
         the epoch's row permutation (int64), ``lrs`` one learning rate per
         step, ``seeds`` from :meth:`draw_seeds`.  Per-step results are in
         ``step_loss``, ``step_correct`` and ``step_penalty``.
+        ``sample_weight``: float64 (N,) weights (see ``fastnn.train.fit``), or None.
         """
+        sw = _NO_WEIGHTS if sample_weight is None else sample_weight
         if y.ndim == 1:
             y_cls, y_reg = y, np.empty((0, 0), self.dtype)
         else:
@@ -437,7 +442,7 @@ class Plan:
             self.arena, self.grads, self.state1, self.state2, self.pinfo, self.tcount, self.opt,
             self.loss_code, self.acts, self.bufs, self.saved_bufs, self.stats, self.g0, self.g1,
             self.partial, self.bn_dw, self.bn_db, self.zeros, self.ce_weight, self.tb,
-            self.row_loss, self.step_loss, self.step_correct, self.step_penalty)
+            self.row_loss, self.step_loss, self.step_correct, self.step_penalty, sw)
         if done:
             self._last_seeds = seeds[done - 1]
         return done

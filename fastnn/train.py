@@ -52,6 +52,15 @@ LOSS_WITH_GRAD = {
 }
 
 
+#: loss name -> ``(per-sample values, gradient of their sum)`` (weighted steps).
+LOSS_WITH_GRAD_NONE = {
+    "cross_entropy": lambda out, y: F.cross_entropy_with_grad(out, y, reduction="none"),
+    "hinge": lambda out, y: F.hinge_loss_with_grad(out, y, reduction="none"),
+    "mse": lambda out, y: F.mse_loss_with_grad(out, y, reduction="none"),
+    "mae": lambda out, y: F.l1_loss_with_grad(out, y, reduction="none"),
+}
+
+
 class DivergenceError(FloatingPointError):
     """Training produced a NaN or infinite loss.
 
@@ -195,7 +204,7 @@ def _progress_bar(total, enabled, desc):
 
 def fit(model, X, y, loss="cross_entropy", optimizer=None, epochs=10, batch_size=32,
         schedule=None, validation=None, shuffle=True, rng=None, progress=True,
-        l2=0.0, l1=0.0, max_norm=None, engine="auto"):
+        l2=0.0, l1=0.0, max_norm=None, engine="auto", sample_weight=None, callback=None):
     """Train ``model`` on (X, y) with mini-batch gradient descent.
 
     Parameters
@@ -244,6 +253,20 @@ def fit(model, X, y, loss="cross_entropy", optimizer=None, epochs=10, batch_size
         reference); "auto" takes the compiled engine when it can.  Both
         compute the same steps (same shuffles, dropout masks and update
         rules), equal to rounding.
+    sample_weight : array_like of shape (N,), optional
+        Non-negative finite weights (a batch whose weights are all zero
+        takes a step with zero data gradient).  Each batch's loss becomes the weighted mean of its per-sample losses,
+        ``sum(w_i * l_i) / sum(w_i)`` over the batch (a sample's loss is the
+        mean over its outputs for mse/mae), as scikit-learn weights its MLP
+        losses; unit weights give the unweighted run.  CPU models only;
+        both engines.
+    callback : callable history -> bool, optional
+        Called after every epoch (after its validation) with the history so
+        far; a true return ends training there.  It may change
+        ``optimizer.lr`` for the next epoch (when no ``schedule`` is given)
+        and read or copy the model (not train it).  One ``fit`` call with a
+        callback replaces one call per epoch, which re-plans the compiled
+        engine each time.
 
     Returns
     -------
@@ -287,10 +310,17 @@ def fit(model, X, y, loss="cross_entropy", optimizer=None, epochs=10, batch_size
         max_norm = real_scalar(max_norm, "max_norm", low=0.0, low_open=True)
     if schedule is not None and not callable(schedule):
         raise TypeError(f"schedule must be a callable step -> lr, got {type(schedule).__name__}")
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback must be a callable history -> bool, got "
+                        f"{type(callback).__name__}")
     X = as_inputs(model, X)
     if X.shape[0] == 0:
         raise ValueError("X has no samples")
     y = as_targets(model, X, y, loss)
+    sample_weight = check_sample_weight(sample_weight, X.shape[0])
+    if sample_weight is not None and model.device != "cpu":
+        raise ValueError("sample_weight is supported for CPU models only (the model is on "
+                         f"{model.device})")
     if validation is not None:
         try:
             X_val, y_val = validation
@@ -326,10 +356,11 @@ def fit(model, X, y, loss="cross_entropy", optimizer=None, epochs=10, batch_size
     history["engine"] = "compiled" if plan is not None else f"layers ({reason})"
     if plan is not None:
         from fastnn.engine import one_blas_thread
-        run_epoch = functools.partial(_compiled_epoch, plan, X, y, schedule, optimizer)
+        run_epoch = functools.partial(_compiled_epoch, plan, X, y, schedule, optimizer,
+                                      sample_weight)
     else:
         run_epoch = functools.partial(_layers_epoch, model, X, y, loss, optimizer, schedule,
-                                      l2, l1, max_norm)
+                                      l2, l1, max_norm, sample_weight)
     bar = _progress_bar(epochs, progress, "fit")
     stack = contextlib.ExitStack()
     model.train()
@@ -351,6 +382,8 @@ def fit(model, X, y, loss="cross_entropy", optimizer=None, epochs=10, batch_size
                 _validate(model, X_val, y_val, loss, history)
             if bar is not None:
                 _progress(bar, history)
+            if callback is not None and callback(history):
+                break
     finally:
         if plan is not None:
             plan.finish()
@@ -392,7 +425,8 @@ def _progress(bar, history):
     bar.update(1)
 
 
-def _compiled_epoch(plan, X, y, schedule, optimizer, batches, order, epoch, step, history):
+def _compiled_epoch(plan, X, y, schedule, optimizer, sample_weight, batches, order, epoch, step,
+                    history):
     """One epoch in one compiled call; returns what :func:`_layers_epoch` returns.
 
     The schedule is evaluated in Python for the epoch's steps first (so a
@@ -406,7 +440,7 @@ def _compiled_epoch(plan, X, y, schedule, optimizer, batches, order, epoch, step
     else:
         lrs = np.full(k, float(optimizer.lr))
     order = np.arange(X.shape[0]) if order is None else order
-    done = plan.epoch(X, y, order, lrs, plan.draw_seeds(k))
+    done = plan.epoch(X, y, order, lrs, plan.draw_seeds(k), sample_weight)
     history["step_loss"].extend(plan.step_loss[:done].tolist())
     if schedule is not None:
         optimizer.lr = float(lrs[min(done, k - 1)])
@@ -421,8 +455,38 @@ def _compiled_epoch(plan, X, y, schedule, optimizer, batches, order, epoch, step
     return total_loss, total_penalty, int(plan.step_correct.sum()), step + k
 
 
-def _layers_epoch(model, X, y, loss, optimizer, schedule, l2, l1, max_norm, batches, order,
-                  epoch, step, history):
+def check_sample_weight(sample_weight, n):
+    """None, or the weights as a float64 (n,) array of finite values >= 0."""
+    if sample_weight is None:
+        return None
+    if on_device(sample_weight):
+        raise TypeError("sample_weight is a GPU array; pass host (numpy) weights")
+    w = np.asarray(sample_weight)
+    if w.dtype.kind not in "fiub":
+        raise TypeError(f"sample_weight must hold real numbers, got dtype {w.dtype}")
+    w = w.astype(np.float64).reshape(-1) if w.ndim <= 1 else w
+    if w.shape != (n,):
+        raise ValueError(f"sample_weight must have shape ({n},), got {np.shape(sample_weight)}")
+    bad = np.flatnonzero(~np.isfinite(w) | (w < 0))
+    if bad.size:
+        raise ValueError(f"sample_weight must be finite and >= 0; sample_weight[{bad[0]}] = "
+                         f"{w[bad[0]]}")
+    return w
+
+
+def _weighted_loss(loss, out, yb, wb):
+    """(sum_i w_i l_i / sum_i w_i, its gradient): l_i is sample i's loss (mean over outputs)."""
+    rows, grad = LOSS_WITH_GRAD_NONE[loss](out, yb)   # per-sample values, gradient of their sum
+    total = float(wb.sum())
+    per_output = 1 if loss in CLASSIFICATION else out.shape[1]
+    c = wb / (total * per_output) if total > 0 else np.zeros_like(wb)
+    rows = _host(rows).reshape(out.shape[0], -1).sum(axis=1)
+    value = float(np.dot(c, rows)) if total > 0 else 0.0
+    return value, grad * c.astype(grad.dtype).reshape(-1, 1)
+
+
+def _layers_epoch(model, X, y, loss, optimizer, schedule, l2, l1, max_norm, sample_weight,
+                  batches, order, epoch, step, history):
     """One epoch, layer by layer (the reference path).
 
     Returns (sum of batch loss x batch size, sum of penalties, correct
@@ -442,7 +506,10 @@ def _layers_epoch(model, X, y, loss, optimizer, schedule, l2, l1, max_norm, batc
         # diverging batch must not leave NaN in them for eval mode.
         saved = [_copy(buf) for buf in buffers]
         out = model.forward(_move(xb, device))
-        value, dout = LOSS_WITH_GRAD[loss](out, _move(yb, device))
+        if sample_weight is None:
+            value, dout = LOSS_WITH_GRAD[loss](out, _move(yb, device))
+        else:
+            value, dout = _weighted_loss(loss, out, _move(yb, device), sample_weight[idx])
         value = float(value)
         if not math.isfinite(value):
             for buf, old in zip(buffers, saved):

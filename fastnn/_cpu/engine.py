@@ -222,6 +222,39 @@ def _loss(code, out, tb, yb, ce_weight, row_loss, g):
 
 
 @jit
+def _reweight(code, out, yb, order, lo, sw, row_loss, g):
+    """The batch's weighted mean loss ``sum(w_i l_i) / sum(w_i)``, g rescaled to its gradient.
+
+    ``g`` holds the gradient of the unweighted mean (each row's share is
+    1/nb of its own loss's gradient), so row i is multiplied by
+    ``nb * w_i / sum(w)``; l_i is the row's loss (``row_loss`` for
+    classification, the mean over outputs for mse/mae).  Zero total weight:
+    a zero gradient and a zero loss.
+    """
+    nb, k = out.shape
+    total = 0.0
+    for r in range(nb):
+        total += sw[order[lo + r]]
+    value = 0.0
+    for r in range(nb):
+        w = sw[order[lo + r]]
+        if code == CROSS_ENTROPY or code == HINGE:
+            row = row_loss[r]
+        else:
+            row = 0.0
+            for j in range(k):
+                d = np.float64(out[r, j]) - np.float64(yb[r, j])
+                row += d * d if code == MSE else abs(d)
+            row /= k
+        c = nb * w / total if total > 0.0 else 0.0
+        if total > 0.0:
+            value += w * row / total
+        for j in range(g.shape[1]):
+            g[r, j] = g[r, j] * c
+    return value
+
+
+@jit
 def _correct(out, tb):
     """How many rows' argmax (first maximum, as numpy) equals the label."""
     count = 0
@@ -372,8 +405,11 @@ def _constrain(params, pinfo, c):
 def train_epoch(X, y_cls, y_reg, order, starts, lrs, seeds, ops, fops, slopes, params, grads,
                 state1, state2, pinfo, tcount, opt, loss_code, acts, bufs, saved_bufs, stats,
                 g0, g1, partial, bn_dw, bn_db, zeros, ce_weight, tb, row_loss,
-                step_loss, step_correct, step_penalty):
+                step_loss, step_correct, step_penalty, sw):
     """Every step of one epoch; returns the number of steps completed.
+
+    ``sw``: per-sample weights (float64, indexed like X), or an empty array
+    for an unweighted run (see :func:`_reweight`).
 
     Step s trains on rows ``order[starts[s]:starts[s + 1]]`` with learning
     rate ``lrs[s]`` and the dropout seeds ``seeds[s]``.  Its data loss,
@@ -398,6 +434,9 @@ def train_epoch(X, y_cls, y_reg, order, starts, lrs, seeds, ops, fops, slopes, p
         out = _view(acts, ops[ops.shape[0] - 1, OP_Y], nb, n_out)
         value = _loss(loss_code, out, tb[:nb], _view(g1, 0, nb, y_width), ce_weight,
                       row_loss[:nb], _view(g0, 0, nb, n_out))
+        if sw.size > 0 and math.isfinite(value):
+            value = _reweight(loss_code, out, _view(g1, 0, nb, y_width), order, lo, sw,
+                              row_loss[:nb], _view(g0, 0, nb, n_out))
         step_loss[s] = value
         if not math.isfinite(value):
             bufs[:] = saved_bufs
