@@ -255,7 +255,8 @@ def fit(model, X, y, loss="cross_entropy", optimizer=None, epochs=10, batch_size
         rules), equal to rounding.
     sample_weight : array_like of shape (N,), optional
         Non-negative finite weights (a batch whose weights are all zero
-        takes a step with zero data gradient).  Each batch's loss becomes the weighted mean of its per-sample losses,
+        takes a step with zero data gradient).  Each batch's loss becomes
+        the weighted mean of its per-sample losses,
         ``sum(w_i * l_i) / sum(w_i)`` over the batch (a sample's loss is the
         mean over its outputs for mse/mae), as scikit-learn weights its MLP
         losses; unit weights give the unweighted run.  CPU models only;
