@@ -18,7 +18,8 @@ from fastnn._cpu import backend as cpu
 from fastnn._cuda import is_available, on_device, require_cuda, simulator_enabled
 
 __all__ = ["backend_of", "cpu", "cuda", "on_device", "require_cuda", "is_available",
-           "simulator_enabled", "cuda_nn", "cuda_optim"]
+           "simulator_enabled", "cuda_nn", "cuda_optim", "device_of", "to_device", "copy",
+           "assign", "host_copy"]
 
 # Types that are never on a GPU: checked first, because backend_of runs on
 # every call and on_device costs ~0.3 us an argument.
@@ -85,3 +86,40 @@ def cuda_optim():
     """:mod:`fastnn._cuda.optim`, the device optimizer steps (imported on first use)."""
     from fastnn._cuda import optim
     return optim
+
+
+# ------------------------------------------------------------------ arrays across devices
+# What nn, train and the engine need to move parameters and data: each asks
+# the backend of the array instead of testing array types itself.
+
+def device_of(a):
+    """``"cpu"`` or ``"cuda"``: where the array ``a`` lives."""
+    return "cpu" if type(a) is np.ndarray or not on_device(a) else "cuda"
+
+
+def to_device(a, device):
+    """``a`` on ``device`` ("cpu" or "cuda"): ``a`` itself if it is there already."""
+    if a is None or device_of(a) == device:
+        return a
+    return cuda().from_host(a) if device == "cuda" else cuda().to_host(a)
+
+
+def copy(a):
+    """A copy of the array ``a`` on its own device."""
+    return a.copy() if type(a) is np.ndarray else backend_of(a).copy(a)
+
+
+def assign(dest, src):
+    """``dest[...] = src`` in place: ``dest`` a host or device array, ``src`` a host
+    array or one on dest's device (a host ``src`` is copied to dest's device)."""
+    if type(dest) is np.ndarray:
+        dest[...] = src
+    elif device_of(src) == "cuda":
+        cuda().copyto(dest, src)
+    else:
+        cuda().copyto(dest, cuda().from_host(src))
+
+
+def host_copy(a):
+    """A host numpy copy of ``a``, wherever it lives (never ``a`` itself)."""
+    return a.copy() if type(a) is np.ndarray else backend_of(a).to_host(a)

@@ -40,7 +40,15 @@ import numpy as np
 
 import fastnn.functional as F
 from fastnn import init as _init
-from fastnn._backend import on_device as _on_device, require_cuda
+from fastnn._backend import (
+    assign as _assign,
+    copy as _copy,
+    device_of as _device_of,
+    host_copy as _to_host,
+    on_device as _on_device,
+    require_cuda,
+    to_device as _move,
+)
 from fastnn._validation import as_rng, boolean, check_choice, float_dtype, integer, real_scalar
 
 __all__ = ["Parameter", "Module", "Linear", "ReLU", "LeakyReLU", "Tanh", "Sigmoid",
@@ -55,35 +63,6 @@ def _gpu():
     """fastnn._cuda.nn (imported on first use: numba.cuda only for GPU models)."""
     from fastnn._backend import cuda_nn
     return cuda_nn()
-
-
-def _device_of(a):
-    return "cpu" if type(a) is np.ndarray or not _on_device(a) else "cuda"
-
-
-def _move(a, device):
-    """``a`` on ``device`` ("cpu" or "cuda"): ``a`` itself if it is there already."""
-    if a is None or _device_of(a) == device:
-        return a
-    return _gpu().to_device(a) if device == "cuda" else _gpu().to_host(a)
-
-
-def _copy(a):
-    """A copy of the array ``a`` on its own device."""
-    return a.copy() if type(a) is np.ndarray else _gpu().copy(a)
-
-
-def _assign(dest, src):
-    """``dest[...] = src`` in place: ``dest`` a host or device array, ``src`` a host
-    array or one on dest's device."""
-    if type(dest) is np.ndarray:
-        dest[...] = src
-    else:
-        _gpu().assign(dest, src)
-
-
-def _to_host(a):
-    return a.copy() if type(a) is np.ndarray else _gpu().to_host(a)
 
 
 def _check_input(x, weight, layer):

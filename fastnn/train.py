@@ -28,9 +28,15 @@ import math
 import numpy as np
 
 import fastnn.functional as F
-from fastnn._backend import on_device
+from fastnn._backend import (
+    assign as _assign,
+    copy as _copy,
+    host_copy as _to_host,
+    on_device,
+    to_device as _move,
+)
 from fastnn._validation import as_rng, check_choice, class_labels, integer, real_scalar
-from fastnn.nn import Dropout, _assign, _copy, _move, _to_host
+from fastnn.nn import Dropout
 
 __all__ = ["fit", "fit_many", "predict", "predict_proba", "evaluate", "steps_per_epoch",
            "DivergenceError", "LOSSES"]

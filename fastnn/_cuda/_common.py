@@ -53,19 +53,6 @@ def launch(kernel, grid, block, *args):
         kernel[grid, block](*args)
 
 
-def empty(shape, dtype):
-    return cuda.device_array(shape, dtype=np.dtype(dtype))
-
-
-def to_device(a):
-    return cuda.to_device(np.ascontiguousarray(a))
-
-
-def scalar(dev):
-    """The single element of a device array, on the host (one small copy)."""
-    return dev.copy_to_host()[0]
-
-
 # ------------------------------------------------------------------ block reductions
 #
 # Every thread of the block calls these with its own value; all receive the

@@ -6,7 +6,6 @@ here: they call :mod:`fastnn.functional`, which sends device arrays to
 :mod:`fastnn._cuda.backend`.  The standalone activation layers launch the
 kernels of :mod:`fastnn._cuda.activations`.
 """
-import numpy as np
 
 from fastnn._cuda import require_cuda
 
@@ -26,30 +25,6 @@ def _elementwise(kernel, n, *args):
 
 def _flat(a):
     return a.reshape(a.size) if a.ndim != 1 else a
-
-
-# ------------------------------------------------------------------ arrays
-
-def to_device(a):
-    """A device copy of the host array ``a`` (C-contiguous)."""
-    return cuda.to_device(np.ascontiguousarray(a))
-
-
-def to_host(a):
-    """A host numpy copy of the device array ``a``."""
-    return a.copy_to_host()
-
-
-def copy(a):
-    """A device copy of the device array ``a`` (one device-to-device copy)."""
-    out = cuda.device_array(a.shape, dtype=a.dtype)
-    out.copy_to_device(a)
-    return out
-
-
-def assign(dest, src):
-    """dest[...] = src for a C-contiguous device ``dest`` and a device or host ``src``."""
-    dest.copy_to_device(src if hasattr(src, "copy_to_host") else np.ascontiguousarray(src))
 
 
 # ------------------------------------------------------------------ layers
