@@ -258,7 +258,7 @@ class _BaseMLP(BaseEstimator):
                   validation=None if validation is None else validation[:2],
                   shuffle=self.shuffle, rng=self._rng, progress=False, l2=l2,
                   max_norm=self.max_norm, sample_weight=sw,
-                  callback=functools.partial(self._after_epoch, n, n_batches, validation))
+                  callbacks=[functools.partial(self._after_epoch, n, n_batches, validation)])
 
     def _after_epoch(self, n, n_batches, validation, history):
         """scikit-learn's end-of-epoch bookkeeping; True stops training."""

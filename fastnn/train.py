@@ -36,6 +36,7 @@ from fastnn._backend import (
     to_device as _move,
 )
 from fastnn._validation import as_rng, check_choice, class_labels, integer, real_scalar
+from fastnn.callbacks import ProgressBar, as_callbacks
 from fastnn.nn import Dropout
 
 __all__ = ["fit", "fit_many", "predict", "predict_proba", "evaluate", "steps_per_epoch",
@@ -197,20 +198,9 @@ def as_targets(model, X, y, loss, name="y"):
     return np.ascontiguousarray(arr, dtype=_model_dtype(model))
 
 
-def _progress_bar(total, enabled, desc):
-    if not enabled:
-        return None
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:
-        return None
-    # disable=None: tqdm stays silent when stderr is not a terminal.
-    return tqdm(total=total, desc=desc, unit="epoch", disable=None, leave=False)
-
-
 def fit(model, X, y, loss="cross_entropy", optimizer=None, epochs=10, batch_size=32,
         schedule=None, validation=None, shuffle=True, rng=None, progress=True,
-        l2=0.0, l1=0.0, max_norm=None, engine="auto", sample_weight=None, callback=None):
+        l2=0.0, l1=0.0, max_norm=None, engine="auto", sample_weight=None, callbacks=None):
     """Train ``model`` on (X, y) with mini-batch gradient descent.
 
     Parameters
@@ -242,7 +232,8 @@ def fit(model, X, y, loss="cross_entropy", optimizer=None, epochs=10, batch_size
         its own generator derived from it, so a run is deterministic for a
         given seed (and a given model initialization).
     progress : bool
-        A tqdm bar over epochs when tqdm is installed and stderr is a terminal.
+        A tqdm bar over epochs when tqdm is installed and stderr is a terminal
+        (a :class:`fastnn.callbacks.ProgressBar` put first in the callbacks).
     l2, l1 : float >= 0
         Finite penalties ``l2 * sum(w**2)`` and ``l1 * sum(|w|)`` over the
         parameters with ``decay`` (Linear weights), added to the gradient
@@ -267,12 +258,15 @@ def fit(model, X, y, loss="cross_entropy", optimizer=None, epochs=10, batch_size
         mean over its outputs for mse/mae), as scikit-learn weights its MLP
         losses; unit weights give the unweighted run.  CPU models only;
         both engines.
-    callback : callable history -> bool, optional
-        Called after every epoch (after its validation) with the history so
-        far; a true return ends training there.  It may change
+    callbacks : list, optional
+        :class:`fastnn.callbacks.Callback` objects (train begin, epoch end,
+        train end events; :class:`~fastnn.callbacks.EarlyStopping` is one)
+        or plain callables ``f(history) -> bool`` called after every epoch
+        (after its validation) with the history so far.  A true return from
+        an epoch end ends training there.  A callback may change
         ``optimizer.lr`` for the next epoch (when no ``schedule`` is given)
-        and read or copy the model (not train it).  One ``fit`` call with a
-        callback replaces one call per epoch, which re-plans the compiled
+        and read or copy the model (not train it).  One ``fit`` call with
+        callbacks replaces one call per epoch, which re-plans the compiled
         engine each time.
 
     Returns
@@ -305,8 +299,37 @@ def fit(model, X, y, loss="cross_entropy", optimizer=None, epochs=10, batch_size
     copied to the device, and only the loss (a float) and, for the
     accuracy of classification losses, the batch's outputs come back.
     """
-    from fastnn.optim import Adam, Optimizer
+    loss, engine, epochs, batch_size, l2, l1, max_norm = _check_options(
+        loss, engine, epochs, batch_size, l2, l1, max_norm, schedule)
+    callbacks = ([ProgressBar(epochs)] if progress else []) + as_callbacks(callbacks)
+    X, y, sample_weight, validation = _check_data(model, X, y, loss, sample_weight, validation)
+    optimizer = _check_optimizer(model, optimizer)
+    rng = as_rng(rng)
+    for layer in model.modules():
+        if isinstance(layer, Dropout):
+            layer.rng = np.random.default_rng(rng.integers(2 ** 63))
+    history = _new_history(loss, validation is not None)
+    batches = _batches(X.shape[0], batch_size)
+    plan, reason = _choose_engine(engine, model, optimizer, loss, X, batches, l2, l1, max_norm)
+    history["engine"] = "compiled" if plan is not None else f"layers ({reason})"
+    if plan is not None:
+        run_epoch = functools.partial(_compiled_epoch, plan, X, y, schedule, optimizer,
+                                      sample_weight, batches)
+    else:
+        run_epoch = functools.partial(_layers_epoch, model, X, y, loss, optimizer, schedule,
+                                      l2, l1, max_norm, sample_weight, batches)
+    with contextlib.ExitStack() as stack:
+        if plan is not None:
+            from fastnn.engine import one_blas_thread
+            stack.callback(plan.finish)
+            stack.enter_context(one_blas_thread())
+        _run_epochs(model, run_epoch, len(batches), epochs, X.shape[0], shuffle, rng,
+                    optimizer, loss, validation, callbacks, history)
+    return history
 
+
+def _check_options(loss, engine, epochs, batch_size, l2, l1, max_norm, schedule):
+    """fit's scalar options, checked (ValueError / TypeError naming the argument)."""
     loss = check_choice(loss, "loss", LOSSES)
     engine = check_choice(engine, "engine", ENGINES)
     epochs = integer(epochs, "epochs", low=0)
@@ -317,9 +340,11 @@ def fit(model, X, y, loss="cross_entropy", optimizer=None, epochs=10, batch_size
         max_norm = real_scalar(max_norm, "max_norm", low=0.0, low_open=True)
     if schedule is not None and not callable(schedule):
         raise TypeError(f"schedule must be a callable step -> lr, got {type(schedule).__name__}")
-    if callback is not None and not callable(callback):
-        raise TypeError(f"callback must be a callable history -> bool, got "
-                        f"{type(callback).__name__}")
+    return loss, engine, epochs, batch_size, l2, l1, max_norm
+
+
+def _check_data(model, X, y, loss, sample_weight, validation):
+    """(X, y, sample_weight, validation) checked and converted for the model."""
     X = as_inputs(model, X)
     if X.shape[0] == 0:
         raise ValueError("X has no samples")
@@ -328,76 +353,68 @@ def fit(model, X, y, loss="cross_entropy", optimizer=None, epochs=10, batch_size
     if sample_weight is not None and model.device != "cpu":
         raise ValueError("sample_weight is supported for CPU models only (the model is on "
                          f"{model.device})")
-    if validation is not None:
-        try:
-            X_val, y_val = validation
-        except (TypeError, ValueError):
-            raise ValueError("validation must be a pair (X_val, y_val)") from None
-        X_val = as_inputs(model, X_val, "X_val")
-        if X_val.shape[0] == 0:
-            raise ValueError("X_val has no samples")
-        if X_val.shape[1] != X.shape[1]:
-            raise ValueError(f"X_val has {X_val.shape[1]} features but X has {X.shape[1]}")
-        y_val = as_targets(model, X_val, y_val, loss, "y_val")
+    if validation is None:
+        return X, y, sample_weight, None
+    try:
+        X_val, y_val = validation
+    except (TypeError, ValueError):
+        raise ValueError("validation must be a pair (X_val, y_val)") from None
+    X_val = as_inputs(model, X_val, "X_val")
+    if X_val.shape[0] == 0:
+        raise ValueError("X_val has no samples")
+    if X_val.shape[1] != X.shape[1]:
+        raise ValueError(f"X_val has {X_val.shape[1]} features but X has {X.shape[1]}")
+    return X, y, sample_weight, (X_val, as_targets(model, X_val, y_val, loss, "y_val"))
+
+
+def _check_optimizer(model, optimizer):
+    """The optimizer fit uses: ``optimizer``, or a fresh ``Adam(lr=1e-3)`` when None."""
+    from fastnn.optim import Adam, Optimizer
+
     if optimizer is None:
-        optimizer = Adam(model.parameters(), lr=1e-3)
-    elif not isinstance(optimizer, Optimizer):
+        return Adam(model.parameters(), lr=1e-3)
+    if not isinstance(optimizer, Optimizer):
         raise TypeError("optimizer must be a fastnn.optim.Optimizer, got "
                         f"{type(optimizer).__name__}")
-    rng = as_rng(rng)
-    for layer in model.modules():
-        if isinstance(layer, Dropout):
-            layer.rng = np.random.default_rng(rng.integers(2 ** 63))
-    classify = loss in CLASSIFICATION
-    history = {"epoch": [], "train_loss": [], "penalty": [], "lr": [], "step_loss": []}
-    if classify:
-        history["train_accuracy"] = []
-    if validation is not None:
-        history["val_loss"] = []
-        if classify:
-            history["val_accuracy"] = []
+    return optimizer
 
-    n = X.shape[0]
-    batches = _batches(n, batch_size)
-    plan, reason = _choose_engine(engine, model, optimizer, loss, X, batches, l2, l1, max_norm)
-    history["engine"] = "compiled" if plan is not None else f"layers ({reason})"
-    if plan is not None:
-        from fastnn.engine import one_blas_thread
-        run_epoch = functools.partial(_compiled_epoch, plan, X, y, schedule, optimizer,
-                                      sample_weight)
-    else:
-        run_epoch = functools.partial(_layers_epoch, model, X, y, loss, optimizer, schedule,
-                                      l2, l1, max_norm, sample_weight)
-    bar = _progress_bar(epochs, progress, "fit")
-    stack = contextlib.ExitStack()
+
+def _new_history(loss, validating):
+    """fit's history with every per-epoch key it will fill, all empty."""
+    keys = ["epoch", "train_loss", "penalty", "lr", "step_loss"]
+    if loss in CLASSIFICATION:
+        keys.append("train_accuracy")
+    if validating:
+        keys += ["val_loss", "val_accuracy"] if loss in CLASSIFICATION else ["val_loss"]
+    return {key: [] for key in keys}
+
+
+def _run_epochs(model, run_epoch, n_batches, epochs, n, shuffle, rng, optimizer, loss,
+                validation, callbacks, history):
+    """The epoch loop: train, record, validate, then the callbacks (any true return stops)."""
     model.train()
+    for cb in callbacks:
+        cb.on_train_begin(model, history)
     step = 0
     try:
-        if plan is not None:
-            stack.enter_context(one_blas_thread())
         for epoch in range(1, epochs + 1):
             order = rng.permutation(n) if shuffle else None
-            total_loss, total_penalty, correct, step = run_epoch(batches, order, epoch, step,
-                                                                 history)
+            total_loss, total_penalty, correct, step = run_epoch(order, epoch, step, history)
             history["epoch"].append(epoch)
             history["train_loss"].append(total_loss / n)
-            history["penalty"].append(total_penalty / len(batches))
+            history["penalty"].append(total_penalty / n_batches)
             history["lr"].append(float(optimizer.lr))
-            if classify:
+            if loss in CLASSIFICATION:
                 history["train_accuracy"].append(correct / n)
             if validation is not None:
-                _validate(model, X_val, y_val, loss, history)
-            if bar is not None:
-                _progress(bar, history)
-            if callback is not None and callback(history):
+                _validate(model, *validation, loss, history)
+            # every callback sees the epoch, also after one asked to stop
+            stops = [cb.on_epoch_end(model, history) for cb in callbacks]
+            if any(stops):
                 break
     finally:
-        if plan is not None:
-            plan.finish()
-        stack.close()
-        if bar is not None:
-            bar.close()
-    return history
+        for cb in callbacks:
+            cb.on_train_end(model, history)
 
 
 ENGINES = ("auto", "compiled", "layers")
@@ -422,14 +439,6 @@ def _validate(model, X_val, y_val, loss, history):
     history["val_loss"].append(scores["loss"])
     if loss in CLASSIFICATION:
         history["val_accuracy"].append(scores["accuracy"])
-
-
-def _progress(bar, history):
-    post = {"loss": f"{history['train_loss'][-1]:.4g}"}
-    if "val_accuracy" in history:
-        post["val_acc"] = f"{history['val_accuracy'][-1]:.3f}"
-    bar.set_postfix(post, refresh=False)
-    bar.update(1)
 
 
 def _compiled_epoch(plan, X, y, schedule, optimizer, sample_weight, batches, order, epoch, step,

@@ -1,4 +1,4 @@
-"""train.fit(sample_weight=..., callback=...): weighted batch means (checked against torch and
+"""train.fit(sample_weight=..., callbacks=[...]): weighted batch means (checked against torch and
 duplication) and the per-epoch callback."""
 import numpy as np
 import pytest
@@ -142,7 +142,7 @@ def test_callback_stops_and_one_call_equals_epoch_by_epoch_calls():
     m1 = _model()
     opt1 = optim.Adam(m1.parameters(), lr=0.01)
     h1 = fit(m1, X, y, optimizer=opt1, epochs=10, batch_size=8, rng=np.random.default_rng(0),
-             progress=False, callback=stop_after_3)
+             progress=False, callbacks=[stop_after_3])
     assert seen == [1, 2, 3] and h1["epoch"] == [1, 2, 3] and h1["engine"] == "compiled"
     m2 = _model()
     opt2 = optim.Adam(m2.parameters(), lr=0.01)
@@ -163,7 +163,9 @@ def test_callback_may_set_the_next_epochs_lr():
         opt.lr /= 2
 
     hist = fit(model, X, y, optimizer=opt, epochs=3, batch_size=8, rng=0, progress=False,
-               callback=halve)
+               callbacks=[halve])
     assert hist["lr"] == [0.1, 0.05, 0.025]
-    with pytest.raises(TypeError, match="callback must be a callable"):
-        fit(model, X, y, optimizer=opt, epochs=1, callback=3)
+    with pytest.raises(TypeError, match=r"callbacks\[1\] must be a fastnn.callbacks.Callback"):
+        fit(model, X, y, optimizer=opt, epochs=1, callbacks=[halve, 3])
+    with pytest.raises(TypeError, match="callbacks must be a list"):
+        fit(model, X, y, optimizer=opt, epochs=1, callbacks=halve)
