@@ -335,6 +335,40 @@ def test_fit_incremental_mlp_and_fastnn_scaler(digits_model):
     assert rel(sc.mean_, mem.mean_) < 1e-12 and sc.n_samples_seen_ == len(X)
 
 
+def _fastnn_mlp():
+    estimators = pytest.importorskip("fastnn.estimators")
+    return estimators.MLPClassifier((16,), random_state=0)
+
+
+def test_fit_incremental_fastnn_estimator(digits_model):
+    _, X, y = digits_model
+    rows = (600, 597, 600)
+    got = fd.fit_incremental(_fastnn_mlp(), chunked(X, rows), y, epochs=2, random_state=1,
+                             classes=np.arange(10))
+    want = _fastnn_mlp()
+    for xb, yb in _blocks_in_memory(X, y, rows, 2, 1):
+        want.partial_fit(xb, yb, classes=np.arange(10))
+    for a, b in zip(got.coefs_ + got.intercepts_, want.coefs_ + want.intercepts_):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_dask_ml_incremental_trains_fastnn_estimators_as_partial_fit_in_memory(digits_model):
+    wrappers = pytest.importorskip("dask_ml.wrappers")
+    _, X, y = digits_model
+    rows = (600, 597, 600)
+    inc = wrappers.Incremental(_fastnn_mlp(), shuffle_blocks=False, scoring="accuracy")
+    inc.fit(chunked(X, rows), da.from_array(y, chunks=(rows,)), classes=np.arange(10))
+    want = _fastnn_mlp()
+    for xb, yb in _blocks_in_memory(X, y, rows, 1, None, shuffle=False):
+        want.partial_fit(xb, yb, classes=np.arange(10))
+    for a, b in zip(inc.estimator_.coefs_ + inc.estimator_.intercepts_,
+                    want.coefs_ + want.intercepts_):
+        np.testing.assert_array_equal(a, b)
+    pred = inc.predict(chunked(X, rows))
+    assert isinstance(pred, da.Array)
+    np.testing.assert_array_equal(pred.compute(), want.predict(X))
+
+
 def test_fit_incremental_refuses_bad_arguments(digits_model):
     _, X, y = digits_model
     Xd = chunked(X, 500)
