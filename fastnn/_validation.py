@@ -104,7 +104,7 @@ def _byte_bounds(a):
         return low, low
     strides = iface.get("strides")
     if strides is None:                      # C-contiguous
-        return low, low + int(np.prod(shape)) * itemsize
+        return low, low + math.prod(shape) * itemsize
     for n, st in zip(shape, strides):
         if st > 0:
             high += (n - 1) * st
@@ -115,6 +115,9 @@ def _byte_bounds(a):
 
 def may_share_memory(a, b):
     """Whether the memory spans of two host or two device arrays overlap (conservative)."""
+    if type(a) is np.ndarray and type(b) is np.ndarray:
+        # numpy's own bounds test: ~0.3 us, against ~9 us for two interfaces
+        return np.may_share_memory(a, b)
     a_low, a_high = _byte_bounds(a)
     b_low, b_high = _byte_bounds(b)
     return a_low < b_high and b_low < a_high

@@ -155,12 +155,16 @@ def empty(shape, dtype):
     ((1024, 1024), dtype('float32'), True, True)
     """
     dtype = np.dtype(dtype)
+    if type(shape) is int:      # the common 1-D call; the except path costs ~1 us
+        shape = (shape,)
     try:
         nbytes = math.prod(shape) * dtype.itemsize
     except TypeError:          # an int shape, or one numpy will refuse itself
         return np.empty(shape, dtype)
+    if nbytes < MIN_BYTES:     # the usual small call, first: no cache
+        return np.empty(shape, dtype)
     cache = _cache
-    if not (max(MIN_BYTES, 1) <= nbytes <= cache.limit) or dtype.hasobject or dtype.subdtype:
+    if not (1 <= nbytes <= cache.limit) or dtype.hasobject or dtype.subdtype:
         return np.empty(shape, dtype)
     buf = cache.take(nbytes)
     if buf is None:
