@@ -128,6 +128,10 @@ def correctness(cuda, shapes_2d, rows):
             p = rng.standard_normal((n, c)).astype(dtype)
             for fn in (F.mse_loss_with_grad, F.l1_loss_with_grad):
                 acc.setdefault(fn.__name__, []).extend(zip(fn(dev(x), dev(p)), fn(x, p)))
+            q = rng.random((n, c)).astype(dtype)          # BCE targets: probabilities
+            bce = F.binary_cross_entropy_with_logits_with_grad
+            acc.setdefault("bce_with_logits_with_grad", []).extend(
+                zip(bce(dev(x * 5), dev(q)), bce(x * 5, q)))
             for fn in (F.l2_penalty, F.l1_penalty):
                 acc.setdefault(fn.__name__, []).extend(zip(fn(dev(x), 0.1), fn(x, 0.1)))
             wm = (x * 3).copy()

@@ -211,7 +211,7 @@ def health(model, X, y=None, loss="cross_entropy", training=False, bins=50):
         Targets for ``loss``; the backward pass starts from that loss's
         gradient.  Without y it starts from a fixed random probe
         ``dy ~ N(0, 1) / N`` (seed 0), which measures how gradients propagate.
-    loss : {"cross_entropy", "hinge", "mse", "mae"}
+    loss : {"cross_entropy", "hinge", "mse", "mae", "binary_cross_entropy"}
     training : bool
         Training mode for the pass (default eval); the model is left
         exactly as it was, parameter gradients included.

@@ -53,7 +53,7 @@ _ACT_CODES = {None: NONE, "relu": RELU, "leaky_relu": LEAKY_RELU, "tanh": TANH,
 _ACT_LAYERS = {ReLU: "relu", LeakyReLU: "leaky_relu", Tanh: "tanh", Sigmoid: "sigmoid"}
 _LAYERS = (Linear, BatchNorm1d, Dropout) + tuple(_ACT_LAYERS)
 _LOSS_CODES = {"cross_entropy": _k.CROSS_ENTROPY, "hinge": _k.HINGE, "mse": _k.MSE,
-               "mae": _k.MAE}
+               "mae": _k.MAE, "binary_cross_entropy": _k.BCE}
 
 
 def _model_reason(model):
@@ -241,7 +241,7 @@ class Plan:
     model : fastnn.nn.Sequential
         Passes :func:`why_not`.
     optimizer : fastnn.optim.SGD, Adam or AdamW over ``model.parameters()``
-    loss : {"cross_entropy", "hinge", "mse", "mae"}
+    loss : {"cross_entropy", "hinge", "mse", "mae", "binary_cross_entropy"}
     n_features : int
         Columns of X.
     batches : list of (start, stop)

@@ -11,12 +11,18 @@ class weights, the dtype (float32 by default), callbacks and a validation
 loss curve.  Weighted fits (``sample_weight``, ``class_weight``) run on the
 compiled engine too.
 
+The classifier's output layer is scikit-learn's: a softmax over the classes
+(multiclass), one logistic unit (binary: ``n_outputs_ == 1``), or one
+logistic unit per label for a multilabel indicator ``y`` (``classes_`` is
+``arange(n_labels)``, ``predict`` returns the 0/1 indicator matrix, ``score``
+the subset accuracy); the logistic outputs train with
+``train.fit(loss="binary_cross_entropy")``, and ``loss_`` is scikit-learn's
+binary log-loss (summed over the labels).
+
 Differences from scikit-learn that remain (documented, on purpose):
 
-* The classifier always has one output per class and a softmax (a binary
-  problem has 2 outputs, not scikit-learn's single logistic unit), so
-  ``n_outputs_`` is ``n_classes`` and ``out_activation_`` is ``"softmax"``.
-* ``solver="lbfgs"`` and multilabel targets are refused with a message.
+* ``solver="lbfgs"`` is refused with a message; ``class_weight`` (a fastnn
+  extra) is refused for multilabel targets.
 * With ``sample_weight`` and several batches per epoch, the L2 term is
   divided by the expected weight sum of a batch, scikit-learn's by each
   batch's own (the same for one full batch and for unit weights).
@@ -41,6 +47,8 @@ from numbers import Integral, Real
 from typing import ClassVar
 
 import numpy as np
+from scipy import sparse
+from scipy.special import expit, log_expit
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import accuracy_score, r2_score
@@ -57,6 +65,7 @@ from fastnn.functional import log_softmax, softmax
 __all__ = ["MLPClassifier", "MLPRegressor"]
 
 _ACTIVATIONS = {"identity": None, "logistic": "sigmoid", "tanh": "tanh", "relu": "relu"}
+_BCE = "binary_cross_entropy"
 _SEED_BOUND = 2 ** 31 - 1
 
 
@@ -193,10 +202,18 @@ class _BaseMLP(BaseEstimator):
         self.loss_curve_ = []
         self._no_improvement_count = 0
 
+    def _loss_scale(self):
+        """scikit-learn's loss over fastnn's: fastnn's "mse" is twice scikit-learn's
+        squared loss (no 1/2); its "binary_cross_entropy" averages over the labels,
+        where scikit-learn's binary log-loss sums them (a factor n_outputs_)."""
+        if self._loss == "mse":
+            return 0.5
+        return float(self._n_out) if self._loss == _BCE else 1.0
+
     def _lr_factor(self):
-        # fastnn's "mse" is twice scikit-learn's squared loss (no 1/2), so plain SGD
-        # takes half the rate to take scikit-learn's steps; Adam is scale invariant.
-        return 0.5 if (self._loss == "mse" and self.solver == "sgd") else 1.0
+        # Plain SGD takes the rate times the loss scale to take scikit-learn's
+        # steps (the gradients differ by that factor); Adam is scale invariant.
+        return self._loss_scale() if self.solver == "sgd" else 1.0
 
     def _make_optimizer(self):
         params = self._model.parameters()
@@ -247,11 +264,11 @@ class _BaseMLP(BaseEstimator):
         bs = self._batch_size(n)
         n_batches = train.steps_per_epoch(n, bs)
         # scikit-learn adds alpha * W / (the batch's weight sum) to the gradient of its
-        # loss; fastnn's penalty l2 * sum(W^2) has gradient 2 * l2 * W, and its mse is
-        # twice scikit-learn's.  One l2 serves every batch: the batch's expected weight
-        # sum (exact for unit weights and for one full batch).
+        # loss; fastnn's penalty l2 * sum(W^2) has gradient 2 * l2 * W, and its loss is
+        # scikit-learn's divided by _loss_scale().  One l2 serves every batch: the
+        # batch's expected weight sum (exact for unit weights and for one full batch).
         weight_sum = bs * (1.0 if sw is None else float(sw.mean()))
-        l2 = self.alpha / weight_sum * (1.0 if self._loss == "mse" else 0.5)
+        l2 = self.alpha / weight_sum * 0.5 / self._loss_scale()
         self._stopped = False
         train.fit(self._model, X, y, loss=self._loss, optimizer=self._optimizer,
                   epochs=epochs, batch_size=bs, schedule=self._schedule(n_batches),
@@ -264,7 +281,7 @@ class _BaseMLP(BaseEstimator):
         """scikit-learn's end-of-epoch bookkeeping; True stops training."""
         self._global_step += n_batches
         self._engine = history["engine"]
-        scale = 0.5 if self._loss == "mse" else 1.0
+        scale = self._loss_scale()
         self.loss_ = scale * (history["train_loss"][-1] + history["penalty"][-1])
         self.loss_curve_.append(self.loss_)
         self.n_iter_ += 1
@@ -284,7 +301,8 @@ class _BaseMLP(BaseEstimator):
         """(X, y, sw, (X_val, y_val, sw_val)) for early stopping, as scikit-learn splits."""
         if not self.early_stopping:
             return X, y, sw, None
-        stratify = y if self._loss == "cross_entropy" else None
+        # class codes are stratified; multilabel indicators (2-D) are not, as scikit-learn
+        stratify = y if self._loss != "mse" and y.ndim == 1 else None
         idx, idx_val = train_test_split(
             np.arange(X.shape[0]), random_state=self._split_state,
             test_size=self.validation_fraction, stratify=stratify)
@@ -403,7 +421,8 @@ class _BaseMLP(BaseEstimator):
             Dense input (sparse matrices are refused); float32/float64 or a
             DataFrame (its column names become ``feature_names_in_``).
         y : array-like of shape (n_samples,) or (n_samples, n_outputs)
-            Class labels (classifier) or real targets (regressor).
+            Class labels or a multilabel 0/1 indicator matrix (classifier),
+            real targets (regressor).
         sample_weight : array-like of shape (n_samples,), optional
             Non-negative weights: each batch's loss is the weighted mean of
             its samples' losses, as scikit-learn's.
@@ -417,7 +436,7 @@ class _BaseMLP(BaseEstimator):
         ------
         ValueError
             Bad parameters (named), sparse, empty, non-finite or mis-shaped
-            input, ``solver="lbfgs"``, multilabel targets.
+            input, ``solver="lbfgs"``, multi-output (non-indicator) class targets.
 
         Examples
         --------
@@ -482,7 +501,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         Weights of the classes in the loss: sample i weighs
         ``class_weight[y_i] * sample_weight[i]``; "balanced" is
         ``n_samples / (n_classes * bincount(y))`` (scikit-learn's rule; refused
-        by ``partial_fit``, which sees one batch at a time).
+        by ``partial_fit``, which sees one batch at a time).  Binary and
+        multiclass targets only (refused for multilabel).
     dtype : float32 or float64, default float32
     callbacks : list of callables or None
         Each is called after every epoch as ``cb(estimator, info)`` with
@@ -494,10 +514,12 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     classes_, loss_, loss_curve_, best_loss_, validation_scores_,
     best_validation_score_, n_iter_, t_, n_features_in_, feature_names_in_,
     coefs_, intercepts_, n_layers_, n_outputs_, out_activation_
-        As scikit-learn's; ``n_outputs_`` is the number of classes (a
-        softmax output, also for two classes).
+        As scikit-learn's: ``n_outputs_`` is the number of classes with
+        ``out_activation_ = "softmax"``, 1 for a binary problem and the
+        number of labels for a multilabel one, both ``"logistic"``.
     validation_loss_curve_ : list of float
-        Validation cross-entropy after every epoch (with early stopping).
+        Validation loss after every epoch (with early stopping): the
+        cross-entropy, or the binary log-loss summed over the labels.
 
     Examples
     --------
@@ -541,6 +563,9 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         sw = super()._sample_weight(y, sample_weight, incremental)
         if self.class_weight is None:
             return sw
+        if self._multilabel:
+            raise ValueError("class_weight is not supported for multilabel targets (a sample "
+                             "has several labels); pass sample_weight instead")
         if incremental and self.class_weight == "balanced":
             raise ValueError("class_weight='balanced' is not supported for partial_fit (it "
                              "needs the whole data's class counts); pass a dict instead")
@@ -550,12 +575,22 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         return cw if sw is None else cw * sw
 
     def _encode_targets(self, X, y, first, incremental):
+        """Class codes (n,) for binary and multiclass y, a 0/1 int (n, K) matrix for a
+        multilabel indicator y; sets the loss and the output layer as scikit-learn's:
+        softmax over C classes, or one logistic output per label (1 for binary)."""
         kind = type_of_target(y)
-        if kind in ("multilabel-indicator", "multiclass-multioutput", "continuous-multioutput"):
-            raise ValueError(f"fastnn's MLPClassifier takes one label per sample; got a "
-                             f"{kind} target of shape {np.shape(y)} (multilabel is not supported)")
-        if kind not in ("binary", "multiclass"):
+        if kind in ("multiclass-multioutput", "continuous-multioutput"):
+            raise ValueError(f"fastnn's MLPClassifier takes class labels or a multilabel "
+                             f"indicator matrix; got a {kind} target of shape {np.shape(y)}")
+        if kind not in ("binary", "multiclass", "multilabel-indicator"):
             raise ValueError(f"Unknown label type: {kind!r}; MLPClassifier needs class labels")
+        multilabel = kind == "multilabel-indicator"
+        if not first and multilabel != self._multilabel:
+            was = "a multilabel indicator" if self._multilabel else "class labels"
+            raise ValueError(f"y is a {kind} target but this estimator was fitted on {was}")
+        self._multilabel = multilabel
+        if multilabel:
+            return self._encode_multilabel(X, y, first, incremental)
         y = column_or_1d(y, warn=True)
         if y.shape[0] != X.shape[0]:
             raise ValueError(f"X has {X.shape[0]} samples but y has {y.shape[0]}")
@@ -568,9 +603,26 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         if unseen.size:
             raise ValueError(f"`y` has classes not in `self.classes_`: {unseen.tolist()!r}; "
                              f"self.classes_ has {self.classes_.tolist()!r}")
-        self.out_activation_ = "softmax"
-        self._n_out = len(self.classes_)
+        binary = len(self.classes_) == 2
+        self._loss = _BCE if binary else "cross_entropy"
+        self.out_activation_ = "logistic" if binary else "softmax"
+        self._n_out = 1 if binary else len(self.classes_)
         return np.searchsorted(self.classes_, y).astype(np.int64)
+
+    def _encode_multilabel(self, X, y, first, incremental):
+        """The indicator matrix as 0/1 ints (nonzero is 1, as scikit-learn's LabelBinarizer)."""
+        y = y.toarray() if sparse.issparse(y) else np.asarray(y)
+        if y.shape[0] != X.shape[0]:
+            raise ValueError(f"X has {X.shape[0]} samples but y has {y.shape[0]}")
+        n_labels = y.shape[1]
+        if first and not incremental:
+            self.classes_ = np.arange(n_labels)
+        if not np.array_equal(self.classes_, np.arange(n_labels)):
+            raise ValueError(f"y is a multilabel indicator of {n_labels} labels, so classes_ "
+                             f"must be {list(range(n_labels))}; got "
+                             f"{self.classes_.tolist()!r}")
+        self._loss, self.out_activation_, self._n_out = _BCE, "logistic", n_labels
+        return (y != 0).astype(np.int64)
 
     def partial_fit(self, X, y, sample_weight=None, classes=None):
         """One epoch of updates over (X, y), keeping the optimizer's state between calls.
@@ -578,9 +630,11 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-        y : array-like of shape (n_samples,)
+        y : array-like of shape (n_samples,) or (n_samples, n_labels)
+            Class labels, or a multilabel indicator matrix.
         classes : array-like of shape (n_classes,), optional
-            Every class of the whole problem; required on the first call.
+            Every class of the whole problem; required on the first call
+            (for a multilabel y, ``range(n_labels)``).
 
         Returns
         -------
@@ -607,7 +661,19 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         return self._fit(X, y, sample_weight, incremental=True)
 
     def _score_arrays(self, X, y, sw):
-        return accuracy_score(y, self._scores(X).argmax(axis=1), sample_weight=sw)
+        return accuracy_score(y, self._decide(self._scores(X)), sample_weight=sw)
+
+    def _decide(self, scores):
+        """Encoded predictions from raw scores: class codes, or the 0/1 indicator matrix.
+
+        A logistic output predicts 1 where its probability is above 0.5, i.e.
+        its score is above 0 (scikit-learn's threshold).
+        """
+        if self._multilabel:
+            return (scores > 0).astype(np.int64)
+        if self.n_outputs_ == 1:
+            return (scores[:, 0] > 0).astype(np.int64)
+        return scores.argmax(axis=1)
 
     def predict(self, X):
         """Predicted class labels, shape (n_samples,).
@@ -618,8 +684,9 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
         Returns
         -------
-        ndarray of shape (n_samples,)
-            Labels from ``classes_``.
+        ndarray of shape (n_samples,), or (n_samples, n_labels)
+            Labels from ``classes_``; for a multilabel fit, the 0/1 indicator
+            matrix (a label is on where its probability is above 0.5).
 
         Examples
         --------
@@ -631,7 +698,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         (20,)
         """
         scores = self._forward(X)   # first: NotFittedError before classes_ is read
-        return self.classes_[scores.argmax(axis=1)]
+        decided = self._decide(scores)
+        return decided if self._multilabel else self.classes_[decided]
 
     def predict_proba(self, X):
         """Class probabilities, shape (n_samples, n_classes), columns in ``classes_`` order.
@@ -642,12 +710,19 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
         Returns
         -------
-        ndarray of float64, rows summing to 1
+        ndarray of float64
+            Softmax rows summing to 1 (multiclass); ``[1 - p, p]`` with p the
+            logistic output (binary); one independent sigmoid per label
+            (multilabel).
         """
-        return softmax(self._forward(X), axis=1)
+        return self._proba(self._forward(X), log=False)
 
     def predict_log_proba(self, X):
-        """Log of :meth:`predict_proba`, computed stably (log-softmax of the scores).
+        """Log of :meth:`predict_proba`, computed stably from the scores.
+
+        Log-softmax (multiclass), or log-sigmoid: ``[log sigmoid(-s),
+        log sigmoid(s)]`` for binary, ``log sigmoid(s)`` per label for
+        multilabel (no log of a rounded 0).
 
         Parameters
         ----------
@@ -657,11 +732,20 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         -------
         ndarray of float64, shape (n_samples, n_classes)
         """
-        return log_softmax(self._forward(X), axis=1)
+        return self._proba(self._forward(X), log=True)
+
+    def _proba(self, scores, log):
+        """(Log-)probabilities from raw scores: softmax, or sigmoids (binary: of -s and s,
+        so that neither column is a rounded 1 - p)."""
+        if self.out_activation_ == "softmax":
+            return (log_softmax if log else softmax)(scores, axis=1)
+        if not self._multilabel:
+            scores = np.c_[-scores[:, 0], scores[:, 0]]
+        return log_expit(scores) if log else expit(scores)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.classifier_tags.multi_label = False
+        tags.classifier_tags.multi_label = True
         return tags
 
 

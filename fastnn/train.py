@@ -42,13 +42,18 @@ from fastnn.nn import Dropout
 __all__ = ["fit", "fit_many", "predict", "predict_proba", "evaluate", "steps_per_epoch",
            "DivergenceError", "LOSSES"]
 
-LOSSES = ("cross_entropy", "hinge", "mse", "mae")
+LOSSES = ("cross_entropy", "hinge", "mse", "mae", "binary_cross_entropy")
 CLASSIFICATION = ("cross_entropy", "hinge")
+_BCE = "binary_cross_entropy"
+# Losses whose history has an accuracy: class indices (argmax), and BCE's 0/1
+# labels (subset accuracy: every label of the sample right).
+_WITH_ACCURACY = CLASSIFICATION + (_BCE,)
 _LOSS_VALUE = {
     "cross_entropy": lambda out, y: F.cross_entropy(out, y),
     "hinge": lambda out, y: F.hinge_loss(out, y),
     "mse": lambda out, y: F.mse_loss(out, y),
     "mae": lambda out, y: F.l1_loss(out, y),
+    _BCE: lambda out, y: F.binary_cross_entropy_with_logits(out, y),
 }
 #: loss name -> fused ``(value, gradient)`` function (what a training step calls).
 LOSS_WITH_GRAD = {
@@ -56,6 +61,7 @@ LOSS_WITH_GRAD = {
     "hinge": lambda out, y: F.hinge_loss_with_grad(out, y),
     "mse": lambda out, y: F.mse_loss_with_grad(out, y),
     "mae": lambda out, y: F.l1_loss_with_grad(out, y),
+    _BCE: lambda out, y: F.binary_cross_entropy_with_logits_with_grad(out, y),
 }
 
 
@@ -65,6 +71,7 @@ LOSS_WITH_GRAD_NONE = {
     "hinge": lambda out, y: F.hinge_loss_with_grad(out, y, reduction="none"),
     "mse": lambda out, y: F.mse_loss_with_grad(out, y, reduction="none"),
     "mae": lambda out, y: F.l1_loss_with_grad(out, y, reduction="none"),
+    _BCE: lambda out, y: F.binary_cross_entropy_with_logits_with_grad(out, y, reduction="none"),
 }
 
 
@@ -177,7 +184,8 @@ def as_targets(model, X, y, loss, name="y"):
 
     Classification: class indices (N,) checked by ``class_labels`` against
     the model's output width.  Regression: a C-contiguous (N, n_outputs) array of the model's
-    dtype ((N,) becomes (N, 1)).  The output width comes from one eval-mode
+    dtype ((N,) becomes (N, 1)); "binary_cross_entropy" as regression, with
+    every target in [0, 1].  The output width comes from one eval-mode
     forward pass on the first row, which leaves the model as it was.
     """
     if on_device(y):
@@ -195,6 +203,12 @@ def as_targets(model, X, y, loss, name="y"):
     width = _output_width(model, X)
     if arr.shape[1] != width:
         raise ValueError(f"{name} has {arr.shape[1]} column(s) but the model outputs {width}")
+    if loss == _BCE:
+        bad = np.argwhere(~((arr >= 0) & (arr <= 1)))
+        if bad.size:
+            i, j = bad[0]
+            raise ValueError(f"{name} must hold probabilities in [0, 1] for "
+                             f"binary_cross_entropy; {name}[{i}, {j}] = {arr[i, j]}")
     return np.ascontiguousarray(arr, dtype=_model_dtype(model))
 
 
@@ -211,9 +225,13 @@ def fit(model, X, y, loss="cross_entropy", optimizer=None, epochs=10, batch_size
         Converted to the model's dtype (integer pixels are fine).
     y : array_like
         Class indices (N,) for "cross_entropy" / "hinge"; targets (N,) or
-        (N, n_outputs) for "mse" / "mae".
-    loss : {"cross_entropy", "hinge", "mse", "mae"}
-        Mean over the batch (over all elements for mse/mae).
+        (N, n_outputs) for "mse" / "mae"; for "binary_cross_entropy", targets
+        in [0, 1] of the same shapes (0/1 indicators of the labels, one
+        output per label; (N,) is one label).
+    loss : {"cross_entropy", "hinge", "mse", "mae", "binary_cross_entropy"}
+        Mean over the batch (over all elements for mse/mae and
+        binary_cross_entropy, the sigmoid cross-entropy of each output:
+        ``F.binary_cross_entropy_with_logits``).
     optimizer : fastnn.optim.Optimizer, optional
         Default: ``Adam(model.parameters(), lr=1e-3)``.
     epochs : int >= 0
@@ -274,9 +292,11 @@ def fit(model, X, y, loss="cross_entropy", optimizer=None, epochs=10, batch_size
     history : dict of lists, one entry per epoch
         "epoch" (1-based), "train_loss" (mean data loss over the epoch's
         batches, without the penalties), "penalty" (mean L1+L2 penalty), "lr"
-        (at the epoch's last step), "train_accuracy" (classification, on the
-        training batches as they were trained), and with ``validation``:
-        "val_loss" and, for classification, "val_accuracy".  Also
+        (at the epoch's last step), "train_accuracy" (classification and
+        binary_cross_entropy, where a sample is right when all its labels
+        are, logit > 0 meaning 1; on the training batches as they were
+        trained), and with ``validation``: "val_loss" and, for these losses,
+        "val_accuracy".  Also
         "step_loss": the data loss of every step (one entry per step), and
         "engine": "compiled", or "layers (<why>)" (a string, not a list).
 
@@ -382,10 +402,10 @@ def _check_optimizer(model, optimizer):
 def _new_history(loss, validating):
     """fit's history with every per-epoch key it will fill, all empty."""
     keys = ["epoch", "train_loss", "penalty", "lr", "step_loss"]
-    if loss in CLASSIFICATION:
+    if loss in _WITH_ACCURACY:
         keys.append("train_accuracy")
     if validating:
-        keys += ["val_loss", "val_accuracy"] if loss in CLASSIFICATION else ["val_loss"]
+        keys += ["val_loss", "val_accuracy"] if loss in _WITH_ACCURACY else ["val_loss"]
     return {key: [] for key in keys}
 
 
@@ -404,7 +424,7 @@ def _run_epochs(model, run_epoch, n_batches, epochs, n, shuffle, rng, optimizer,
             history["train_loss"].append(total_loss / n)
             history["penalty"].append(total_penalty / n_batches)
             history["lr"].append(float(optimizer.lr))
-            if loss in CLASSIFICATION:
+            if loss in _WITH_ACCURACY:
                 history["train_accuracy"].append(correct / n)
             if validation is not None:
                 _validate(model, *validation, loss, history)
@@ -437,7 +457,7 @@ def _choose_engine(engine, model, optimizer, loss, X, batches, l2, l1, max_norm)
 def _validate(model, X_val, y_val, loss, history):
     scores = _evaluate(model, X_val, y_val, loss, _EVAL_BATCH)
     history["val_loss"].append(scores["loss"])
-    if loss in CLASSIFICATION:
+    if loss in _WITH_ACCURACY:
         history["val_accuracy"].append(scores["accuracy"])
 
 
@@ -542,10 +562,23 @@ def _layers_epoch(model, X, y, loss, optimizer, schedule, l2, l1, max_norm, samp
         history["step_loss"].append(value)
         total_loss += value * (stop - start)
         total_penalty += penalty
-        if loss in CLASSIFICATION:
-            correct += int(np.count_nonzero(_host(out).argmax(axis=1) == yb))
+        if loss in _WITH_ACCURACY:
+            correct += _count_correct(loss, _host(out), yb)
         step += 1
     return total_loss, total_penalty, correct, step
+
+
+def _count_correct(loss, out, y):
+    """Correct predictions among the rows of the host outputs ``out``.
+
+    Class indices: the argmax (first maximum) is the label.  For
+    "binary_cross_entropy", a row counts when every label is right, logit > 0
+    predicting 1 and a target > 0.5 meaning 1 (scikit-learn's subset
+    accuracy, its 0.5 threshold on the probabilities).
+    """
+    if loss == _BCE:
+        return int(np.count_nonzero(np.all((out > 0) == (y > 0.5), axis=1)))
+    return int(np.count_nonzero(out.argmax(axis=1) == y))
 
 
 def _add_penalties(decayed, l2, l1):
@@ -698,8 +731,8 @@ def _evaluate(model, X, y, loss, batch_size):
     """:func:`evaluate` on arrays already validated by as_inputs / as_targets (X non-empty)."""
     out = _eval_forward(model, X, batch_size)
     result = {"loss": float(_LOSS_VALUE[loss](out, y))}
-    if loss in CLASSIFICATION:
-        result["accuracy"] = float(np.mean(out.argmax(axis=1) == y))
+    if loss in _WITH_ACCURACY:
+        result["accuracy"] = _count_correct(loss, out, y) / out.shape[0]
     return result
 
 
@@ -731,9 +764,19 @@ def predict(model, X, batch_size=_EVAL_BATCH):
     return _eval_forward(model, X, batch_size)
 
 
-def predict_proba(model, X, batch_size=_EVAL_BATCH):
-    """Class probabilities, ``softmax(predict(model, X))``, shape (N, n_classes)."""
-    return F.softmax(predict(model, X, batch_size=batch_size), axis=1)
+def predict_proba(model, X, batch_size=_EVAL_BATCH, loss="cross_entropy"):
+    """Probabilities from the model's outputs, shape (N, out_features).
+
+    ``softmax(predict(model, X))`` (rows sum to 1) for a model trained with
+    a softmax loss; with ``loss="binary_cross_entropy"`` the sigmoid of each
+    output (one independent probability per label).
+    """
+    loss = check_choice(loss, "loss", _WITH_ACCURACY)
+    out = predict(model, X, batch_size=batch_size)
+    if loss == _BCE:
+        # 0.5 (1 + tanh(x / 2)): the layers' sigmoid, exact at any magnitude
+        return (0.5 * (1.0 + np.tanh(0.5 * out))).astype(out.dtype, copy=False)
+    return F.softmax(out, axis=1)
 
 
 def evaluate(model, X, y, loss="cross_entropy", batch_size=_EVAL_BATCH):
@@ -743,7 +786,8 @@ def evaluate(model, X, y, loss="cross_entropy", batch_size=_EVAL_BATCH):
     -------
     dict
         {"loss": mean loss over all samples, "accuracy": fraction correct
-        (classification losses only)}.
+        (classification losses only; for "binary_cross_entropy", the samples
+        with every label right, logit > 0 meaning 1)}.
     """
     loss = check_choice(loss, "loss", LOSSES)
     X = as_inputs(model, X)

@@ -22,7 +22,13 @@ def _data(loss, dtype=np.float64, n=N, d=D, c=C, seed=0):
     if loss in ("cross_entropy", "hinge"):
         y = (X[:, :c] @ rng.standard_normal(c) > 0).astype(np.int64) + (X[:, 0] > 1)
         return X, y
-    return X, (X[:, :c] * 0.5 + rng.standard_normal((n, c)) * 0.1).astype(dtype)
+    noise = rng.standard_normal((n, c))
+    if loss == "binary_cross_entropy":
+        # 0/1 labels of a noisy linear rule, and some soft targets
+        t = (X[:, :c] + 0.5 * noise > 0).astype(dtype)
+        t[::5, -1] = 0.3
+        return X, t
+    return X, (X[:, :c] * 0.5 + noise * 0.1).astype(dtype)
 
 
 def _mlp(dtype=np.float64, bn=False, dropout=0.0, act="relu", out=C):
@@ -93,7 +99,8 @@ def _assert_same(make_model, dtype=np.float64, **kwargs):
 
 
 @pytest.mark.parametrize("act", ["relu", "tanh", "sigmoid", "leaky_relu"])
-@pytest.mark.parametrize("loss", ["cross_entropy", "hinge", "mse", "mae"])
+@pytest.mark.parametrize("loss", ["cross_entropy", "hinge", "mse", "mae",
+                                  "binary_cross_entropy"])
 def test_losses_and_activations(loss, act):
     _assert_same(lambda: _mlp(act=act), loss=loss)
 
@@ -124,7 +131,7 @@ def test_schedules_and_no_shuffle(schedule):
     assert hist["lr"][-1] == schedule(13)
 
 
-@pytest.mark.parametrize("loss", ["cross_entropy", "mse"])
+@pytest.mark.parametrize("loss", ["cross_entropy", "mse", "binary_cross_entropy"])
 def test_float32_within_float32_tolerances(loss):
     _assert_same(lambda: _mlp(np.float32, bn=True, dropout=0.2), dtype=np.float32, loss=loss,
                  l2=1e-3)
@@ -196,7 +203,8 @@ def _build(spec):
 
 
 @settings(max_examples=15)
-@given(spec=_architectures(), loss=st.sampled_from(["cross_entropy", "hinge", "mse", "mae"]),
+@given(spec=_architectures(), loss=st.sampled_from(["cross_entropy", "hinge", "mse", "mae",
+                                                   "binary_cross_entropy"]),
        opt=st.sampled_from(sorted(OPTIMIZERS)))
 def test_random_architectures(spec, loss, opt):
     _assert_same(lambda: _build(spec), loss=loss, opt=opt)

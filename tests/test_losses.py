@@ -373,3 +373,188 @@ def test_out_buffers_and_in_place():
         F.mse_loss_with_grad(s, t, out=s[:, :-1])
     with pytest.raises(ValueError):
         F.hinge_loss_with_grad(s, y, out=np.empty((512, 64), np.float32))
+
+
+# ---------------------------------------------------------------- BCE with logits
+
+BCE = F.binary_cross_entropy_with_logits
+BCE_GRAD = F.binary_cross_entropy_with_logits_with_grad
+
+
+def _bce_data(shape, dtype, seed=0, scale=3.0):
+    """Logits and targets in [0, 1], with exact 0 and 1 targets among the soft ones."""
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal(shape) * scale).astype(dtype)
+    t = rng.random(shape)
+    t.flat[::3] = 0.0
+    t.flat[1::3] = 1.0
+    return x, t.astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("shape", [(1,), (7,), (3, 5), (2, 3, 4), (64, 512)])
+def test_bce_matches_reference(dtype, reduction, shape):
+    x, t = _bce_data(shape, dtype)
+    exp_loss, exp_grad = ref.bce_with_logits(x, t, reduction)
+    loss, grad = BCE_GRAD(x, t, reduction)
+    _check_loss(loss, exp_loss, dtype, reduction)
+    assert grad.dtype == dtype and grad.shape == shape
+    assert_close(grad, exp_grad, dtype)
+    _check_loss(BCE(x, t, reduction), exp_loss, dtype, reduction)
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_bce_gradient_finite_difference(reduction):
+    x, t = _bce_data((4, 5), np.float64, seed=1)
+    weights = 1.0 if reduction != "none" else np.ones((4, 5))
+    numeric = numerical_vjp(lambda v: BCE(v, t, reduction), x, weights)
+    assert_grad_close(BCE_GRAD(x, t, reduction)[1], numeric)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_bce_against_torch(torch, dtype, reduction):
+    x, t = _bce_data((64, 512), dtype, seed=2, scale=5.0)
+    tx = torch.from_numpy(x.copy()).requires_grad_(True)
+    tl = torch.nn.functional.binary_cross_entropy_with_logits(tx, torch.from_numpy(t),
+                                                              reduction=reduction)
+    tl.sum().backward()
+    loss, grad = BCE_GRAD(x, t, reduction)
+    expected = tl.detach().numpy().astype(np.float64)
+    if reduction == "none":
+        assert_close(loss, expected, dtype)
+    else:
+        assert_close(loss, float(expected), dtype, "reduction")
+    assert_close(grad, tx.grad.numpy(), dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_bce_extreme_logits(dtype):
+    # +-1e4 (and float32's limit): exp(-|x|) underflows to 0, nothing overflows
+    big = 3e38 if dtype == np.float32 else 1e300
+    x = np.array([1e4, 1e4, 1e4, -1e4, -1e4, -1e4, big, -big, 40.0, -40.0], dtype)
+    t = np.array([1.0, 0.0, 0.5, 1.0, 0.0, 0.5, 1.0, 0.0, 0.0, 1.0], dtype)
+    loss, grad = BCE_GRAD(x, t, "none")
+    assert np.all(np.isfinite(loss)) and np.all(np.isfinite(grad))
+    x64 = x.astype(np.float64)
+    np.testing.assert_array_equal(loss[:8], np.array([0, 1e4, 5e3, 1e4, 0, 5e3, 0, 0], dtype))
+    np.testing.assert_array_equal(grad[:8], [0, 1, 0.5, -1, 0, -0.5, 0, 0])
+    # at +-40 the loss is 40 + exp(-40) and the gradient 1 - sigmoid(-40) to rounding
+    exp_loss, exp_grad = ref.bce_with_logits(x64[8:], t[8:], "none")
+    assert_close(loss[8:], exp_loss, dtype)
+    assert_close(grad[8:], exp_grad, dtype)
+    # tiny logits: log1p keeps log(2) - x t + x/2 accurate
+    tiny = np.array([1e-12, -1e-12], dtype)
+    assert_close(BCE(tiny, np.array([1.0, 1.0], dtype), "none"),
+                 ref.bce_with_logits(tiny, [1.0, 1.0], "none")[0], dtype)
+
+
+def test_bce_nan_logit_propagates_to_its_element_only():
+    x = np.array([[np.nan, 1.0], [-2.0, 0.5]])
+    t = np.array([[0.0, 1.0], [0.0, 0.5]])
+    loss, grad = BCE_GRAD(x, t, "none")
+    assert np.isnan(loss[0, 0]) and np.isnan(grad[0, 0])
+    assert np.all(np.isfinite(loss.flat[1:])) and np.all(np.isfinite(grad.flat[1:]))
+    for reduction in ("mean", "sum"):
+        value, g = BCE_GRAD(x, t, reduction)
+        assert math.isnan(value) and np.isnan(g[0, 0]) and np.all(np.isfinite(g.flat[1:]))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_bce_any_layout(dtype):
+    x, t = _bce_data((10, 6), dtype, seed=3)
+    loss, grad = BCE_GRAD(x, t, "sum")
+    for name, view in hostile_layouts(x):
+        for tname, tview in hostile_layouts(t):
+            l2, g2 = BCE_GRAD(view, tview, "sum")
+            assert l2 == pytest.approx(loss, rel=1e-12), (name, tname)
+            np.testing.assert_array_equal(g2, grad, err_msg=f"{name} {tname}")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_bce_empty(dtype):
+    e = np.zeros((0, 3), dtype)
+    loss, grad = BCE_GRAD(e, e)
+    assert math.isnan(loss) and grad.shape == (0, 3) and grad.dtype == dtype
+    assert BCE(e, e, "sum") == 0.0
+    assert BCE(e, e, "none").shape == (0, 3)
+
+
+@pytest.mark.parametrize("bad,where", [
+    (-0.25, "target[1, 2] = -0.25"), (1.5, "target[1, 2] = 1.5"),
+    (np.nan, "target[1, 2] = nan"), (np.inf, "target[1, 2] = inf"),
+    (-1e-300, "target[1, 2] = -1e-300"),
+])
+def test_bce_target_outside_unit_interval_is_named(bad, where):
+    x, t = _bce_data((3, 4), np.float64)
+    t[1, 2] = bad
+    t[2, 3] = 7.0                            # a later bad value: the first one is named
+    before = (x.copy(), t.copy())
+    out = np.zeros_like(x)
+    for call in (lambda: BCE(x, t), lambda: BCE_GRAD(x, t, out=out),
+                 lambda: BCE_GRAD(x, t, "none")):
+        with pytest.raises(ValueError, match=r"\[0, 1\]") as err:
+            call()
+        assert where in str(err.value)
+    np.testing.assert_array_equal(x, before[0])
+    np.testing.assert_array_equal(t, before[1])
+    assert not out.any()                     # raised before the kernel wrote anything
+
+
+@pytest.mark.parametrize("logits,target,exc", [
+    (np.ones(3), np.ones(4), ValueError), (np.ones((3, 1)), np.ones(3), ValueError),
+    (np.ones(3), np.ones(3, np.float32), TypeError),
+    (np.ones(3, np.int64), np.ones(3, np.int64), TypeError),
+    (np.ones(3, np.float16), np.ones(3, np.float16), TypeError),
+    (np.ones(3), np.ones(3, bool), TypeError),
+])
+def test_bce_bad_inputs(logits, target, exc):
+    with pytest.raises(exc):
+        BCE_GRAD(logits, target)
+    with pytest.raises(exc):
+        BCE(logits, target)
+    with pytest.raises(ValueError):
+        BCE(np.ones(3), np.ones(3), "avg")
+
+
+def test_bce_out_buffers_and_overlap():
+    x, t = _bce_data((16, 9), np.float32, seed=5)
+    for reduction in REDUCTIONS:
+        loss, grad = BCE_GRAD(x, t, reduction)
+        for dest_is in ("new", "logits", "target"):
+            x2, t2 = x.copy(), t.copy()
+            dest = {"new": np.empty_like(x), "logits": x2, "target": t2}[dest_is]
+            l2, g2 = BCE_GRAD(x2, t2, reduction, out=dest)
+            assert g2 is dest
+            np.testing.assert_array_equal(g2, grad)
+            np.testing.assert_allclose(l2, loss, rtol=1e-12)
+    base = np.zeros(10)
+    with pytest.raises(ValueError, match="out overlaps logits"):
+        BCE_GRAD(base[:-1], np.zeros(9), out=base[1:])
+    with pytest.raises(ValueError, match="out overlaps target"):
+        BCE_GRAD(np.zeros(9), base[:-1], out=base[1:])
+    ro = np.empty_like(x)
+    ro.setflags(write=False)
+    with pytest.raises(ValueError, match="writeable"):
+        BCE_GRAD(x, t, out=ro)
+    with pytest.raises(ValueError):
+        BCE_GRAD(x, t, out=np.empty((9, 16), np.float32))
+
+
+@given(shape=st.lists(st.integers(0, 6), min_size=1, max_size=3).map(tuple),
+       dtype=st.sampled_from(DTYPES), reduction=st.sampled_from(REDUCTIONS),
+       scale=st.sampled_from([1e-6, 1.0, 30.0, 1e4]), seed=st.integers(0, 100))
+def test_property_bce(shape, dtype, reduction, scale, seed):
+    x, t = _bce_data(shape, dtype, seed, scale)
+    loss, grad = BCE_GRAD(x, t, reduction)
+    exp_loss, exp_grad = ref.bce_with_logits(x, t, reduction)
+    if reduction == "mean" and x.size == 0:
+        assert math.isnan(loss)
+        return
+    if reduction == "none":
+        assert_close(loss, exp_loss, dtype)
+    else:
+        assert_close(loss, exp_loss, np.float64, "reduction")
+    assert_close(grad, exp_grad, dtype)
+    assert np.all(np.asarray(loss) >= 0) and np.all(np.abs(grad) <= 1)

@@ -15,6 +15,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:the matrix subclass:PendingDepre
 RNG = np.random.default_rng(0)
 A = RNG.standard_normal((64, 10)).astype(np.float32)
 T = np.arange(64) % 10
+P = RNG.random((64, 10)).astype(np.float32)      # probabilities, for the BCE targets
 
 # name -> (call with the array under test as x, the index of the output that
 # out= replaces, or None for functions without out=)
@@ -27,6 +28,8 @@ CALLS = {
     "l1_penalty": lambda x, **kw: F.l1_penalty(x, 0.1, **kw),
     "cross_entropy_with_grad": lambda x, **kw: F.cross_entropy_with_grad(x, T, **kw),
     "hinge_loss_with_grad": lambda x, **kw: F.hinge_loss_with_grad(x, T, **kw),
+    "binary_cross_entropy_with_logits_with_grad":
+        lambda x, **kw: F.binary_cross_entropy_with_logits_with_grad(x, P, **kw),
 }
 NO_OUT = {
     "softmax": F.softmax,

@@ -297,6 +297,48 @@ def test_regression_losses_learn(loss):
     assert predict(model, X).shape == (256, 1)
 
 
+@pytest.mark.parametrize("engine", ["compiled", "layers"])
+def test_binary_cross_entropy_learns_multilabel_with_subset_accuracy(engine):
+    X, labels = _blobs(n=300)
+    # three overlapping labels: the class is 0, the class is not 1, the first feature > 0
+    Y = np.stack([labels == 0, labels != 1, X[:, 0] > 0], axis=1).astype(np.float32)
+    model = _small()
+    hist = fit(model, X, Y, loss="binary_cross_entropy", engine=engine, epochs=15, rng=0,
+               optimizer=optim.Adam(model.parameters(), lr=1e-2), progress=False,
+               validation=(X, Y))
+    assert hist["engine"].startswith(engine)
+    assert hist["train_loss"][-1] < 0.5 * hist["train_loss"][0]
+    scores = predict(model, X)
+    subset = np.mean(np.all((scores > 0) == (Y > 0.5), axis=1))
+    assert hist["val_accuracy"][-1] == pytest.approx(subset) and subset >= 0.85
+    result = evaluate(model, X, Y, loss="binary_cross_entropy")
+    assert result == {"loss": pytest.approx(hist["val_loss"][-1]), "accuracy": subset}
+    proba = predict_proba(model, X, loss="binary_cross_entropy")
+    # independent sigmoids (rows do not sum to 1), computed in the model's dtype
+    assert proba.dtype == np.float32
+    np.testing.assert_allclose(proba, 1 / (1 + np.exp(-scores.astype(np.float64))),
+                               rtol=1e-6, atol=1e-7)
+    # one label as a (N,) target: one output
+    one = _small(n_out=1)
+    h1 = fit(one, X, Y[:, 0], loss="binary_cross_entropy", epochs=3, rng=0, progress=False)
+    assert len(h1["train_accuracy"]) == 3
+
+
+def test_binary_cross_entropy_targets_are_checked_up_front():
+    X, labels = _blobs(n=40)
+    Y = np.zeros((40, 3))
+    Y[7, 2] = 1.5
+    with pytest.raises(ValueError, match=r"y\[7, 2\] = 1.5"):
+        fit(_small(), X, Y, loss="binary_cross_entropy", progress=False)
+    with pytest.raises(ValueError, match=r"y_val\[7, 2\] = 1.5"):
+        fit(_small(), X, np.zeros((40, 3)), loss="binary_cross_entropy", progress=False,
+            validation=(X, Y))
+    with pytest.raises(ValueError, match="2 column"):
+        fit(_small(), X, Y[:, :2], loss="binary_cross_entropy", progress=False)
+    with pytest.raises(ValueError, match="unknown loss"):
+        predict_proba(_small(), X, loss="mse")
+
+
 def test_predict_helpers_restore_mode():
     X, y = _blobs(n=50)
     model = _small(dropout=0.5, bn=True)

@@ -14,7 +14,16 @@ def _data(loss, seed=0):
     X = rng.standard_normal((N, D))
     if loss in ("cross_entropy", "hinge"):
         return X, rng.integers(0, C, N)
+    if loss == "binary_cross_entropy":
+        return X, _labels_and_soft_targets(rng, (N, C))
     return X, rng.standard_normal((N, C))
+
+
+def _labels_and_soft_targets(rng, shape):
+    """0/1 labels, with one soft target in [0, 1] in every other row."""
+    t = (rng.random(shape) > 0.5).astype(np.float64)
+    t[::2, 0] = rng.random(t[::2, 0].shape)
+    return t
 
 
 def _model():
@@ -59,7 +68,12 @@ def test_integer_weight_equals_repeating_the_sample(loss):
 def test_weighted_loss_and_gradient_against_torch(loss, torch):
     rng = np.random.default_rng(1)
     out = rng.standard_normal((9, C))
-    y = rng.integers(0, C, 9) if loss in ("cross_entropy", "hinge") else rng.standard_normal((9, C))
+    if loss in ("cross_entropy", "hinge"):
+        y = rng.integers(0, C, 9)
+    elif loss == "binary_cross_entropy":
+        y = _labels_and_soft_targets(rng, (9, C))
+    else:
+        y = rng.standard_normal((9, C))
     w = rng.uniform(0, 3, 9)
     value, grad = _weighted_loss(loss, out, y, w)
     t = torch.tensor(out, requires_grad=True)
@@ -70,6 +84,8 @@ def test_weighted_loss_and_gradient_against_torch(loss, torch):
         rows = tf.multi_margin_loss(t, torch.tensor(y), reduction="none") * C
     elif loss == "mse":
         rows = ((t - torch.tensor(y)) ** 2).mean(1)
+    elif loss == "binary_cross_entropy":
+        rows = tf.binary_cross_entropy_with_logits(t, torch.tensor(y), reduction="none").mean(1)
     else:
         rows = (t - torch.tensor(y)).abs().mean(1)
     tw = torch.tensor(w)

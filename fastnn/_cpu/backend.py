@@ -34,7 +34,7 @@ __all__ = ["NAME", "empty", "zeros", "copy", "copyto", "astype", "to_host", "fro
            "is_writeable", "linear", "linear_backward", "batch_norm_train", "batch_norm_eval",
            "batch_norm_backward", "dropout", "dropout_mask", "softmax", "cross_entropy",
            "hinge", "sum", "mse_sum", "mse_none", "l1_sum", "l1_none", "l2_penalty",
-           "l1_penalty", "max_norm_"]
+           "l1_penalty", "max_norm_", "first_outside_unit", "bce_sum", "bce_none"]
 
 NAME = "cpu"
 
@@ -300,6 +300,24 @@ def mse_none(pred, target, loss, grad, with_grad):
 def l1_none(pred, target, loss, grad, with_grad):
     """Elementwise absolute errors into ``loss`` (and their subgradient into ``grad``)."""
     _regression_none(_lo.l1_none, pred, target, loss, grad, with_grad)
+
+
+def first_outside_unit(a):
+    """(flat C-order index, value) of the first element of the C-contiguous ``a`` outside
+    [0, 1] (NaN included), or None when every element is in [0, 1]."""
+    flat = a.ravel()
+    bad = np.flatnonzero(~((flat >= 0) & (flat <= 1)))
+    return (int(bad[0]), float(flat[bad[0]])) if bad.size else None
+
+
+def bce_sum(pred, target, grad, gscale, with_grad):
+    """sum of the BCE-with-logits terms (float64); gscale (sigmoid(pred) - target) into ``grad``."""
+    return _regression_sum(_lo.bce_sum, pred, target, grad, gscale, with_grad)
+
+
+def bce_none(pred, target, loss, grad, with_grad):
+    """Elementwise BCE-with-logits terms into ``loss`` (sigmoid(pred) - target into ``grad``)."""
+    _regression_none(_lo.bce_none, pred, target, loss, grad, with_grad)
 
 
 # ------------------------------------------------------------------ regularization

@@ -48,7 +48,7 @@ from fastnn._cpu.linear import (
     bias_activation_,
     column_sum,
 )
-from fastnn._cpu.losses import hinge, l1_sum, mse_sum
+from fastnn._cpu.losses import bce_sum, bce_term, hinge, l1_sum, mse_sum
 from fastnn._cpu.optim import adam_rule, sgd_rule
 from fastnn._cpu.regularization import max_norm
 from fastnn._cpu.rng import GOLDEN, mix64
@@ -71,7 +71,7 @@ N_F = 5
 P_OFF, P_SIZE, P_ROWS, P_COLS, P_DECAY, P_MAXNORM = range(6)
 N_P = 6
 # Loss codes.
-CROSS_ENTROPY, HINGE, MSE, MAE = 0, 1, 2, 3
+CROSS_ENTROPY, HINGE, MSE, MAE, BCE = 0, 1, 2, 3, 4
 # Optimizer settings (``opt``, float64): kind, lr is per step; then
 # momentum, nesterov, beta1, beta2, eps, weight_decay, decoupled, l2, l1, max_norm.
 SGD, ADAM = 0, 1
@@ -89,6 +89,7 @@ _dropout_scale = dropout_scale.serial
 _hinge = hinge.serial
 _mse_sum = mse_sum.serial
 _l1_sum = l1_sum.serial
+_bce_sum = bce_sum.serial
 _max_norm = max_norm.serial
 _cross_entropy_rows = cross_entropy_rows.serial
 
@@ -218,6 +219,8 @@ def _loss(code, out, tb, yb, ce_weight, row_loss, g):
     n = out.size
     if code == MSE:
         return _mse_sum(out.ravel(), yb.ravel(), g.ravel(), 2.0 / n, True, 1) / n
+    if code == BCE:
+        return _bce_sum(out.ravel(), yb.ravel(), g.ravel(), 1.0 / n, True, 1) / n
     return _l1_sum(out.ravel(), yb.ravel(), g.ravel(), 1.0 / n, True, 1) / n
 
 
@@ -228,7 +231,7 @@ def _reweight(code, out, yb, order, lo, sw, row_loss, g):
     ``g`` holds the gradient of the unweighted mean (each row's share is
     1/nb of its own loss's gradient), so row i is multiplied by
     ``nb * w_i / sum(w)``; l_i is the row's loss (``row_loss`` for
-    classification, the mean over outputs for mse/mae).  Zero total weight:
+    classification, the mean over outputs for mse/mae/bce).  Zero total weight:
     a zero gradient and a zero loss.
     """
     nb, k = out.shape
@@ -243,6 +246,9 @@ def _reweight(code, out, yb, order, lo, sw, row_loss, g):
         else:
             row = 0.0
             for j in range(k):
+                if code == BCE:
+                    row += bce_term(np.float64(out[r, j]), np.float64(yb[r, j]))[0]
+                    continue
                 d = np.float64(out[r, j]) - np.float64(yb[r, j])
                 row += d * d if code == MSE else abs(d)
             row /= k
@@ -265,6 +271,20 @@ def _correct(out, tb):
             if row[j] > row[best]:
                 best = j
         count += best == tb[i]
+    return count
+
+
+@jit
+def _subset_correct(out, yb):
+    """How many rows have every label right: logit > 0 exactly where the target > 0.5."""
+    count = 0
+    for i in range(out.shape[0]):
+        right = 1
+        for j in range(out.shape[1]):
+            if (out[i, j] > 0) != (yb[i, j] > 0.5):
+                right = 0
+                break
+        count += right
     return count
 
 
@@ -413,7 +433,8 @@ def train_epoch(X, y_cls, y_reg, order, starts, lrs, seeds, ops, fops, slopes, p
 
     Step s trains on rows ``order[starts[s]:starts[s + 1]]`` with learning
     rate ``lrs[s]`` and the dropout seeds ``seeds[s]``.  Its data loss,
-    number of correct argmaxes (classification) and L1+L2 penalty go to
+    number of correct argmaxes (classification; for BCE the rows with every
+    label right) and L1+L2 penalty go to
     ``step_loss[s]``, ``step_correct[s]``, ``step_penalty[s]``.  A
     non-finite loss stops the epoch before that step's update, with the
     batch-norm running statistics as they were before its forward (the
@@ -443,6 +464,8 @@ def train_epoch(X, y_cls, y_reg, order, starts, lrs, seeds, ops, fops, slopes, p
             return s
         if loss_code == CROSS_ENTROPY or loss_code == HINGE:
             step_correct[s] = _correct(out, tb[:nb])
+        elif loss_code == BCE:
+            step_correct[s] = _subset_correct(out, _view(g1, 0, nb, y_width))
         _backward(ops, fops, slopes, params, grads, acts, stats, seeds, s, nb, g0, g1,
                   partial, bn_dw, bn_db)
         step_penalty[s] = _penalties(params, grads, pinfo, opt[O_L2], opt[O_L1])

@@ -1,10 +1,13 @@
-"""CPU kernels: multiclass hinge (SVM), MSE and MAE losses, each fused with its gradient.
+"""CPU kernels: multiclass hinge (SVM), MSE, MAE and binary cross-entropy with logits,
+each fused with its gradient.
 
 Every ``*_with_grad`` kernel reads its inputs once and writes the gradient in
 the same pass (the forward-only variants skip the write).  Losses accumulate
 in float64; gradients are computed in float64 and rounded once to the input
 dtype.  ``gscale`` carries the reduction (1/N or 1/n for "mean", 1 otherwise).
 """
+import math
+
 import numpy as np
 from numba import prange
 
@@ -172,3 +175,70 @@ def l1_none(pred, target, loss, grad, with_grad, n_chunks):
         hi = (c + 1) * n // n_chunks
         _l1_none_range(pred[lo:hi], target[lo:hi], loss[lo:hi],
                        grad[lo:hi] if with_grad else grad, with_grad)
+
+
+# ---------------------------------------------------------------- BCE with logits
+
+@jit
+def bce_term(x, t):
+    """(loss, dloss/dx) of one logit ``x`` (float64) against the target ``t`` (float64).
+
+    loss = max(x, 0) - x t + log1p(exp(-|x|)) and sigmoid(x) - t share one
+    exp of a non-positive number, so neither overflows at any finite logit.
+    A NaN logit gives NaN for both (``x > 0`` and ``x >= 0`` are false, and
+    the NaN flows through exp(-|x|)).
+    """
+    e = math.exp(-abs(x))
+    loss = (x if x > 0.0 else 0.0) - x * t + math.log1p(e)
+    sig = 1.0 / (1.0 + e) if x >= 0.0 else e / (1.0 + e)
+    return loss, sig - t
+
+
+@jit
+def _bce_range(pred, target, grad, gscale, with_grad):
+    acc = 0.0
+    if with_grad:
+        for i in range(pred.size):
+            v, d = bce_term(np.float64(pred[i]), np.float64(target[i]))
+            acc += v
+            grad[i] = d * gscale
+    else:
+        for i in range(pred.size):
+            acc += bce_term(np.float64(pred[i]), np.float64(target[i]))[0]
+    return acc
+
+
+@dual_jit
+def bce_sum(pred, target, grad, gscale, with_grad, n_chunks):
+    """sum of the BCE-with-logits terms in float64; with_grad: grad = gscale * (sigmoid - target).
+
+    ``gscale`` is 1/n for "mean" and 1 for "sum".  Flat C-contiguous arrays.
+    """
+    n = pred.size
+    partial = np.zeros(n_chunks)
+    for c in prange(n_chunks):
+        lo = c * n // n_chunks
+        hi = (c + 1) * n // n_chunks
+        partial[c] = _bce_range(pred[lo:hi], target[lo:hi], grad[lo:hi] if with_grad else grad,
+                                gscale, with_grad)
+    return partial.sum()
+
+
+@jit
+def _bce_none_range(pred, target, loss, grad, with_grad):
+    for i in range(pred.size):
+        v, d = bce_term(np.float64(pred[i]), np.float64(target[i]))
+        loss[i] = v
+        if with_grad:
+            grad[i] = d
+
+
+@dual_jit
+def bce_none(pred, target, loss, grad, with_grad, n_chunks):
+    """Elementwise BCE-with-logits terms into ``loss``; with_grad, grad = sigmoid(pred) - target."""
+    n = pred.size
+    for c in prange(n_chunks):
+        lo = c * n // n_chunks
+        hi = (c + 1) * n // n_chunks
+        _bce_none_range(pred[lo:hi], target[lo:hi], loss[lo:hi],
+                        grad[lo:hi] if with_grad else grad, with_grad)

@@ -39,7 +39,7 @@ __all__ = ["NAME", "empty", "zeros", "copy", "copyto", "astype", "to_host", "fro
            "is_writeable", "linear", "linear_backward", "batch_norm_train", "batch_norm_eval",
            "batch_norm_backward", "dropout", "dropout_mask", "softmax", "cross_entropy",
            "hinge", "sum", "mse_sum", "mse_none", "l1_sum", "l1_none", "l2_penalty",
-           "l1_penalty", "max_norm_"]
+           "l1_penalty", "max_norm_", "first_outside_unit", "bce_sum", "bce_none"]
 
 NAME = "cuda"
 
@@ -386,6 +386,30 @@ def l1_none(pred, target, loss, grad, with_grad):
     """Elementwise absolute errors into ``loss`` (and their subgradient into ``grad``)."""
     if pred.size:
         _lo.l1_none(_flat(pred), _flat(target), _flat(loss), _flat(grad), with_grad)
+
+
+def first_outside_unit(a):
+    """(flat C-order index, value) of the first element of the C-contiguous device array
+    ``a`` outside [0, 1] (NaN included), or None; only that element comes to the host."""
+    if a.size == 0:
+        return None
+    flat = _flat(a)
+    first = cuda.to_device(np.array([a.size], dtype=np.int64))
+    tpb = _c.threads_per_block()
+    _c.launch(_lo.first_outside_unit, _c.grid_for(a.size, tpb), tpb, flat, first)
+    i = int(first.copy_to_host()[0])
+    return (i, float(flat[i:i + 1].copy_to_host()[0])) if i < a.size else None
+
+
+def bce_sum(pred, target, grad, gscale, with_grad):
+    """sum of the BCE-with-logits terms (float64); gscale (sigmoid(pred) - target) into ``grad``."""
+    return _regression_sum(_lo.bce_sum, pred, target, grad, gscale, with_grad)
+
+
+def bce_none(pred, target, loss, grad, with_grad):
+    """Elementwise BCE-with-logits terms into ``loss`` (sigmoid(pred) - target into ``grad``)."""
+    if pred.size:
+        _lo.bce_none(_flat(pred), _flat(target), _flat(loss), _flat(grad), with_grad)
 
 
 # ------------------------------------------------------------------ regularization

@@ -1,9 +1,12 @@
-"""CUDA twins of :mod:`fastnn._cpu.losses`: hinge, MSE and MAE fused with their gradients.
+"""CUDA twins of :mod:`fastnn._cpu.losses`: hinge, MSE, MAE and binary cross-entropy with
+logits, fused with their gradients.
 
 Sums accumulate in float64: each block reduces its grid-stride share in
 shared memory and writes one partial; :func:`fastnn._cuda._common.sum_1d`
 merges the partials into a device scalar (no host synchronization).
 """
+import math
+
 import numpy as np
 
 from fastnn._cuda._common import (
@@ -124,3 +127,64 @@ def l1_none(pred, target, loss, grad, with_grad):
     tpb = threads_per_block()
     launch(_regression_none, grid_for(pred.size, tpb), tpb, pred, target, loss, grad,
            with_grad, True)
+
+
+# ---------------------------------------------------------------- BCE with logits
+
+@cuda.jit(device=True)
+def _bce_term(x, t):
+    """(loss, sigmoid(x) - t) of one float64 logit, as the CPU's ``bce_term``."""
+    e = math.exp(-abs(x))
+    loss = (x if x > 0.0 else 0.0) - x * t + math.log1p(e)
+    sig = 1.0 / (1.0 + e) if x >= 0.0 else e / (1.0 + e)
+    return loss, sig - t
+
+
+@cuda.jit
+def first_outside_unit(a, out):
+    """out[0] = min flat index i with a[i] outside [0, 1] (NaN included)."""
+    for i in range(cuda.grid(1), a.size, cuda.gridsize(1)):
+        v = a[i]
+        if not (v >= 0.0 and v <= 1.0):
+            cuda.atomic.min(out, 0, i)
+
+
+@cuda.jit
+def _bce_partial(pred, target, grad, gscale, with_grad, partial):
+    sh = cuda.shared.array(MAX_THREADS, np.float64)
+    acc = 0.0
+    for i in range(cuda.grid(1), pred.size, cuda.gridsize(1)):
+        v, d = _bce_term(np.float64(pred[i]), np.float64(target[i]))
+        acc += v
+        if with_grad:
+            grad[i] = d * gscale
+    s = block_sum(acc, sh, cuda.threadIdx.x, cuda.blockDim.x)
+    if cuda.threadIdx.x == 0:
+        partial[cuda.blockIdx.x] = s
+
+
+def bce_sum(pred, target, grad, gscale, with_grad, total):
+    """total[0] = sum of the BCE-with-logits terms; with_grad: grad = gscale (sigmoid - target).
+
+    Flat arrays.
+    """
+    tpb = threads_per_block()
+    blocks = grid_for(pred.size, tpb, cap=1024)
+    partial = cuda.device_array(blocks, np.float64)
+    launch(_bce_partial, blocks, tpb, pred, target, grad, gscale, with_grad, partial)
+    launch(sum_1d, 1, tpb, partial, total, 0)
+
+
+@cuda.jit
+def _bce_none(pred, target, loss, grad, with_grad):
+    for i in range(cuda.grid(1), pred.size, cuda.gridsize(1)):
+        v, d = _bce_term(np.float64(pred[i]), np.float64(target[i]))
+        loss[i] = v
+        if with_grad:
+            grad[i] = d
+
+
+def bce_none(pred, target, loss, grad, with_grad):
+    """Elementwise BCE-with-logits terms into ``loss``; with_grad, grad = sigmoid(pred) - target."""
+    tpb = threads_per_block()
+    launch(_bce_none, grid_for(pred.size, tpb), tpb, pred, target, loss, grad, with_grad)

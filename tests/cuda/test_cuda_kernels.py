@@ -358,6 +358,44 @@ def test_regression_losses(dtype, which, reduction):
         assert_close(host(gg), rg, dtype)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("shape", [(1,), (3, 7), (2, 3, 5)], ids=str)
+def test_bce_with_logits(dtype, reduction, shape):
+    rng = np.random.default_rng(12)
+    x = (rng.standard_normal(shape) * 4).astype(dtype)
+    x.flat[0] = 1e4                       # extreme logits: no overflow on either device
+    x.flat[-1] = -1e4
+    t = rng.random(shape).astype(dtype)
+    t.flat[::2] = 1.0
+    loss, grad = F.binary_cross_entropy_with_logits_with_grad(x, t, reduction=reduction)
+    lg, gg = F.binary_cross_entropy_with_logits_with_grad(dev(x), dev(t), reduction=reduction)
+    same(lg, loss, dtype, "reduction")
+    same(gg, grad, dtype)
+    rl, rg = ref_lo.bce_with_logits(x, t, reduction=reduction)
+    assert_close(host(lg), rl, dtype, "reduction")
+    assert_close(host(gg), rg, dtype)
+    assert host(F.binary_cross_entropy_with_logits(dev(x), dev(t), reduction)) == \
+        pytest.approx(F.binary_cross_entropy_with_logits(x, t, reduction), rel=1e-12)
+
+
+def test_bce_nan_logit_and_bad_target_match_cpu():
+    x = np.array([[np.nan, 1.0], [-2.0, 0.5]])
+    t = np.array([[0.0, 1.0], [0.0, 0.5]])
+    lg, gg = F.binary_cross_entropy_with_logits_with_grad(dev(x), dev(t), reduction="none")
+    lc, gc = F.binary_cross_entropy_with_logits_with_grad(x, t, reduction="none")
+    same(lg, lc, np.float64)               # NaN where the CPU has NaN, and only there
+    same(gg, gc, np.float64)
+    assert np.isnan(lc[0, 0]) and np.isfinite(lc.flat[1:]).all()
+    t[1, 0] = np.nan
+    t[1, 1] = 2.0
+    with pytest.raises(ValueError, match=r"target\[1, 0\] = nan") as gpu:
+        F.binary_cross_entropy_with_logits(dev(x), dev(t))
+    with pytest.raises(ValueError) as cpu:
+        F.binary_cross_entropy_with_logits(x, t)
+    assert str(gpu.value) == str(cpu.value)
+
+
 # ---------------------------------------------------------------- regularization
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -585,6 +623,18 @@ _ALL_OPS = {
     "l1_loss pred int": lambda to: F.l1_loss(to(_I), to(_X)),
     "l1_loss_with_grad out read-only": lambda to: F.l1_loss_with_grad(
         to(_X), to(_X), out=_read_only(to, _X)),
+    "binary_cross_entropy_with_logits target range": lambda to: (
+        F.binary_cross_entropy_with_logits(to(_X), to(np.full((4, 3), 1.5)))),
+    "binary_cross_entropy_with_logits target shape": lambda to: (
+        F.binary_cross_entropy_with_logits(to(_X), to(np.ones(3)))),
+    "binary_cross_entropy_with_logits logits int": lambda to: (
+        F.binary_cross_entropy_with_logits(to(_I), to(_X))),
+    "binary_cross_entropy_with_logits_with_grad out overlap": lambda to: (
+        lambda xo: F.binary_cross_entropy_with_logits_with_grad(
+            to(np.zeros(8)), xo[0], out=xo[1]))(_overlapping(to, (8,))),
+    "binary_cross_entropy_with_logits_with_grad out read-only": lambda to: (
+        F.binary_cross_entropy_with_logits_with_grad(to(_X), to(np.zeros((4, 3))),
+                                                     out=_read_only(to, _X))),
     # regularization
     "l2_penalty lam": lambda to: F.l2_penalty(to(_X), -1.0),
     "l2_penalty lam inf": lambda to: F.l2_penalty(to(_X), np.inf),

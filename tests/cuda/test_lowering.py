@@ -85,6 +85,9 @@ def _kernels(dt):
         (losses._hinge_rows, (x2, A(i64, 1), f64, f64, d1, x2, b1)),
         (losses._regression_partial, (x1, x1, x1, f64, b1, b1, d1)),
         (losses._regression_none, (x1, x1, x1, x1, b1, b1)),
+        (losses.first_outside_unit, (x1, A(i64, 1))),
+        (losses._bce_partial, (x1, x1, x1, f64, b1, d1)),
+        (losses._bce_none, (x1, x1, x1, x1, b1)),
         (regularization._penalty_partial, (x1, x1, f64, b1, d1)),
         (regularization._max_norm_rows, (A(dt, 2, "A"), f64)),
         (_common.copy_1d, (d1, x1)),   # the float64 -> dtype cast

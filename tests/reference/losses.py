@@ -1,4 +1,4 @@
-"""Float64 references for the hinge, MSE and MAE losses (written for clarity)."""
+"""Float64 references for the hinge, MSE, MAE and BCE-with-logits losses (written for clarity)."""
 import numpy as np
 
 
@@ -46,3 +46,13 @@ def mae(pred, target, reduction="mean"):
     if reduction == "mean" and r.size:
         grad /= r.size
     return _reduce(np.abs(r), reduction, r.size), grad
+
+
+def bce_with_logits(logits, target, reduction="mean"):
+    """(loss, dlogits): log(1 + e^x) - x t (np.logaddexp), gradient sigmoid(x) - t."""
+    x = np.asarray(logits, dtype=np.float64)
+    t = np.asarray(target, dtype=np.float64)
+    grad = 0.5 * (1.0 + np.tanh(0.5 * x)) - t      # sigmoid, by another formula
+    if reduction == "mean" and x.size:
+        grad /= x.size
+    return _reduce(np.logaddexp(0.0, x) - x * t, reduction, x.size), grad
