@@ -41,7 +41,9 @@ Examples
 >>> clf.classes_.tolist(), clf.score(X, y) > 0.9
 (['no', 'yes'], True)
 """
+import copy
 import functools
+import itertools
 import warnings
 from numbers import Integral, Real
 from typing import ClassVar
@@ -67,6 +69,13 @@ __all__ = ["MLPClassifier", "MLPRegressor"]
 _ACTIVATIONS = {"identity": None, "logistic": "sigmoid", "tanh": "tanh", "relu": "relu"}
 _BCE = "binary_cross_entropy"
 _SEED_BOUND = 2 ** 31 - 1
+
+
+def _skip_sklearn_init_draws(rs, units):
+    """Advance ``rs`` past the uniform draws of scikit-learn's MLP weight init (``_init_coef``)."""
+    for fan_in, fan_out in itertools.pairwise(units):
+        rs.uniform(size=fan_in * fan_out)
+        rs.uniform(size=fan_out)
 
 
 class _BaseMLP(BaseEstimator):
@@ -301,8 +310,9 @@ class _BaseMLP(BaseEstimator):
         """(X, y, sw, (X_val, y_val, sw_val)) for early stopping, as scikit-learn splits."""
         if not self.early_stopping:
             return X, y, sw, None
-        # class codes are stratified; multilabel indicators (2-D) are not, as scikit-learn
-        stratify = y if self._loss != "mse" and y.ndim == 1 else None
+        # As scikit-learn: only a classifier with one output (binary) is stratified;
+        # multiclass (one output per class), multilabel and regression are not.
+        stratify = y if self._loss == _BCE and self._n_out == 1 else None
         idx, idx_val = train_test_split(
             np.arange(X.shape[0]), random_state=self._split_state,
             test_size=self.validation_fraction, stratify=stratify)
@@ -397,12 +407,16 @@ class _BaseMLP(BaseEstimator):
         X = self._validate_X(X, reset=first)
         y = self._encode_targets(X, y, first, incremental)
         sw = self._sample_weight(y, sample_weight, incremental)
+        rs = check_random_state(self.random_state)
         if first:
-            rs = check_random_state(self.random_state)
-            self._split_state = int(rs.randint(_SEED_BOUND))
-            self._build(X.shape[1], self._n_out, np.random.default_rng(rs.randint(_SEED_BOUND)))
+            seed = copy.deepcopy(rs).randint(_SEED_BOUND)
+            self._build(X.shape[1], self._n_out, np.random.default_rng(seed))
+            _skip_sklearn_init_draws(rs, [X.shape[1], *self._check_settings(), self._n_out])
         else:
             self._check_settings()
+        # scikit-learn splits off the early-stopping rows with its random state
+        # after its weight init: the same state gives the same rows.
+        self._split_state = rs
         return self._fit_loop(X, y, sw, incremental)
 
     def _sample_weight(self, y, sample_weight, incremental):
