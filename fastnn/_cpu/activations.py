@@ -82,24 +82,46 @@ def sigmoid_grad(g, o):
 # Flat C-contiguous 1-D views, cut into n_chunks contiguous ranges (one per
 # prange iteration; 1 in the serial twin).
 
+# One small function per loop: in one function holding every loop, LLVM
+# stopped inlining the float64 exp into the tanh loop (and so stopped
+# vectorizing it: 37 ms instead of 10 at 4096 x 1024).
+
+@jit
+def _relu_range(x, y):
+    for i in range(x.size):
+        y[i] = relu(x[i])
+
+
+@jit
+def _leaky_relu_range(x, y, slope):
+    for i in range(x.size):
+        y[i] = leaky_relu(x[i], slope)
+
+
+@jit
+def _tanh_range(x, y):
+    for i in range(x.size):
+        y[i] = tanh(x[i])
+
+
+@jit
+def _sigmoid_range(x, y):
+    for i in range(x.size):
+        y[i] = sigmoid(x[i])
+
+
 @jit
 def _forward_range(x, y, act, slope):
-    n = x.size
     if act == RELU:
-        for i in range(n):
-            y[i] = relu(x[i])
+        _relu_range(x, y)
     elif act == LEAKY_RELU:
-        for i in range(n):
-            y[i] = leaky_relu(x[i], slope)
+        _leaky_relu_range(x, y, slope)
     elif act == TANH:
-        for i in range(n):
-            y[i] = tanh(x[i])
+        _tanh_range(x, y)
     elif act == SIGMOID:
-        for i in range(n):
-            y[i] = sigmoid(x[i])
+        _sigmoid_range(x, y)
     else:
-        for i in range(n):
-            y[i] = x[i]
+        y[:] = x
 
 
 @jit
@@ -118,8 +140,7 @@ def _backward_range(dy, y, act, slope, dx):
         for i in range(n):
             dx[i] = sigmoid_grad(dy[i], y[i])
     else:
-        for i in range(n):
-            dx[i] = dy[i]
+        dx[:] = dy
 
 
 @dual_jit

@@ -19,7 +19,7 @@ which the standalone activation layers apply too.
 """
 from numba import prange
 
-from fastnn._config import dual_jit
+from fastnn._config import dual_jit, jit
 from fastnn._cpu.activations import (  # noqa: F401  (the codes, re-exported for the backends)
     LEAKY_RELU,
     NONE,
@@ -35,6 +35,21 @@ from fastnn._cpu.activations import (  # noqa: F401  (the codes, re-exported for
     tanh,
     tanh_grad,
 )
+
+# The exp-based activations get a function of their own: inside the kernel
+# below, beside every other loop, LLVM stopped inlining the float64 exp and
+# the loop stopped vectorizing (tanh at 4096 x 1024: 30 ms instead of ~6).
+
+@jit
+def _bias_tanh_(row, bias):
+    for j in range(row.size):
+        row[j] = tanh(row[j] + bias[j])
+
+
+@jit
+def _bias_sigmoid_(row, bias):
+    for j in range(row.size):
+        row[j] = sigmoid(row[j] + bias[j])
 
 
 @dual_jit
@@ -57,11 +72,9 @@ def bias_activation_(y, bias, act, slope):
             for j in range(m):
                 row[j] = leaky_relu(row[j] + bias[j], slope)
         elif act == TANH:
-            for j in range(m):
-                row[j] = tanh(row[j] + bias[j])
+            _bias_tanh_(row, bias)
         else:
-            for j in range(m):
-                row[j] = sigmoid(row[j] + bias[j])
+            _bias_sigmoid_(row, bias)
 
 
 @dual_jit

@@ -276,7 +276,7 @@ def run(kernel_patterns=None, sizes=_cases.DEFAULT_SIZES, dtypes=("float32",),
     bar = _progress(total, progress)
     pool = Pool()
     machine = {"cpu_count": os.cpu_count(), "platform": platform.platform(),
-               "processor": _cpu_name(), "loadavg_start": _loadavg()}
+               "processor": cpu_name(), "loadavg_start": _loadavg()}
     results = []
     try:
         bar.set_description("STREAM")
@@ -373,7 +373,8 @@ def _loadavg():
         return None
 
 
-def _cpu_name():
+def cpu_name():
+    """The processor's model name (from /proc/cpuinfo, else ``platform.processor()``), or None."""
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
