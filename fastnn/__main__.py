@@ -53,12 +53,12 @@ def collect_info():
     # second OpenMP runtime into this process for nothing.
     out["versions"] = {d: _version(d) for d in ("numpy", "numba", "llvmlite", "torch", "scipy",
                                                 "scikit-learn", "numba-cuda", "tqdm")}
-    from fastnn.bench._runner import _cpu_name
+    from fastnn.bench._runner import cpu_name
     try:
         affinity = len(os.sched_getaffinity(0))
     except AttributeError:
         affinity = None
-    out["cpu"] = {"model": _cpu_name(), "os.cpu_count": os.cpu_count(), "usable": affinity}
+    out["cpu"] = {"model": cpu_name(), "os.cpu_count": os.cpu_count(), "usable": affinity}
     out["numba"] = _numba_info()
     try:
         out["thread_pool_env"] = thread_pool_env()

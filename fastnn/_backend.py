@@ -5,7 +5,10 @@ A backend is a module with one interface: allocation (``empty``, ``zeros``,
 rules that differ by device (``float_array``, ``class_labels``,
 ``output_array``, ``running_stat``, ``inplace_array``, ``is_writeable``) and,
 per topic, launchers with identical signatures (``linear``,
-``batch_norm_train``, ``dropout``, ``softmax``, ``cross_entropy``, ...).
+``batch_norm_train``, ``dropout``, ``softmax``, ``cross_entropy``, ...,
+and for :mod:`fastnn.nn` and :mod:`fastnn.optim`: ``activation``,
+``activation_grad``, ``accumulate_``, ``zeros_like``, ``sgd_step``,
+``adam_step``).
 :mod:`fastnn._cpu.backend` is the CPU one; :mod:`fastnn._cuda.backend`, the
 CUDA one, is imported only when a GPU array shows up, so ``import fastnn``
 needs no numba-cuda.  :mod:`fastnn.functional` validates each call once and
@@ -18,7 +21,7 @@ from fastnn._cpu import backend as cpu
 from fastnn._cuda import is_available, on_device, require_cuda, simulator_enabled
 
 __all__ = ["backend_of", "cpu", "cuda", "on_device", "require_cuda", "is_available",
-           "simulator_enabled", "cuda_nn", "cuda_optim", "device_of", "to_device", "copy",
+           "simulator_enabled", "device_of", "to_device", "copy",
            "assign", "host_copy"]
 
 # Types that are never on a GPU: checked first, because backend_of runs on
@@ -74,18 +77,6 @@ def backend_of(*arrays):
         if on_device(a):
             return cuda()
     return cpu
-
-
-def cuda_nn():
-    """:mod:`fastnn._cuda.nn`, the device side of :mod:`fastnn.nn` (imported on first use)."""
-    from fastnn._cuda import nn
-    return nn
-
-
-def cuda_optim():
-    """:mod:`fastnn._cuda.optim`, the device optimizer steps (imported on first use)."""
-    from fastnn._cuda import optim
-    return optim
 
 
 # ------------------------------------------------------------------ arrays across devices

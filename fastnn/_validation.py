@@ -11,7 +11,7 @@ import operator
 import numpy as np
 
 from fastnn import memory
-from fastnn._cpu import linear as _linear_kernels
+from fastnn._cpu import activations as _act
 from fastnn._cpu._common import first_bad_label
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -226,15 +226,15 @@ def class_labels(target, n_samples, n_classes, name="target", ignore_index=None)
     return arr
 
 
-ACTIVATIONS = {None: _linear_kernels.NONE, "relu": _linear_kernels.RELU,
-               "leaky_relu": _linear_kernels.LEAKY_RELU, "tanh": _linear_kernels.TANH,
-               "sigmoid": _linear_kernels.SIGMOID}
+ACTIVATIONS = {None: _act.NONE, "relu": _act.RELU,
+               "leaky_relu": _act.LEAKY_RELU, "tanh": _act.TANH,
+               "sigmoid": _act.SIGMOID}
 
 
 def activation_code(activation, negative_slope):
     """(kernel code, slope as float) of an activation name, after checking both.
 
-    The codes are those of :mod:`fastnn._cpu.linear`, which the CUDA kernels
+    The codes are those of :mod:`fastnn._cpu.activations`, which the CUDA kernels
     share.
     """
     check_choice(activation, "activation", tuple(ACTIVATIONS))

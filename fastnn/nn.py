@@ -42,6 +42,7 @@ import fastnn.functional as F
 from fastnn import init as _init
 from fastnn._backend import (
     assign as _assign,
+    backend_of,
     copy as _copy,
     device_of as _device_of,
     host_copy as _to_host,
@@ -49,7 +50,16 @@ from fastnn._backend import (
     require_cuda,
     to_device as _move,
 )
-from fastnn._validation import as_rng, boolean, check_choice, float_dtype, integer, real_scalar
+from fastnn._validation import (
+    ACTIVATIONS as _ACT_CODES,
+    as_rng,
+    boolean,
+    check_choice,
+    check_shape,
+    float_dtype,
+    integer,
+    real_scalar,
+)
 
 __all__ = ["Parameter", "Module", "Linear", "ReLU", "LeakyReLU", "Tanh", "Sigmoid",
            "BatchNorm1d", "Dropout", "Sequential"]
@@ -57,12 +67,6 @@ __all__ = ["Parameter", "Module", "Linear", "ReLU", "LeakyReLU", "Tanh", "Sigmoi
 INITS = ("zeros", "normal", "xavier", "he")
 ACTIVATIONS = (None, "relu", "leaky_relu", "tanh", "sigmoid")
 DEVICES = ("cpu", "cuda")
-
-
-def _gpu():
-    """fastnn._cuda.nn (imported on first use: numba.cuda only for GPU models)."""
-    from fastnn._backend import cuda_nn
-    return cuda_nn()
 
 
 def _check_input(x, weight, layer):
@@ -129,10 +133,8 @@ class Parameter:
         """
         if self.grad is None:
             self.grad = g
-        elif type(self.grad) is np.ndarray:
-            self.grad += g
         else:
-            _gpu().accumulate_(self.grad, g)
+            backend_of(self.grad).accumulate_(self.grad, g)
 
     def __repr__(self):
         where = ", device='cuda'" if self.device == "cuda" else ""
@@ -598,7 +600,14 @@ class Linear(Module):
 
 
 class _Activation(Module):
-    """An elementwise activation; keeps its output, which its derivative needs."""
+    """An elementwise activation; keeps its output, which its derivative needs.
+
+    It runs the backend's ``activation`` / ``activation_grad`` launchers on
+    whichever device its input is: the same scalar definitions as the fused
+    epilogue of ``F.linear(..., activation=fused_name)``, applied alone.
+    Float32 or float64 in, the same dtype out (a new array, allocated as
+    :mod:`fastnn.functional` allocates its outputs); NaN propagates.
+    """
 
     fused_name = None  # the F.linear epilogue equivalent to this layer
     negative_slope = 0.01
@@ -608,42 +617,39 @@ class _Activation(Module):
         self._y = None
 
     def infer(self, x):
-        # No parameters: the layer runs where its input is.  On the GPU it is
-        # the fused linear kernel's activation, applied alone.
-        if type(x) is not np.ndarray and _on_device(x):
-            return _gpu().activation(x, self.fused_name, self.negative_slope)
-        return self._apply(np.asarray(x))
+        # No parameters: the layer runs where its input is.
+        backend = backend_of(x)
+        x = backend.float_array(x, "x", contiguous=False)
+        y = backend.empty(x.shape, x.dtype)
+        backend.activation(x, _ACT_CODES[self.fused_name], self.negative_slope, y)
+        return y
 
     def forward(self, x):
         self._y = self.infer(x)
         return self._y
 
     def backward(self, dy):
-        if self._y is None:
+        y = self._y
+        if y is None:
             raise RuntimeError(f"{type(self).__name__}.backward called before forward")
-        if type(self._y) is not np.ndarray:
-            if not _on_device(dy):
-                raise TypeError(f"{type(self).__name__}: dy is a host array but the forward ran "
-                                "on the GPU; pass a device array")
-            return _gpu().activation_grad(dy, self._y, self.fused_name, self.negative_slope)
-        if _on_device(dy):
-            raise TypeError(f"{type(self).__name__}: dy is a GPU array but the forward ran on "
-                            "the CPU; pass a host array")
-        return self._grad(np.asarray(dy), self._y)
+        where, dy_where = _device_of(y), _device_of(dy)
+        if dy_where != where:
+            kind, want = ("host", "device") if where == "cuda" else ("GPU", "host")
+            raise TypeError(f"{type(self).__name__}: dy is a {kind} array but the forward ran "
+                            f"on the {'GPU' if where == 'cuda' else 'CPU'}; pass a {want} "
+                            "array")
+        backend = backend_of(y)
+        dy = backend.float_array(dy, "dy", dtype=y.dtype, contiguous=False)
+        check_shape(dy, tuple(y.shape), "dy")
+        dx = backend.empty(y.shape, y.dtype)
+        backend.activation_grad(dy, y, _ACT_CODES[self.fused_name], self.negative_slope, dx)
+        return dx
 
 
 class ReLU(_Activation):
-    """``max(x, 0)``; the derivative at 0 is 0 (as in the fused kernel)."""
+    """``max(x, 0)``; NaN propagates, and the derivative at 0 is 0 (as in the fused kernel)."""
 
     fused_name = "relu"
-
-    def _apply(self, x):
-        return np.maximum(x, 0)  # np.maximum propagates NaN
-
-    def _grad(self, dy, y):
-        # y <= 0 is False for NaN, so the gradient passes through a NaN output
-        # (as in the fused kernel and torch's threshold_backward).
-        return np.where(y <= 0, 0, dy).astype(dy.dtype, copy=False)
 
 
 class LeakyReLU(_Activation):
@@ -658,37 +664,24 @@ class LeakyReLU(_Activation):
         self.negative_slope = real_scalar(negative_slope, "negative_slope", low=0.0,
                                           high=np.inf, high_open=True)
 
-    def _apply(self, x):
-        return np.where(x > 0, x, x * x.dtype.type(self.negative_slope))
-
-    def _grad(self, dy, y):
-        # y > 0 exactly when x > 0 for a slope >= 0, so the output suffices.
-        return np.where(y > 0, dy, dy * dy.dtype.type(self.negative_slope))
-
     def extra_repr(self):
         return f"negative_slope={self.negative_slope}"
 
 
 class Tanh(_Activation):
+    """``tanh(x)``; saturates to exactly +-1, derivative ``1 - y**2`` from the output."""
+
     fused_name = "tanh"
-
-    def _apply(self, x):
-        return np.tanh(x)
-
-    def _grad(self, dy, y):
-        return dy * (1 - y * y)
 
 
 class Sigmoid(_Activation):
+    """The logistic ``1 / (1 + exp(-x))``, computed so that it never overflows.
+
+    ``exp(-|x|)`` is in (0, 1] for every x, so no intermediate overflows and
+    the output saturates to exactly 0 and 1; derivative ``y (1 - y)``.
+    """
+
     fused_name = "sigmoid"
-
-    def _apply(self, x):
-        # 0.5 * (1 + tanh(x / 2)) never overflows, unlike 1 / (1 + exp(-x)).
-        half = x.dtype.type(0.5)
-        return half * (1 + np.tanh(half * x))
-
-    def _grad(self, dy, y):
-        return dy * y * (1 - y)
 
 
 class BatchNorm1d(Module):

@@ -8,11 +8,13 @@ True, which by default excludes biases and batch-norm scale/shift.
 
 Each update rule is written ONCE, as a plain per-element function
 (:func:`fastnn._cpu.optim.sgd_rule`, :func:`~fastnn._cpu.optim.adam_rule`, float64 in
-and out; importable from here too).  The CPU step
+and out; importable from here too).  The CPU backend
 compiles it with numba into one fused loop per parameter (no temporaries);
 for parameters on the GPU (``model.to("cuda")``) the same function is
 compiled as a CUDA device function into one fused kernel per parameter
-(:mod:`fastnn._cuda.optim`), with the optimizer state on the device.  As in
+(:mod:`fastnn._cuda.optim`), with the optimizer state on the device.  An
+optimizer holds no device code: each step asks the backend of the parameter
+(``sgd_step``, ``adam_step``, ``zeros_like``, the same signatures on both).  As in
 torch, move the model BEFORE building its optimizer: the state lives where
 the parameters were at the first step, and a parameter that moves later is
 refused with a RuntimeError.
@@ -32,86 +34,12 @@ Examples
 """
 import math
 
-import numpy as np
-from numba import prange
-
-from fastnn._backend import cuda_optim, on_device
-from fastnn._config import dual_jit, jit
-from fastnn._cpu.optim import adam_rule, sgd_rule
+from fastnn._backend import backend_of, on_device
+from fastnn._cpu.optim import adam_rule, sgd_rule  # noqa: F401  (importable from here, see above)
 from fastnn._validation import boolean, integer, real_scalar
 
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "Schedule", "constant", "step_decay",
            "warmup_cosine"]
-
-
-# -- the update rules (fastnn._cpu.optim), compiled for the CPU ------------
-
-_sgd_rule = jit(sgd_rule)
-_adam_rule = jit(adam_rule)
-
-
-@dual_jit
-def _sgd_step(w, g, buf, lr, weight_decay, momentum, nesterov, first):
-    """In place over 2-D views: w (and buf, with momentum) updated by :func:`sgd_rule`."""
-    n, m = w.shape
-    for i in prange(n):
-        for j in range(m):
-            b = np.float64(buf[i, j]) if momentum != 0.0 and not first else 0.0
-            nw, nb = _sgd_rule(np.float64(w[i, j]), np.float64(g[i, j]), b, lr, weight_decay,
-                               momentum, nesterov, first)
-            w[i, j] = nw
-            if momentum != 0.0:
-                buf[i, j] = nb
-
-
-@dual_jit
-def _adam_step(w, g, m, v, lr, beta1, beta2, bias1, bias2_sqrt, eps, weight_decay, decoupled):
-    """In place over 2-D views: w, m, v updated by :func:`adam_rule`."""
-    n, k = w.shape
-    for i in prange(n):
-        for j in range(k):
-            nw, nm, nv = _adam_rule(np.float64(w[i, j]), np.float64(g[i, j]),
-                                    np.float64(m[i, j]), np.float64(v[i, j]), lr, beta1, beta2,
-                                    bias1, bias2_sqrt, eps, weight_decay, decoupled)
-            w[i, j] = nw
-            m[i, j] = nm
-            v[i, j] = nv
-
-
-def _view2d(a):
-    """A 2-D view of ``a`` (a view, never a copy: the kernels update in place)."""
-    if a.ndim == 2:
-        return a
-    if a.ndim == 1:
-        return a[np.newaxis]
-    if a.flags.c_contiguous:
-        return a.reshape(1, -1)
-    raise ValueError(f"parameters with {a.ndim} dimensions must be C-contiguous, "
-                     f"got strides {a.strides}")
-
-
-class _CPU:
-    """The host launchers (the GPU's are fastnn._cuda.optim's functions of the same names)."""
-
-    @staticmethod
-    def zeros_like(a):
-        return np.zeros_like(a)
-
-    @staticmethod
-    def sgd_step(w, g, buf, lr, weight_decay, momentum, nesterov, first):
-        w2 = _view2d(w)
-        _sgd_step.pick(w.size)(w2, _view2d(g), w2 if buf is None else _view2d(buf), lr,
-                               weight_decay, momentum, nesterov, first)
-
-    @staticmethod
-    def adam_step(w, g, m, v, *scalars):
-        _adam_step.pick(w.size)(_view2d(w), _view2d(g), _view2d(m), _view2d(v), *scalars)
-
-
-def _backend(on_gpu):
-    if on_gpu:
-        return cuda_optim()  # lazy: numba.cuda only for GPU parameters
-    return _CPU
 
 
 class Optimizer:
@@ -184,7 +112,7 @@ class Optimizer:
                     f"params[{i}] is on the {where} but its "
                     + ("optimizer state" if moved else "grad")
                     + f" is not; build the optimizer after model.to({where!r})")
-            self._update(p, p.grad, state, _backend(gpu))
+            self._update(p, p.grad, state, backend_of(p.data))
 
     def _update(self, p, grad, state, backend):
         raise NotImplementedError

@@ -425,8 +425,9 @@ def test_multilabel_sgd_partial_fit_early_stopping_and_refusals(multilabel):
 def test_early_stopping_holds_out_the_rows_sklearn_holds_out(data, iris, cancer, multilabel,
                                                               monkeypatch):
     """Same validation rows as scikit-learn's MLP: only binary problems are stratified."""
-    import fastnn.estimators as ours_module
     import sklearn.neural_network._multilayer_perceptron as theirs_module
+
+    import fastnn.estimators as ours_module
 
     if data == "multilabel":
         X, y = multilabel[0], multilabel[2]

@@ -21,22 +21,47 @@ def _module_name(path):
     return ".".join(parts)
 
 
+def _package(path, name):
+    return name if path.name == "__init__.py" else name.rpartition(".")[0]
+
+
+def _from_module(node, package):
+    """The absolute module name of an ``ast.ImportFrom`` (relative ones resolved)."""
+    if not node.level:
+        return node.module
+    base = package.split(".")
+    base = base[:len(base) - node.level + 1]
+    return ".".join(base + ([node.module] if node.module else []))
+
+
 def _imports(path, name):
     """fastnn modules that ``path`` (module ``name``) imports, anywhere in it."""
-    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    package = _package(path, name)
     out = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
             out.update(a.name for a in node.names)
         elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = package.split(".")
-                base = base[:len(base) - node.level + 1]
-                mod = ".".join(base + ([node.module] if node.module else []))
-            else:
-                mod = node.module
+            mod = _from_module(node, package)
             out.add(mod)
             out.update(f"{mod}.{a.name}" for a in node.names)   # "from pkg import module"
+    return out
+
+
+def _private_name_imports(source, package, modules):
+    """``module._name`` for each ``from fastnn.module import _name`` in ``source`` where
+    ``_name`` is not itself a module (dunders such as ``__version__`` are not private)."""
+    out = []
+    for node in ast.walk(ast.parse(source)):
+        if not isinstance(node, ast.ImportFrom):
+            continue
+        mod = _from_module(node, package)
+        if mod != "fastnn" and not mod.startswith("fastnn."):
+            continue
+        for a in node.names:
+            private = a.name.startswith("_") and not a.name.startswith("__")
+            if private and f"{mod}.{a.name}" not in modules:
+                out.append(f"{mod}.{a.name}")
     return out
 
 
@@ -101,3 +126,23 @@ def test_only_the_backend_imports_the_cuda_package():
     outside = {m: sorted(d for d in deps if is_cuda(d)) for m, deps in graph.items()
                if m != "fastnn._backend" and not is_cuda(m)}
     assert not {m: d for m, d in outside.items() if d}
+
+
+def test_no_module_imports_another_modules_private_names():
+    """A ``_name`` is private to its module: what two modules share gets a public name
+    (private MODULES, ``from fastnn._cpu import backend``, are fine)."""
+    modules = {_module_name(p): p for p in ROOT.rglob("*.py")}
+    found = {name: _private_name_imports(path.read_text(), _package(path, name), modules)
+             for name, path in modules.items()}
+    assert not {name: names for name, names in found.items() if names}
+
+
+def test_the_private_import_finder_finds_them():
+    source = ("from fastnn._cpu import backend, _math\n"
+              "from fastnn._cpu._math import (\n    exp,\n    _sign,\n)\n"
+              "from fastnn import __version__\n"
+              "def f():\n    from ..train import _batches\n"
+              "from numpy import _private\n")
+    modules = {"fastnn._cpu.backend", "fastnn._cpu._math", "fastnn.train"}
+    assert _private_name_imports(source, "fastnn.bench", modules) == [
+        "fastnn._cpu._math._sign", "fastnn.train._batches"]

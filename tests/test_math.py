@@ -1,10 +1,10 @@
-"""The vectorizable exp and row max of fastnn._cpu._math."""
+"""The vectorizable exp, tanh and row max of fastnn._cpu._math."""
 import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 from hypothesis.extra import numpy as hnp
 
-from fastnn._cpu._math import exp, row_max
+from fastnn._cpu._math import exp, row_max, tanh
 
 LONG_DOUBLE_OK = np.finfo(np.longdouble).nmant >= 63
 
@@ -103,3 +103,43 @@ def test_row_max_signed_zero_ordering(dtype):
                   elements=st.floats(allow_nan=False, width=32)))
 def test_row_max_property(row):
     assert row_max(row) == row.max()
+
+
+def tanh_ulp_error(actual, x, dtype):
+    """|actual - tanh(x)| in ulps of the correctly rounded tanh(x) (a wider type's tanh)."""
+    wide = np.float64 if dtype == np.float32 else np.longdouble
+    ref = np.tanh(x.astype(wide))
+    spacing = np.spacing(np.abs(ref.astype(dtype))).astype(wide)
+    return np.abs(actual.astype(wide) - ref) / spacing
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_tanh_ulp(dtype):
+    if dtype == np.float64 and not LONG_DOUBLE_OK:
+        pytest.skip("needs an extended-precision long double as the reference")
+    rng = np.random.default_rng(0)
+    tiny = np.finfo(dtype).tiny
+    x = np.concatenate([np.linspace(-12, 12, 1_000_003),        # both branches, saturation
+                        np.linspace(0.6, 0.65, 10_001),          # around the switch at 0.625
+                        10.0 ** rng.uniform(np.log10(tiny), 0, 200_000)
+                        * rng.choice([-1, 1], 200_000)]).astype(dtype)
+    y = tanh(x)
+    assert y.dtype == dtype
+    err = tanh_ulp_error(y, x, dtype)
+    assert err.max() <= 1.5, (err.max(), x[np.argmax(err)])
+    assert np.all(np.abs(y) <= 1) and np.array_equal(np.sign(y), np.sign(x))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_tanh_special_values(dtype):
+    f = np.finfo(dtype)
+    x = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, f.max, -f.max, 20.0, -20.0,
+                  f.smallest_subnormal], dtype=dtype)
+    y = tanh(x)
+    assert np.isnan(y[0])
+    np.testing.assert_array_equal(y[1:9], [1, -1, 0, -0.0, 1, -1, 1, -1])
+    assert not np.signbit(y[3]) and np.signbit(y[4])
+    assert y[9] == f.smallest_subnormal          # tanh(x) = x for tiny x
+    assert isinstance(tanh(dtype(1.0)), dtype)
+    with pytest.raises(TypeError, match="int64"):
+        tanh(np.arange(3))

@@ -14,10 +14,12 @@ import numpy as np
 
 from fastnn import memory
 from fastnn._cpu import (
+    activations as _ac,
     batchnorm as _bn,
     dropout as _do,
     linear as _li,
     losses as _lo,
+    optim as _op,
     regularization as _re,
     softmax as _sm,
 )
@@ -34,7 +36,9 @@ __all__ = ["NAME", "empty", "zeros", "copy", "copyto", "astype", "to_host", "fro
            "is_writeable", "linear", "linear_backward", "batch_norm_train", "batch_norm_eval",
            "batch_norm_backward", "dropout", "dropout_mask", "softmax", "cross_entropy",
            "hinge", "sum", "mse_sum", "mse_none", "l1_sum", "l1_none", "l2_penalty",
-           "l1_penalty", "max_norm_", "first_outside_unit", "bce_sum", "bce_none"]
+           "l1_penalty", "max_norm_", "first_outside_unit", "bce_sum", "bce_none",
+           "activation", "activation_grad", "accumulate_", "zeros_like", "sgd_step",
+           "adam_step"]
 
 NAME = "cpu"
 
@@ -344,3 +348,55 @@ def max_norm_(weight, c):
     plain = weight if type(weight) is np.ndarray else weight.view(np.ndarray)
     _re.max_norm.pick(weight.size)(plain, c)
 
+
+
+# ------------------------------------------------------------------ activation layers
+
+def activation(x, act, slope, out):
+    """out = act(x) elementwise: ``x`` of any shape and strides, ``out`` C-contiguous."""
+    kernel, n_chunks = _ac.activation_forward.pick_chunks(x.size, _CHUNKS_PER_THREAD)
+    kernel(_c(x).ravel(), out.ravel(), act, x.dtype.type(slope), n_chunks)
+
+
+def activation_grad(dy, y, act, slope, dx):
+    """dx = dy * act'(x) from the forward output ``y``; ``dx`` C-contiguous, y's shape."""
+    kernel, n_chunks = _ac.activation_backward.pick_chunks(y.size, _CHUNKS_PER_THREAD)
+    kernel(_c(dy).ravel(), _c(y).ravel(), act, y.dtype.type(slope), dx.ravel(), n_chunks)
+
+
+def accumulate_(grad, g):
+    """In place: grad += g (a layer's gradient summed into its parameter's)."""
+    grad += g
+    return grad
+
+
+# ------------------------------------------------------------------ optimizer steps
+
+def zeros_like(a):
+    """A zeroed host array like ``a`` (an optimizer's state buffer)."""
+    return np.zeros_like(a)
+
+
+def _view2d(a):
+    """A 2-D view of ``a`` (a view, never a copy: the kernels update in place)."""
+    if a.ndim == 2:
+        return a
+    if a.ndim == 1:
+        return a[np.newaxis]
+    if a.flags.c_contiguous:
+        return a.reshape(1, -1)
+    raise ValueError(f"parameters with {a.ndim} dimensions must be C-contiguous, "
+                     f"got strides {a.strides}")
+
+
+def sgd_step(w, g, buf, lr, weight_decay, momentum, nesterov, first):
+    """One SGD step in place (:func:`fastnn._cpu.optim.sgd_rule`); ``buf`` None without momentum."""
+    w2 = _view2d(w)
+    _op.sgd_kernel.pick(w.size)(w2, _view2d(g), w2 if buf is None else _view2d(buf), lr,
+                                weight_decay, momentum, nesterov, first)
+
+
+def adam_step(w, g, m, v, lr, beta1, beta2, bias1, bias2_sqrt, eps, weight_decay, decoupled):
+    """One Adam / AdamW step in place (:func:`fastnn._cpu.optim.adam_rule`)."""
+    _op.adam_kernel.pick(w.size)(_view2d(w), _view2d(g), _view2d(m), _view2d(v), lr, beta1,
+                                 beta2, bias1, bias2_sqrt, eps, weight_decay, decoupled)

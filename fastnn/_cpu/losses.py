@@ -12,7 +12,7 @@ import numpy as np
 from numba import prange
 
 from fastnn._config import dual_jit, jit
-from fastnn._cpu._math import _sign
+from fastnn._cpu._math import sign
 
 
 @jit
@@ -93,7 +93,7 @@ def _l1_range(pred, target, grad, gscale, with_grad):
         for i in range(pred.size):
             r = np.float64(pred[i]) - np.float64(target[i])
             acc += abs(r)
-            grad[i] = gscale * _sign(r)
+            grad[i] = gscale * sign(r)
     else:
         for i in range(pred.size):
             r = np.float64(pred[i]) - np.float64(target[i])
@@ -149,7 +149,7 @@ def _l1_none_range(pred, target, loss, grad, with_grad):
         for i in range(pred.size):
             r = np.float64(pred[i]) - np.float64(target[i])
             loss[i] = abs(r)
-            grad[i] = _sign(r)
+            grad[i] = sign(r)
     else:
         for i in range(pred.size):
             loss[i] = abs(np.float64(pred[i]) - np.float64(target[i]))

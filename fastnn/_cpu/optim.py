@@ -1,14 +1,21 @@
 """The optimizer update rules, one element at a time, written once for every device.
 
-Plain Python on float64 scalars: :mod:`fastnn.optim` compiles them with
-numba for the CPU step, :mod:`fastnn._cuda.optim` as CUDA device functions,
-and :mod:`fastnn._cpu.engine` into its fused training step, so every device
-runs the same math.  Results are rounded to the parameter's dtype only when
-stored.  They live here, below all three, so that none imports another.
+:func:`sgd_rule` and :func:`adam_rule` are plain Python on float64 scalars:
+:func:`sgd_kernel` and :func:`adam_kernel` below compile them with numba for
+the CPU step (launched by :mod:`fastnn._cpu.backend`), :mod:`fastnn._cuda.optim`
+as CUDA device functions, and :mod:`fastnn._cpu.engine` into its fused
+training step, so every device runs the same math.  Results are rounded to
+the parameter's dtype only when stored.  They live here, below all three, so
+that none imports another.
 """
 import math
 
-__all__ = ["sgd_rule", "adam_rule"]
+import numpy as np
+from numba import prange
+
+from fastnn._config import dual_jit, jit
+
+__all__ = ["sgd_rule", "adam_rule", "sgd_kernel", "adam_kernel"]
 
 
 def sgd_rule(w, g, buf, lr, weight_decay, momentum, nesterov, first):
@@ -39,3 +46,37 @@ def adam_rule(w, g, m, v, lr, beta1, beta2, bias1, bias2_sqrt, eps, weight_decay
     m = beta1 * m + (1.0 - beta1) * g
     v = beta2 * v + (1.0 - beta2) * g * g
     return w - (lr / bias1) * m / (math.sqrt(v) / bias2_sqrt + eps), m, v
+
+
+# -- the rules compiled for the CPU: one fused loop per parameter ------------
+
+_sgd_rule = jit(sgd_rule)
+_adam_rule = jit(adam_rule)
+
+
+@dual_jit
+def sgd_kernel(w, g, buf, lr, weight_decay, momentum, nesterov, first):
+    """In place over 2-D views: w (and buf, with momentum) updated by :func:`sgd_rule`."""
+    n, m = w.shape
+    for i in prange(n):
+        for j in range(m):
+            b = np.float64(buf[i, j]) if momentum != 0.0 and not first else 0.0
+            nw, nb = _sgd_rule(np.float64(w[i, j]), np.float64(g[i, j]), b, lr, weight_decay,
+                               momentum, nesterov, first)
+            w[i, j] = nw
+            if momentum != 0.0:
+                buf[i, j] = nb
+
+
+@dual_jit
+def adam_kernel(w, g, m, v, lr, beta1, beta2, bias1, bias2_sqrt, eps, weight_decay, decoupled):
+    """In place over 2-D views: w, m, v updated by :func:`adam_rule`."""
+    n, k = w.shape
+    for i in prange(n):
+        for j in range(k):
+            nw, nm, nv = _adam_rule(np.float64(w[i, j]), np.float64(g[i, j]),
+                                    np.float64(m[i, j]), np.float64(v[i, j]), lr, beta1, beta2,
+                                    bias1, bias2_sqrt, eps, weight_decay, decoupled)
+            w[i, j] = nw
+            m[i, j] = nm
+            v[i, j] = nv

@@ -10,7 +10,7 @@ import numpy as np
 from numba import prange
 
 from fastnn._config import dual_jit, jit
-from fastnn._cpu._math import _sign
+from fastnn._cpu._math import sign
 
 
 @jit
@@ -29,7 +29,7 @@ def _l1_range(w, grad, lam):
     for i in range(w.size):
         v = np.float64(w[i])
         acc += abs(v)
-        grad[i] = lam * _sign(v)
+        grad[i] = lam * sign(v)
     return acc
 
 

@@ -15,7 +15,7 @@ taken for a real device: :func:`is_available` says False under it unless
 """
 import os
 
-__all__ = ["is_available", "simulator_enabled", "require_cuda", "on_device"]
+__all__ = ["is_available", "simulator_enabled", "require_cuda", "import_cuda", "on_device"]
 
 
 def simulator_enabled():
@@ -35,7 +35,13 @@ def on_device(x):
     return type(x).__module__.startswith("numba.cuda.simulator")
 
 
-def _import_cuda(what="a GPU array was given"):
+def import_cuda(what="a GPU array was given"):
+    """numba.cuda, imported; a RuntimeError naming ``what`` and the fix when it does not import.
+
+    Unlike :func:`require_cuda`, it does not check for a usable device:
+    importing numba.cuda needs numba-cuda, not a driver (the CUDA modules
+    import it this way and compile their kernels on first launch).
+    """
     try:
         from numba import cuda
     except ImportError as exc:
@@ -54,7 +60,7 @@ def is_available(allow_simulator=False):
     if simulator_enabled():
         return bool(allow_simulator)
     try:
-        return bool(_import_cuda().is_available())
+        return bool(import_cuda().is_available())
     except Exception:  # no numba-cuda, no driver, a broken install: all mean "no"
         return False
 
@@ -65,7 +71,7 @@ def require_cuda(what="a GPU array was given"):
     ``what`` starts the message ("a GPU array was given", "model.to('cuda')
     was called", ...), so the error names what asked for the GPU.
     """
-    cuda = _import_cuda(what)
+    cuda = import_cuda(what)
     if simulator_enabled():
         return cuda
     try:

@@ -8,11 +8,11 @@ import warnings
 import numpy as np
 
 from fastnn import _config
-from fastnn._cuda import _import_cuda, simulator_enabled
+from fastnn._cuda import import_cuda, simulator_enabled
 
 # Importing needs numba-cuda, not a driver: kernels compile on first launch,
 # and fastnn._cuda.backend checks for a usable device before that.
-cuda = _import_cuda()
+cuda = import_cuda()
 
 # Shared-memory buffers are sized for the largest block CUDA allows; kernels
 # use blockDim at run time, so a smaller CUDA_THREADS_PER_BLOCK (tests shrink

@@ -11,7 +11,10 @@ Arrays come back as numba device arrays (wrap them with ``cupy.asarray`` or
 ``torch.as_tensor`` for free).  Every array operand must be on the GPU: a
 host array among device arrays is a TypeError, never a silent transfer.  The
 2-D kernels read any strides; other non-contiguous inputs are copied on the
-device first.  Each launcher picks its grid.
+device first.  Each launcher picks its grid.  The launchers for
+:mod:`fastnn.nn` (activations, gradient sums) and :mod:`fastnn.optim`
+(``zeros_like``, ``sgd_step``, ``adam_step``, from :mod:`fastnn._cuda.optim`)
+are here too.
 """
 import math
 
@@ -25,6 +28,7 @@ from fastnn._cpu.linear import NONE
 from fastnn._cpu.rng import seed_key
 from fastnn._cuda import (
     _common as _c,
+    activations as _ac,
     batchnorm as _bn,
     dropout as _do,
     linear as _li,
@@ -32,6 +36,7 @@ from fastnn._cuda import (
     regularization as _re,
     softmax as _sm,
 )
+from fastnn._cuda.optim import adam_step, sgd_step, zeros_like
 from fastnn._validation import FLOAT_DTYPES, check_output, check_shape
 
 __all__ = ["NAME", "empty", "zeros", "copy", "copyto", "astype", "to_host", "from_host",
@@ -39,7 +44,9 @@ __all__ = ["NAME", "empty", "zeros", "copy", "copyto", "astype", "to_host", "fro
            "is_writeable", "linear", "linear_backward", "batch_norm_train", "batch_norm_eval",
            "batch_norm_backward", "dropout", "dropout_mask", "softmax", "cross_entropy",
            "hinge", "sum", "mse_sum", "mse_none", "l1_sum", "l1_none", "l2_penalty",
-           "l1_penalty", "max_norm_", "first_outside_unit", "bce_sum", "bce_none"]
+           "l1_penalty", "max_norm_", "first_outside_unit", "bce_sum", "bce_none",
+           "activation", "activation_grad", "accumulate_", "zeros_like", "sgd_step",
+           "adam_step"]
 
 NAME = "cuda"
 
@@ -433,3 +440,32 @@ def l1_penalty(w, grad, lam):
 def max_norm_(weight, c):
     """Rows of ``weight`` (any strides) with norm above ``c`` rescaled in place."""
     _re.max_norm(weight, c)
+
+
+# ------------------------------------------------------------------ activation layers
+
+def _launch_flat(kernel, n, *args):
+    # one element per thread
+    if n:
+        tpb = _c.threads_per_block()
+        _c.launch(kernel, _c.grid_for(n, tpb), tpb, *args)
+
+
+def activation(x, act, slope, out):
+    """out = act(x) elementwise (``x`` 1-D/2-D in any strides or C-contiguous; ``out`` C)."""
+    _launch_flat(_ac.activation_forward, x.size, _flat(as_contiguous(x)), _flat(out), act,
+                 x.dtype.type(slope))
+
+
+def activation_grad(dy, y, act, slope, dx):
+    """dx = dy * act'(x) from the forward output ``y`` (device arrays of one shape)."""
+    _launch_flat(_ac.activation_backward, y.size, _flat(as_contiguous(dy)),
+                 _flat(as_contiguous(y)), act, y.dtype.type(slope), _flat(dx))
+
+
+def accumulate_(grad, g):
+    """In place: grad += g (device arrays of one shape; ``g`` is checked here)."""
+    g = float_array(g, "g", dtype=grad.dtype)
+    check_shape(g, tuple(grad.shape), "g")
+    _launch_flat(_ac.add_, grad.size, _flat(grad), _flat(g))
+    return grad

@@ -9,31 +9,17 @@ kernel.  Around them, one elementwise pass each way:
   dz = dy * act'(y) and per-row-chunk float64 column sums of dz (the bias
   gradient) in one pass; ``column_sum(a, partial)`` is the no-activation case.
   ``partial`` has one row per chunk; merge it with ``column_sum(partial, out)``.
-"""
-import math
 
+The activations are the device functions of :mod:`fastnn._cuda.activations`.
+"""
 import numpy as np
 
-from fastnn._cpu.linear import LEAKY_RELU, NONE, RELU, SIGMOID, TANH  # noqa: F401
 from fastnn._cuda._common import cuda, grid_for, launch, threads_per_block
+from fastnn._cuda.activations import activate, activate_grad
 
 # Square tile edge of the fallback matmul; the block is (t, t) with t chosen at
 # launch (<= TILE), so tests can shrink it to force edge tiles.
 TILE = 16
-
-
-@cuda.jit(device=True)
-def _activate(v, act, slope):
-    if act == RELU:
-        return 0 if v < 0 else v            # NaN passes through, as on the CPU
-    if act == LEAKY_RELU:
-        return v if v > 0 else v * slope
-    if act == TANH:
-        return math.tanh(v)
-    if act == SIGMOID:
-        e = math.exp(-abs(v))
-        return 1 / (1 + e) if v >= 0 else e / (1 + e)
-    return v
 
 
 @cuda.jit
@@ -43,18 +29,7 @@ def bias_activation_(y, bias, act, slope):
     for k in range(cuda.grid(1), n * m, cuda.gridsize(1)):
         i = k // m
         j = k - i * m
-        y[i, j] = _activate(y[i, j] + bias[j], act, slope)
-
-
-@cuda.jit(device=True)
-def _act_grad(g, o, act, slope):
-    if act == RELU:
-        return 0 if o <= 0 else g           # torch's threshold_backward: NaN y lets g through
-    if act == LEAKY_RELU:
-        return g if o > 0 else g * slope
-    if act == TANH:
-        return g * (1 - o * o)
-    return g * (o * (1 - o))
+        y[i, j] = activate(y[i, j] + bias[j], act, slope)
 
 
 @cuda.jit
@@ -71,7 +46,7 @@ def activation_grad_bias_sum(dy, y, act, slope, dz, partial):
         return
     acc = 0.0
     for i in range(c * n // n_chunks, (c + 1) * n // n_chunks):
-        v = _act_grad(dy[i, j], y[i, j], act, slope)
+        v = activate_grad(dy[i, j], y[i, j], act, slope)
         dz[i, j] = v
         acc += v
     partial[c, j] = acc

@@ -8,6 +8,9 @@ state buffers are C-contiguous device arrays of one shape (what
 ``Module.to("cuda")`` and the layer kernels produce); the kernels see them
 flat, one grid-stride thread per element.
 
+:mod:`fastnn._cuda.backend` exposes :func:`zeros_like`, :func:`sgd_step`
+and :func:`adam_step` as the CUDA backend's optimizer launchers.
+
 Bytes per element: SGD reads w, g (and buf) and writes w (and buf); Adam
 reads w, g, m, v and writes w, m, v, which is 7 x itemsize, the minimum
 for the rule.
@@ -65,7 +68,7 @@ def zeros_like(a):
 
 
 def sgd_step(w, g, buf, lr, weight_decay, momentum, nesterov, first):
-    """The GPU twin of ``fastnn.optim._CPU.sgd_step``.
+    """One SGD step in place on the device: the twin of :func:`fastnn._cpu.backend.sgd_step`.
 
     Same arguments; ``buf`` is None without momentum.
     """
@@ -75,7 +78,7 @@ def sgd_step(w, g, buf, lr, weight_decay, momentum, nesterov, first):
 
 
 def adam_step(w, g, m, v, lr, beta1, beta2, bias1, bias2_sqrt, eps, weight_decay, decoupled):
-    """The GPU twin of ``fastnn.optim._CPU.adam_step``."""
+    """One Adam / AdamW step in place: the twin of :func:`fastnn._cpu.backend.adam_step`."""
     _launch(adam_kernel, w, _flat(w, "parameter"), _flat(g, "grad"), _flat(m, "state"),
             _flat(v, "state"), float(lr), float(beta1), float(beta2), float(bias1),
             float(bias2_sqrt), float(eps), float(weight_decay), bool(decoupled))

@@ -97,40 +97,32 @@ def _fmt_x(v):
     return "-" if v is None else (f"{v:.3g}x" if v < 100 else f"{v:.0f}x")
 
 
-def table(run):
-    """The result table as a string (one line per kernel/size/dtype)."""
-    rows = run["results"]
-    shown = [c for c in SHOWN if any(c in r["times"] for r in rows)]
-    with_out = any("fastnn_out" in r["times"] for r in rows)
-    head = (["kernel", "size", "dtype", "fastnn"] + (["fastnn out="] if with_out else [])
-            + shown + [f"x {c}" for c in shown] + ["rate", "% peak"])
-    body, notes = [], []
-    for r in rows:
-        if r.get("skipped"):
-            body.append([r["kernel"], r["size"], r["dtype"], "skipped: " + r["skipped"]])
-            continue
-        unstable = (r.get("stability") or {}).get("unstable")
-        cells = [r["kernel"] + (" UNSTABLE" if unstable else ""), r["size"], r["dtype"],
-                 _cell_time(r, "fastnn")]
-        if with_out:
-            cells.append(_cell_time(r, "fastnn_out"))
-        cells += [_cell_time(r, c) for c in shown]
-        cells += [_fmt_x(r.get("speedup", {}).get(c)) for c in shown]
-        if r.get("rate") is None:
-            cells += ["-", "-"]
-        else:
-            unit = "GB/s" if r["unit"] == "B" else "GF/s"
-            cells.append(f"{r['rate']:.3g} {unit}")
-            cells.append("-" if r.get("pct_peak") is None
-                         else f"{r['pct_peak']:.0f}% {r['peak']}")
-        body.append(cells)
-        for impl, t in r["times"].items():
-            if "error" in t:
-                notes.append(f"{r['kernel']} {r['size']} {r['dtype']} [{impl}]: {t['error']}")
+def _row_cells(r, shown, with_out):
+    """The cells of one result row of :func:`table` (4 cells for a skipped row)."""
+    if r.get("skipped"):
+        return [r["kernel"], r["size"], r["dtype"], "skipped: " + r["skipped"]]
+    unstable = (r.get("stability") or {}).get("unstable")
+    cells = [r["kernel"] + (" UNSTABLE" if unstable else ""), r["size"], r["dtype"],
+             _cell_time(r, "fastnn")]
+    if with_out:
+        cells.append(_cell_time(r, "fastnn_out"))
+    cells += [_cell_time(r, c) for c in shown]
+    cells += [_fmt_x(r.get("speedup", {}).get(c)) for c in shown]
+    if r.get("rate") is None:
+        cells += ["-", "-"]
+    else:
+        unit = "GB/s" if r["unit"] == "B" else "GF/s"
+        cells.append(f"{r['rate']:.3g} {unit}")
+        cells.append("-" if r.get("pct_peak") is None
+                     else f"{r['pct_peak']:.0f}% {r['peak']}")
+    return cells
+
+
+def _aligned(head, body):
+    """The header, rule and body lines, columns padded (text left, numbers right)."""
     widths = [max(len(h), *(len(b[i]) for b in body if len(b) == len(head) and i < len(b)))
               if body else len(h) for i, h in enumerate(head)]
-    lines = [header(run), "",
-             "  ".join(h.ljust(w) if i < 3 else h.rjust(w)
+    lines = ["  ".join(h.ljust(w) if i < 3 else h.rjust(w)
                        for i, (h, w) in enumerate(zip(head, widths))),
              "  ".join("-" * w for w in widths)]
     for b in body:
@@ -139,20 +131,24 @@ def table(run):
         else:
             lines.append("  ".join(c.ljust(w) if i < 3 else c.rjust(w)
                                    for i, (c, w) in enumerate(zip(b, widths))))
-    lines.append("")
-    lines.append("times: median per call; fastnn returns fresh outputs like every competitor"
-                 + ("; fastnn out= writes into a buffer reused across calls." if with_out
-                    else "."))
-    lines.append("x <competitor>: competitor time / fastnn time, fresh outputs on both sides "
-                 "(> 1: fastnn is faster).")
-    lines.append("rate: GB/s by the byte model (fastnn bench --list), GFLOP/s for matrix "
-                 "products.  % peak: of the STREAM triad/copy or")
-    lines.append("SGEMM figure above (over 100% at small sizes: the data sits in cache); "
-                 "for DRAM-sized memory-bound rows,")
-    lines.append("the median of per-round ratios of a kernel call to a STREAM call right "
-                 "after it, in the same process")
-    lines.append("(the shared machine's bandwidth drifts during a run; JSON: "
-                 "row[\"paired_stream\"]).")
+    return lines
+
+
+def _legend(rows, with_out, notes):
+    """The lines under the table: what the columns mean, UNSTABLE, errors."""
+    lines = ["times: median per call; fastnn returns fresh outputs like every competitor"
+             + ("; fastnn out= writes into a buffer reused across calls." if with_out
+                else "."),
+             "x <competitor>: competitor time / fastnn time, fresh outputs on both sides "
+             "(> 1: fastnn is faster).",
+             "rate: GB/s by the byte model (fastnn bench --list), GFLOP/s for matrix "
+             "products.  % peak: of the STREAM triad/copy or",
+             "SGEMM figure above (over 100% at small sizes: the data sits in cache); "
+             "for DRAM-sized memory-bound rows,",
+             "the median of per-round ratios of a kernel call to a STREAM call right "
+             "after it, in the same process",
+             "(the shared machine's bandwidth drifts during a run; JSON: "
+             "row[\"paired_stream\"])."]
     if with_out:
         lines.append("rate and % peak use the fastnn out= time where there is one (the "
                      "kernel itself, without allocating")
@@ -163,7 +159,22 @@ def table(run):
     if notes:
         lines.append("errors:")
         lines.extend("  " + n for n in notes)
-    return "\n".join(lines)
+    return lines
+
+
+def table(run):
+    """The result table as a string (one line per kernel/size/dtype)."""
+    rows = run["results"]
+    shown = [c for c in SHOWN if any(c in r["times"] for r in rows)]
+    with_out = any("fastnn_out" in r["times"] for r in rows)
+    head = (["kernel", "size", "dtype", "fastnn"] + (["fastnn out="] if with_out else [])
+            + shown + [f"x {c}" for c in shown] + ["rate", "% peak"])
+    body = [_row_cells(r, shown, with_out) for r in rows]
+    notes = [f"{r['kernel']} {r['size']} {r['dtype']} [{impl}]: {t['error']}"
+             for r in rows if not r.get("skipped")
+             for impl, t in r["times"].items() if "error" in t]
+    return "\n".join([header(run), ""] + _aligned(head, body) + [""]
+                     + _legend(rows, with_out, notes))
 
 
 def header(run):

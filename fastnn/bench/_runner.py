@@ -25,6 +25,7 @@ Method (documented in ``fastnn bench --help`` and the README):
   marked unstable and ``--check`` reports its targets as UNSTABLE.
 """
 import datetime
+import functools
 import importlib.util
 import json
 import os
@@ -230,6 +231,103 @@ def _versions():
 _SIDE_BY_SIDE_BYTES = 64 << 20
 
 
+def _timing(quick, repeat, stream_mib, sgemm_n):
+    """(timing settings, stream_mib, sgemm_n, pause between groups) for a run."""
+    if quick:
+        timing = dict(repeat=repeat, min_sample_s=2e-4, budget_s=0.05, min_repeat=1)
+        return timing, stream_mib or 4, sgemm_n or 256, 0.0
+    timing = dict(repeat=repeat, min_sample_s=2e-3, budget_s=2.0, min_repeat=3)
+    # OpenBLAS threads spin (sched_yield loop) for up to ~2**28 cycles
+    # (~0.1 s) after a call before they sleep, OpenMP threads for less:
+    # wait that out before the next group's process starts timing.
+    return timing, stream_mib or 128, sgemm_n or 2048, 0.15
+
+
+def _groups(against):
+    """The worker groups to run: fastnn, then the requested competitors that import."""
+    groups = ["fastnn"] + [g for g in GROUP_ORDER[1:] if g in against]
+    for g in ("torch", "sklearn"):
+        if g in groups and importlib.util.find_spec(g) is None:
+            groups.remove(g)
+    return groups
+
+
+def _plan(kernels, sizes, dtypes, groups):
+    """Every case, planned first so the progress bar knows the total:
+    [(kernel, n, d, dtype name, missing implementations, {group: impl names})]."""
+    plan = []
+    for k in kernels:
+        missing = k.missing()
+        for n, d in _cases.shapes_for(k, sizes):
+            for dt in dtypes:
+                impls = {g: [i for i in k.builders if _cases.GROUP_OF[i] == g] for g in groups}
+                impls = {g: v for g, v in impls.items() if v}
+                plan.append((k, n, d, np.dtype(dt).name, missing, impls))
+    return plan
+
+
+def _machine_limits(pool, bar, machine, stream_mib, sgemm_n, repeat, pause):
+    """STREAM and SGEMM, each in a worker of its own, into ``machine``."""
+    bar.set_description("STREAM")
+    rep = pool.request("stream", {"op": "stream", "args": {"array_mib": stream_mib,
+                                                          "repeat": max(repeat, 3)}})
+    machine["stream"] = rep.get("stream", {"error": rep.get("error")})
+    pool.close_group("stream")
+    bar.update()
+    time.sleep(pause)
+    bar.set_description("SGEMM")
+    rep = pool.request("sgemm", {"op": "sgemm", "args": {"n": sgemm_n,
+                                                        "repeat": max(repeat, 3)}})
+    machine["sgemm"] = rep.get("sgemm", {"error": rep.get("error")})
+    pool.close_group("sgemm")
+    bar.update()
+
+
+def _case_round(pool, bar, k, row, timing, impls, paired, stream_mib, repeat, pause):
+    """One round of a case: each group's worker times its implementations.
+
+    Returns (times by implementation, the paired STREAM probe or None).
+    """
+    times, probe = {}, None
+    for g, names in impls.items():
+        bar.set_description(f"{k.name} {row['size']} {row['dtype']} [{g}]")
+        req = {"op": "case", "kernel": k.name, "n": row["n"], "d": row["d"],
+               "dtype": row["dtype"], "impls": names, "timing": timing}
+        if paired and g == "fastnn":
+            req["paired_stream"] = {"array_mib": stream_mib, "pairs": repeat}
+        rep = pool.request(g, req)
+        probe = rep.get("paired_stream", probe)
+        if "times" in rep:
+            times.update(rep["times"])
+        else:
+            times.update({name: {"error": rep.get("error", "no answer")} for name in names})
+        bar.update()
+        time.sleep(pause)
+    return times, probe
+
+
+def _measure_case(pool, bar, case, timing, stream_mib, repeat, pause, rounds, confirm):
+    """The result row of one planned case (skipped, or timed until stable)."""
+    k, n, d, dt, missing, impls = case
+    work, unit, peak = k.work(n, d, np.dtype(dt).itemsize)
+    row = {"kernel": k.name, "size": k.label(n, d), "n": n, "d": d, "dtype": dt,
+           "work": work, "unit": unit, "peak": peak, "times": {}, "skipped": None}
+    if missing:
+        row["skipped"] = "not implemented yet: " + ", ".join(missing)
+        return row
+    # The shared machine's bandwidth drifts by tens of % within a run:
+    # a DRAM-sized memory-bound case is also timed in rounds that
+    # alternate one call with a STREAM copy and triad (its "% of STREAM").
+    paired = unit == "B" and n * d * np.dtype(dt).itemsize >= _SIDE_BY_SIDE_BYTES
+    row["times"], probe, row["stability"] = measure_stably(
+        functools.partial(_case_round, pool, bar, k, row, timing, impls, paired,
+                          stream_mib, repeat, pause),
+        max_rounds=rounds, confirm=confirm)
+    if probe is not None:
+        row["paired_stream"] = probe
+    return row
+
+
 def run(kernel_patterns=None, sizes=_cases.DEFAULT_SIZES, dtypes=("float32",),
         against=_cases.COMPETITORS, repeat=7, quick=False, startup=None, progress=True,
         stream_mib=None, sgemm_n=None, confirm=False):
@@ -242,95 +340,23 @@ def run(kernel_patterns=None, sizes=_cases.DEFAULT_SIZES, dtypes=("float32",),
     # A row whose samples disagree is measured again (see _stability); a
     # quick run only marks it, its short samples are noisy by design.
     rounds = 1 if quick else MAX_ROUNDS
-    if quick:
-        timing = dict(repeat=repeat, min_sample_s=2e-4, budget_s=0.05, min_repeat=1)
-        stream_mib = stream_mib or 4
-        sgemm_n = sgemm_n or 256
-        pause = 0.0
-    else:
-        timing = dict(repeat=repeat, min_sample_s=2e-3, budget_s=2.0, min_repeat=3)
-        stream_mib = stream_mib or 128
-        sgemm_n = sgemm_n or 2048
-        # OpenBLAS threads spin (sched_yield loop) for up to ~2**28 cycles
-        # (~0.1 s) after a call before they sleep, OpenMP threads for less:
-        # wait that out before the next group's process starts timing.
-        pause = 0.15
+    timing, stream_mib, sgemm_n, pause = _timing(quick, repeat, stream_mib, sgemm_n)
     if startup is None:
         startup = not quick
-    groups = ["fastnn"] + [g for g in GROUP_ORDER[1:] if g in against]
-    for g in ("torch", "sklearn"):
-        if g in groups and importlib.util.find_spec(g) is None:
-            groups.remove(g)
-
-    # Plan every case first, so the progress bar knows the total.
-    plan = []
-    for k in kernels:
-        missing = k.missing()
-        for n, d in _cases.shapes_for(k, sizes):
-            for dt in dtypes:
-                impls = {g: [i for i in k.builders if _cases.GROUP_OF[i] == g] for g in groups}
-                impls = {g: v for g, v in impls.items() if v}
-                plan.append((k, n, d, np.dtype(dt).name, missing, impls))
+    groups = _groups(against)
+    plan = _plan(kernels, sizes, dtypes, groups)
     total = 2 + sum(len(p[5]) for p in plan if not p[4]) + (1 if startup else 0)
 
     bar = _progress(total, progress)
     pool = Pool()
     machine = {"cpu_count": os.cpu_count(), "platform": platform.platform(),
-               "processor": _cpu_name(), "loadavg_start": _loadavg()}
+               "processor": cpu_name(), "loadavg_start": _loadavg()}
     results = []
     try:
-        bar.set_description("STREAM")
-        rep = pool.request("stream", {"op": "stream", "args": {"array_mib": stream_mib,
-                                                              "repeat": max(repeat, 3)}})
-        machine["stream"] = rep.get("stream", {"error": rep.get("error")})
-        pool.close_group("stream")
-        bar.update()
-        time.sleep(pause)
-        bar.set_description("SGEMM")
-        rep = pool.request("sgemm", {"op": "sgemm", "args": {"n": sgemm_n,
-                                                            "repeat": max(repeat, 3)}})
-        machine["sgemm"] = rep.get("sgemm", {"error": rep.get("error")})
-        pool.close_group("sgemm")
-        bar.update()
-        for k, n, d, dt, missing, impls in plan:
-            work, unit, peak = k.work(n, d, np.dtype(dt).itemsize)
-            row = {"kernel": k.name, "size": k.label(n, d), "n": n, "d": d, "dtype": dt,
-                   "work": work, "unit": unit, "peak": peak, "times": {}, "skipped": None}
-            if missing:
-                row["skipped"] = "not implemented yet: " + ", ".join(missing)
-                results.append(row)
-                continue
-            # The shared machine's bandwidth drifts by tens of % within a run:
-            # a DRAM-sized memory-bound case is also timed in rounds that
-            # alternate one call with a STREAM copy and triad (its "% of STREAM").
-            paired = unit == "B" and n * d * np.dtype(dt).itemsize >= _SIDE_BY_SIDE_BYTES
-
-            # measure_stably calls one_round within this iteration, so the loop
-            # variables it reads are the current ones (hence the B023 noqas).
-            def one_round():
-                times, probe = {}, None
-                for g, names in impls.items():  # noqa: B023
-                    bar.set_description(f"{k.name} {row['size']} {dt} [{g}]")  # noqa: B023
-                    req = {"op": "case", "kernel": k.name, "n": n, "d": d,  # noqa: B023
-                           "dtype": dt, "impls": names, "timing": timing}  # noqa: B023
-                    if paired and g == "fastnn":  # noqa: B023
-                        req["paired_stream"] = {"array_mib": stream_mib, "pairs": repeat}
-                    rep = pool.request(g, req)
-                    probe = rep.get("paired_stream", probe)
-                    if "times" in rep:
-                        times.update(rep["times"])
-                    else:
-                        times.update({name: {"error": rep.get("error", "no answer")}
-                                      for name in names})
-                    bar.update()
-                    time.sleep(pause)
-                return times, probe
-
-            row["times"], probe, row["stability"] = measure_stably(
-                one_round, max_rounds=rounds, confirm=confirm)
-            if probe is not None:
-                row["paired_stream"] = probe
-            results.append(row)
+        _machine_limits(pool, bar, machine, stream_mib, sgemm_n, repeat, pause)
+        for case in plan:
+            results.append(_measure_case(pool, bar, case, timing, stream_mib, repeat, pause,
+                                         rounds, confirm))
     finally:
         pool.close()
         machine["workers"] = pool.infos
@@ -373,7 +399,8 @@ def _loadavg():
         return None
 
 
-def _cpu_name():
+def cpu_name():
+    """The processor's model name (from /proc/cpuinfo, else ``platform.processor()``), or None."""
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:

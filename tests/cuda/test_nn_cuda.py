@@ -175,6 +175,36 @@ def test_activation_layers_match_cpu_with_nan_and_zero(make, dtype):
         assert host(dx_gpu)[0, 1] == 0 and host(dx_gpu)[0, 0] == 1   # 0 at 0; NaN lets g through
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", ["relu", "leaky_relu", "tanh", "sigmoid"])
+def test_activation_launchers_match_the_cpu_backend(name, dtype):
+    """backend.activation / activation_grad: one signature, the same numbers on both
+    devices, for NaN/inf, a ragged size (tails of the grid) and a strided device view."""
+    from fastnn._backend import cpu, cuda as cuda_backend
+    from fastnn._validation import ACTIVATIONS
+    cuda = cuda_backend()
+    rng = np.random.default_rng(4)
+    x = (rng.standard_normal((7, 13)) * 5).astype(dtype)
+    x[0, :6] = [np.nan, np.inf, -np.inf, 0.0, -0.0, 40.0]
+    dy = rng.standard_normal(x.shape).astype(dtype)
+    dy[1, :2] = [np.nan, np.inf]
+    code = ACTIVATIONS[name]
+    y_cpu, dx_cpu = np.empty_like(x), np.empty_like(x)
+    cpu.activation(x, code, 0.2, y_cpu)
+    cpu.activation_grad(dy, y_cpu, code, 0.2, dx_cpu)
+    y_gpu = cuda.empty(x.shape, x.dtype)
+    cuda.activation(dev(x), code, 0.2, y_gpu)
+    dx_gpu = cuda.empty(x.shape, x.dtype)
+    cuda.activation_grad(dev(dy), y_gpu, code, 0.2, dx_gpu)
+    assert_close(host(y_gpu), y_cpu, dtype, scale=1.0)
+    assert_close(host(dx_gpu), dx_cpu, dtype, scale=1.0)
+    # a non-contiguous device input (every other column) gives the contiguous result
+    wide = np.repeat(x, 2, axis=1)
+    y_view = cuda.empty(x.shape, x.dtype)
+    cuda.activation(dev(wide)[:, ::2], code, 0.2, y_view)
+    np.testing.assert_array_equal(host(y_view), host(y_gpu))
+
+
 def test_parameter_accumulate_on_device():
     p = nn.Parameter(dev(np.arange(6.0).reshape(2, 3)))
     p.accumulate(dev(np.ones((2, 3))))
