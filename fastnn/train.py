@@ -39,7 +39,7 @@ from fastnn._validation import as_rng, check_choice, class_labels, integer, real
 from fastnn.callbacks import ProgressBar, as_callbacks
 from fastnn.nn import Dropout
 
-__all__ = ["fit", "fit_many", "predict", "predict_proba", "evaluate", "steps_per_epoch",
+__all__ = ["fit", "fit_many", "predict", "predict_proba", "evaluate", "steps_per_epoch", "batch_bounds",
            "DivergenceError", "LOSSES"]
 
 LOSSES = ("cross_entropy", "hinge", "mse", "mae", "binary_cross_entropy")
@@ -113,7 +113,13 @@ def steps_per_epoch(n_samples, batch_size):
     return k - 1 if k > 1 and n % b == 1 else k
 
 
-def _batches(n, batch_size):
+def batch_bounds(n_samples, batch_size):
+    """``[(start, stop), ...]`` of the batches :func:`fit` cuts an epoch of ``n_samples`` into.
+
+    :func:`steps_per_epoch` of them, each ``batch_size`` long except the
+    last, which runs to ``n_samples`` (one sample left over joins it).
+    """
+    n = n_samples
     k = steps_per_epoch(n, batch_size)
     return [(i * batch_size, n if i == k - 1 else (i + 1) * batch_size) for i in range(k)]
 
@@ -329,7 +335,7 @@ def fit(model, X, y, loss="cross_entropy", optimizer=None, epochs=10, batch_size
         if isinstance(layer, Dropout):
             layer.rng = np.random.default_rng(rng.integers(2 ** 63))
     history = _new_history(loss, validation is not None)
-    batches = _batches(X.shape[0], batch_size)
+    batches = batch_bounds(X.shape[0], batch_size)
     plan, reason = _choose_engine(engine, model, optimizer, loss, X, batches, l2, l1, max_norm)
     history["engine"] = "compiled" if plan is not None else f"layers ({reason})"
     if plan is not None:

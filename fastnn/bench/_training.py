@@ -113,27 +113,16 @@ def _train_fastnn(data, sizes, batch, epochs, loss, engine="compiled"):
     return first, 1e3 * total / epochs, _score(train.predict(model, Xva), yva, loss)
 
 
-def _epoch_batches(n, batch_size):
-    """(start, stop) of each batch of an epoch of ``n`` samples, as ``train.fit`` cuts them.
-
-    ``steps_per_epoch`` decides the count (a trailing batch of one sample
-    joins the one before it); the last batch runs to ``n``.
-    """
-    from fastnn.train import steps_per_epoch
-    k = steps_per_epoch(n, batch_size)
-    return [(i * batch_size, n if i == k - 1 else (i + 1) * batch_size) for i in range(k)]
-
-
 def _engine_step_us(data, sizes, batch, loss, repeat=21):
     """Median time per step of one engine epoch call.
 
     Plan.epoch alone: fit's Python around it is excluded.
     """
-    from fastnn import engine, optim
+    from fastnn import engine, optim, train
     Xtr, ytr = data[0], data[1]
     ytr = ytr.astype(np.int64) if loss != "mse" else ytr
     model = _fastnn_model(sizes)
-    batches = _epoch_batches(len(Xtr), batch)
+    batches = train.batch_bounds(len(Xtr), batch)
     plan = engine.Plan(model, optim.Adam(model.parameters(), lr=1e-3), loss, sizes[0], batches)
     order = np.random.default_rng(0).permutation(len(Xtr))
     lrs, seeds = np.full(len(batches), 1e-3), plan.draw_seeds(len(batches))
