@@ -39,8 +39,8 @@ from fastnn._validation import as_rng, check_choice, class_labels, integer, real
 from fastnn.callbacks import ProgressBar, as_callbacks
 from fastnn.nn import Dropout
 
-__all__ = ["fit", "fit_many", "predict", "predict_proba", "evaluate", "steps_per_epoch", "batch_bounds",
-           "DivergenceError", "LOSSES"]
+__all__ = ["fit", "fit_many", "predict", "predict_proba", "evaluate", "steps_per_epoch",
+           "batch_bounds", "DivergenceError", "LOSSES"]
 
 LOSSES = ("cross_entropy", "hinge", "mse", "mae", "binary_cross_entropy")
 CLASSIFICATION = ("cross_entropy", "hinge")
