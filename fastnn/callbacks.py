@@ -12,7 +12,9 @@
   It may change ``optimizer.lr`` for the next epoch (when ``fit`` has no
   ``schedule``) and read or copy the model (not train it);
 * ``on_train_end(model, history)`` once, also when training stopped early or
-  raised (a :class:`~fastnn.train.DivergenceError`, say).
+  raised (a :class:`~fastnn.train.DivergenceError`, or a later callback's
+  ``on_train_begin`` refusing), for every callback whose ``on_train_begin``
+  ran.
 
 Every callback sees every epoch: one that asks to stop does not keep the
 later ones in the list from being called for that epoch.

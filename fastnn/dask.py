@@ -499,13 +499,13 @@ def _frozen_model(model):
     return copy.deepcopy(model).to("cpu").eval()
 
 
-def _model_block(x, model, method, batch_size):
+def _model_block(x, model, method, batch_size, kwargs):
     if isinstance(model, Module):
-        return getattr(train, method)(model, x, batch_size=batch_size)
+        return getattr(train, method)(model, x, batch_size=batch_size, **kwargs)
     return getattr(model, method)(x)
 
 
-def _predict(model, X, method, batch_size):
+def _predict(model, X, method, batch_size, **kwargs):
     if not isinstance(model, Module) and not callable(getattr(model, method, None)):
         raise TypeError(f"model must be a fastnn.nn.Module or have a {method} method, "
                         f"got {type(model).__name__}")
@@ -514,13 +514,13 @@ def _predict(model, X, method, batch_size):
     # One row through the model: the output's width and dtype (and an early,
     # local error for a model that does not take X's features).
     probe = np.asarray(_model_block(np.zeros((1, X.shape[1]), _out_dtype(X)), frozen, method,
-                                    batch_size))
+                                    batch_size, kwargs))
     key = dask.delayed(frozen, name=f"fastnn-model-{uuid.uuid4().hex}")
     if probe.ndim == 1:
-        return X.map_blocks(_model_block, key, method, batch_size, drop_axis=1,
+        return X.map_blocks(_model_block, key, method, batch_size, kwargs, drop_axis=1,
                             chunks=(X.chunks[0],), dtype=probe.dtype,
                             meta=np.empty((0,), probe.dtype))
-    return X.map_blocks(_model_block, key, method, batch_size,
+    return X.map_blocks(_model_block, key, method, batch_size, kwargs,
                         chunks=(X.chunks[0], (probe.shape[1],)), dtype=probe.dtype,
                         meta=np.empty((0, 0), probe.dtype))
 
@@ -573,17 +573,22 @@ def predict(model, X, batch_size=4096):
     return _predict(model, X, "predict", _batch_size(batch_size))
 
 
-def predict_proba(model, X, batch_size=4096):
+def predict_proba(model, X, batch_size=4096, loss="cross_entropy"):
     """Class probabilities of every row of a dask array, lazily.
 
-    As :func:`predict`, with :func:`fastnn.train.predict_proba` (the softmax of
-    the outputs) for a fastnn model, ``model.predict_proba`` otherwise.
+    As :func:`predict`, with :func:`fastnn.train.predict_proba` for a fastnn
+    model (the softmax of the outputs, or with
+    ``loss="binary_cross_entropy"`` their sigmoids), ``model.predict_proba``
+    otherwise.
 
     Parameters
     ----------
     model : fastnn.nn.Module or estimator
     X : dask.array.Array, shape (n_samples, n_features)
     batch_size : int >= 1
+    loss : {"cross_entropy", "hinge", "binary_cross_entropy"}
+        The loss a fastnn model was trained with (see
+        :func:`fastnn.train.predict_proba`); an estimator takes the default only.
 
     Returns
     -------
@@ -604,7 +609,10 @@ def predict_proba(model, X, batch_size=4096):
     >>> bool(np.allclose(P.sum(axis=1), 1))
     True
     """
-    return _predict(model, X, "predict_proba", _batch_size(batch_size))
+    if not isinstance(model, Module) and loss != "cross_entropy":
+        raise ValueError(f"loss={loss!r} is for fastnn models; an estimator's own "
+                         "predict_proba knows its output")
+    return _predict(model, X, "predict_proba", _batch_size(batch_size), loss=loss)
 
 
 def _batch_size(batch_size):

@@ -212,17 +212,28 @@ class _BaseMLP(BaseEstimator):
         self._no_improvement_count = 0
 
     def _loss_scale(self):
-        """scikit-learn's loss over fastnn's: fastnn's "mse" is twice scikit-learn's
-        squared loss (no 1/2); its "binary_cross_entropy" averages over the labels,
-        where scikit-learn's binary log-loss sums them (a factor n_outputs_)."""
+        """scikit-learn's reported loss over fastnn's: fastnn's "mse" is twice
+        scikit-learn's squared loss (both a mean over every element); its
+        "binary_cross_entropy" averages over the labels, where scikit-learn's
+        binary log-loss sums them (a factor n_outputs_)."""
         if self._loss == "mse":
             return 0.5
         return float(self._n_out) if self._loss == _BCE else 1.0
 
+    def _grad_scale(self):
+        """scikit-learn's loss gradient over fastnn's.  scikit-learn back-propagates
+        ``(prediction - target) / batch`` for every output, whichever its loss: for
+        the squared loss that is n_outputs_ / 2 times fastnn's mse gradient
+        (``2 (prediction - target) / (batch n_outputs_)``), for the binary
+        log-loss n_outputs_ times fastnn's (a mean over the labels)."""
+        if self._loss == "mse":
+            return 0.5 * self._n_out
+        return float(self._n_out) if self._loss == _BCE else 1.0
+
     def _lr_factor(self):
-        # Plain SGD takes the rate times the loss scale to take scikit-learn's
-        # steps (the gradients differ by that factor); Adam is scale invariant.
-        return self._loss_scale() if self.solver == "sgd" else 1.0
+        # Plain SGD takes the rate times the gradient scale to take scikit-learn's
+        # steps; Adam is scale invariant.
+        return self._grad_scale() if self.solver == "sgd" else 1.0
 
     def _make_optimizer(self):
         params = self._model.parameters()
@@ -272,12 +283,13 @@ class _BaseMLP(BaseEstimator):
         n = X.shape[0]
         bs = self._batch_size(n)
         n_batches = train.steps_per_epoch(n, bs)
-        # scikit-learn adds alpha * W / (the batch's weight sum) to the gradient of its
-        # loss; fastnn's penalty l2 * sum(W^2) has gradient 2 * l2 * W, and its loss is
-        # scikit-learn's divided by _loss_scale().  One l2 serves every batch: the
-        # batch's expected weight sum (exact for unit weights and for one full batch).
+        # scikit-learn adds alpha * W / (the batch's weight sum) to its gradient;
+        # fastnn's penalty l2 * sum(W^2) has gradient 2 * l2 * W, and fastnn's
+        # gradients are scikit-learn's divided by _grad_scale().  One l2 serves every
+        # batch: the batch's expected weight sum (exact for unit weights and for one
+        # full batch).
         weight_sum = bs * (1.0 if sw is None else float(sw.mean()))
-        l2 = self.alpha / weight_sum * 0.5 / self._loss_scale()
+        l2 = self.alpha / weight_sum * 0.5 / self._grad_scale()
         self._stopped = False
         train.fit(self._model, X, y, loss=self._loss, optimizer=self._optimizer,
                   epochs=epochs, batch_size=bs, schedule=self._schedule(n_batches),
@@ -290,8 +302,9 @@ class _BaseMLP(BaseEstimator):
         """scikit-learn's end-of-epoch bookkeeping; True stops training."""
         self._global_step += n_batches
         self._engine = history["engine"]
+        # scikit-learn's loss_: its data loss plus its penalty 0.5 alpha |W|^2 / batch
         scale = self._loss_scale()
-        self.loss_ = scale * (history["train_loss"][-1] + history["penalty"][-1])
+        self.loss_ = scale * history["train_loss"][-1] + self._grad_scale() * history["penalty"][-1]
         self.loss_curve_.append(self.loss_)
         self.n_iter_ += 1
         self.t_ += n
@@ -306,7 +319,7 @@ class _BaseMLP(BaseEstimator):
             self._optimizer.lr = self._lr
         return self._stopped
 
-    def _split(self, X, y, sw):
+    def _split(self, X, y, sw, rs):
         """(X, y, sw, (X_val, y_val, sw_val)) for early stopping, as scikit-learn splits."""
         if not self.early_stopping:
             return X, y, sw, None
@@ -314,7 +327,7 @@ class _BaseMLP(BaseEstimator):
         # multiclass (one output per class), multilabel and regression are not.
         stratify = y if self._loss == _BCE and self._n_out == 1 else None
         idx, idx_val = train_test_split(
-            np.arange(X.shape[0]), random_state=self._split_state,
+            np.arange(X.shape[0]), random_state=rs,
             test_size=self.validation_fraction, stratify=stratify)
         X, X_val, y, y_val = X[idx], X[idx_val], y[idx], y[idx_val]
         sw, sw_val = (None, None) if sw is None else (sw[idx], sw[idx_val])
@@ -323,8 +336,7 @@ class _BaseMLP(BaseEstimator):
                              f"{X_val.shape[0]} validation sample(s); at least 2 are needed")
         return X, y, sw, (X_val, y_val, sw_val)
 
-    def _fit_loop(self, X, y, sw, incremental):
-        X, y, sw, validation = self._split(X, y, sw) if not incremental else (X, y, sw, None)
+    def _fit_loop(self, X, y, sw, validation, incremental):
         if not incremental or not hasattr(self, "best_loss_"):
             self._reset_tracking(validation is not None)
         self.n_iter_ = 0   # as scikit-learn: the epochs of this call (partial_fit: 1)
@@ -403,6 +415,20 @@ class _BaseMLP(BaseEstimator):
         if y is None:
             raise ValueError(f"{type(self).__name__} requires y to be passed, but the target "
                              "y is None")
+        if incremental and self.early_stopping:
+            raise ValueError("partial_fit does not support early_stopping=True")
+        saved = dict(self.__dict__)
+        try:
+            X, y, sw, validation = self._prepare(X, y, sample_weight, incremental)
+        except BaseException:
+            # a refused fit leaves a fitted estimator as it was
+            self.__dict__.clear()
+            self.__dict__.update(saved)
+            raise
+        return self._fit_loop(X, y, sw, validation, incremental)
+
+    def _prepare(self, X, y, sample_weight, incremental):
+        """(X, y, sw, validation) checked and encoded; a new model on a first fit."""
         first = not (self._initialized() and (incremental or self.warm_start))
         X = self._validate_X(X, reset=first)
         y = self._encode_targets(X, y, first, incremental)
@@ -414,10 +440,11 @@ class _BaseMLP(BaseEstimator):
             _skip_sklearn_init_draws(rs, [X.shape[1], *self._check_settings(), self._n_out])
         else:
             self._check_settings()
+        if incremental:
+            return X, y, sw, None
         # scikit-learn splits off the early-stopping rows with its random state
         # after its weight init: the same state gives the same rows.
-        self._split_state = rs
-        return self._fit_loop(X, y, sw, incremental)
+        return self._split(X, y, sw, rs)
 
     def _sample_weight(self, y, sample_weight, incremental):
         """Validated per-sample weights (float64) or None."""

@@ -37,7 +37,7 @@ from fastnn._backend import (
 )
 from fastnn._validation import as_rng, check_choice, class_labels, integer, real_scalar
 from fastnn.callbacks import ProgressBar, as_callbacks
-from fastnn.nn import Dropout
+from fastnn.nn import Dropout, Sigmoid
 
 __all__ = ["fit", "fit_many", "predict", "predict_proba", "evaluate", "steps_per_epoch",
            "batch_bounds", "DivergenceError", "LOSSES"]
@@ -279,9 +279,9 @@ def fit(model, X, y, loss="cross_entropy", optimizer=None, epochs=10, batch_size
         takes a step with zero data gradient).  Each batch's loss becomes
         the weighted mean of its per-sample losses,
         ``sum(w_i * l_i) / sum(w_i)`` over the batch (a sample's loss is the
-        mean over its outputs for mse/mae), as scikit-learn weights its MLP
-        losses; unit weights give the unweighted run.  CPU models only;
-        both engines.
+        mean over its outputs for mse, mae and binary_cross_entropy), as
+        scikit-learn weights its MLP losses; unit weights give the unweighted
+        run.  CPU models only; both engines.
     callbacks : list, optional
         :class:`fastnn.callbacks.Callback` objects (train begin, epoch end,
         train end events; :class:`~fastnn.callbacks.EarlyStopping` is one)
@@ -419,10 +419,12 @@ def _run_epochs(model, run_epoch, n_batches, epochs, n, shuffle, rng, optimizer,
                 validation, callbacks, history):
     """The epoch loop: train, record, validate, then the callbacks (any true return stops)."""
     model.train()
-    for cb in callbacks:
-        cb.on_train_begin(model, history)
+    started = []
     step = 0
     try:
+        for cb in callbacks:
+            cb.on_train_begin(model, history)
+            started.append(cb)
         for epoch in range(1, epochs + 1):
             order = rng.permutation(n) if shuffle else None
             total_loss, total_penalty, correct, step = run_epoch(order, epoch, step, history)
@@ -439,7 +441,7 @@ def _run_epochs(model, run_epoch, n_batches, epochs, n, shuffle, rng, optimizer,
             if any(stops):
                 break
     finally:
-        for cb in callbacks:
+        for cb in started:      # those whose on_train_begin ran (one may have refused)
             cb.on_train_end(model, history)
 
 
@@ -780,8 +782,7 @@ def predict_proba(model, X, batch_size=_EVAL_BATCH, loss="cross_entropy"):
     loss = check_choice(loss, "loss", _WITH_ACCURACY)
     out = predict(model, X, batch_size=batch_size)
     if loss == _BCE:
-        # 0.5 (1 + tanh(x / 2)): the layers' sigmoid, exact at any magnitude
-        return (0.5 * (1.0 + np.tanh(0.5 * out))).astype(out.dtype, copy=False)
+        return Sigmoid().infer(out)     # the layers' sigmoid: exp(-|x|), accurate in the tails
     return F.softmax(out, axis=1)
 
 

@@ -99,8 +99,10 @@ def test_early_stopping_refuses_a_key_the_fit_does_not_record_before_training():
     X, y = _data()
     model = _model()
     before = model.state_dict()
+    rec = Recorder()
     with pytest.raises(ValueError, match=r"'val_loss'.*records \['train_loss', 'penalty'"):
-        fit(model, X, y, epochs=2, rng=0, progress=False, callbacks=[EarlyStopping()])
+        fit(model, X, y, epochs=2, rng=0, progress=False, callbacks=[rec, EarlyStopping()])
+    assert [e[0] for e in rec.events] == ["begin", "end"]    # what began is ended
     for k, v in model.state_dict().items():
         np.testing.assert_array_equal(v, before[k], err_msg=k)
 

@@ -369,6 +369,19 @@ def test_dask_ml_incremental_trains_fastnn_estimators_as_partial_fit_in_memory(d
     np.testing.assert_array_equal(pred.compute(), want.predict(X))
 
 
+def test_predict_proba_of_a_binary_cross_entropy_model(digits_model):
+    _, X, _ = digits_model
+    model = nn.Sequential(nn.Linear(64, 3, rng=0))
+    got = fd.predict_proba(model, chunked(X, 500), loss="binary_cross_entropy").compute()
+    want = train.predict_proba(model, X, loss="binary_cross_entropy")
+    np.testing.assert_allclose(got, want, rtol=1e-6)     # per-block products round differently
+    assert not np.allclose(got.sum(axis=1), 1)          # independent sigmoids
+    linear_model = pytest.importorskip("sklearn.linear_model")
+    est = linear_model.LogisticRegression().fit(X[:200], (X[:200, 10] > 0.2).astype(int))
+    with pytest.raises(ValueError, match="for fastnn models"):
+        fd.predict_proba(est, chunked(X, 500), loss="binary_cross_entropy")
+
+
 def test_fit_incremental_refuses_bad_arguments(digits_model):
     _, X, y = digits_model
     Xd = chunked(X, 500)

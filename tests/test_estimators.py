@@ -456,3 +456,49 @@ def test_early_stopping_holds_out_the_rows_sklearn_holds_out(data, iris, cancer,
     (ours_strat, ours_idx), (theirs_strat, theirs_rows) = held_out["ours"], held_out["theirs"]
     assert ours_strat == theirs_strat == (data == "cancer")
     np.testing.assert_array_equal(X[ours_idx], theirs_rows)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("n_outputs", [1, 8])
+def test_sgd_regressor_steps_as_sklearn_for_several_outputs(n_outputs):
+    """scikit-learn back-propagates (p - t) / batch for every output: its SGD steps and
+    its loss_curve_ are matched for one output and for many (the curves differ only by
+    the initial weights)."""
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((400, 10))
+    noise = 0.1 * rng.standard_normal((400, n_outputs))
+    Y = np.tanh(X @ rng.standard_normal((10, n_outputs))) + noise
+    Y = Y.ravel() if n_outputs == 1 else Y
+    kw = dict(hidden_layer_sizes=(32,), solver="sgd", learning_rate_init=0.01, max_iter=30,
+              random_state=0, tol=0, n_iter_no_change=1000)
+    ours = MLPRegressor(dtype=np.float64, **kw).fit(X, Y)
+    theirs = SkMLPRegressor(**kw).fit(X, Y)
+    for epoch in (9, 19, 29):
+        assert ours.loss_curve_[epoch] == pytest.approx(theirs.loss_curve_[epoch], rel=0.25)
+
+
+def test_a_refused_fit_leaves_a_fitted_estimator_as_it_was(iris, multilabel):
+    X, y = iris
+    clf = _quiet(MLPClassifier((8,), max_iter=5, random_state=0), X, y)
+    before = (clf.classes_.copy(), clf.out_activation_, clf.n_outputs_, clf.predict_proba(X))
+    Y = multilabel[2][:len(X), :4]
+    with pytest.raises(ValueError, match="class_weight is not supported for multilabel"):
+        clf.set_params(class_weight={0: 2.0}).fit(X, Y)
+    np.testing.assert_array_equal(clf.classes_, before[0])
+    assert (clf.out_activation_, clf.n_outputs_) == before[1:3]
+    np.testing.assert_array_equal(clf.predict_proba(X), before[3])
+    few = np.random.default_rng(0).permutation(len(X))[:60]    # 3 classes, 1 held-out row
+    with pytest.raises(ValueError, match="validation sample"):
+        clf.set_params(class_weight=None, early_stopping=True,
+                       validation_fraction=0.01).fit(X[few], y[few])
+    np.testing.assert_array_equal(clf.predict_proba(X), before[3])
+
+
+@pytest.mark.parametrize("est", [MLPClassifier, MLPRegressor, SkMLPClassifier, SkMLPRegressor])
+def test_partial_fit_refuses_early_stopping_as_sklearn(est, iris):
+    X, y = iris
+    with pytest.raises(ValueError, match="partial_fit does not support early_stopping=True"):
+        if est in (MLPClassifier, SkMLPClassifier):
+            est(early_stopping=True).partial_fit(X, y, classes=np.unique(y))
+        else:
+            est(early_stopping=True).partial_fit(X, y.astype(float))

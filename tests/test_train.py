@@ -502,3 +502,14 @@ def test_the_width_check_follows_the_forward_order_and_trusts_custom_layers():
     with pytest.raises(ValueError, match=r"X has 4 features \(shape \(3, 4\)\) but the model "
                                          r"expects 5"):
         predict(model, np.ones((3, 4), np.float32))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_binary_predict_proba_is_accurate_in_the_tails(dtype):
+    model = nn.Sequential(nn.Linear(1, 1, rng=0, dtype=dtype))
+    model[0].weight.data[...] = 1
+    model[0].bias.data[...] = 0
+    logits = np.array([[-80.0], [-20.0], [-17.0], [-1e-3], [0.0], [5.0], [30.0]], dtype)
+    proba = predict_proba(model, logits, loss="binary_cross_entropy")
+    want = 1 / (1 + np.exp(-logits.astype(np.float64)))    # 1.8e-35 at -80: a float32 too
+    np.testing.assert_allclose(proba, want, rtol=4 * np.finfo(dtype).eps, atol=0)
