@@ -71,11 +71,16 @@ _BCE = "binary_cross_entropy"
 _SEED_BOUND = 2 ** 31 - 1
 
 
-def _skip_sklearn_init_draws(rs, units):
-    """Advance ``rs`` past the uniform draws of scikit-learn's MLP weight init (``_init_coef``)."""
+def _sklearn_init(rs, units, activation):
+    """scikit-learn's MLP weight init (``_init_coef``), drawn from ``rs`` in its order:
+    [(coef (fan_in, fan_out), intercept (fan_out,)), ...], Glorot-uniform."""
+    factor = 2.0 if activation == "logistic" else 6.0
+    out = []
     for fan_in, fan_out in itertools.pairwise(units):
-        rs.uniform(size=fan_in * fan_out)
-        rs.uniform(size=fan_out)
+        bound = np.sqrt(factor / (fan_in + fan_out))
+        out.append((rs.uniform(-bound, bound, (fan_in, fan_out)),
+                    rs.uniform(-bound, bound, fan_out)))
+    return out
 
 
 class _BaseMLP(BaseEstimator):
@@ -111,7 +116,7 @@ class _BaseMLP(BaseEstimator):
         "lr_schedule": [StrOptions({"constant", "warmup_cosine"})],
         "warmup": [Interval(Real, 0, 1, closed="both")],
         "max_norm": [None, Interval(Real, 0, None, closed="neither")],
-        "init": [StrOptions({"xavier", "he", "normal"})],
+        "init": [StrOptions({"sklearn", "xavier", "he", "normal"})],
         "dtype": [type, str, np.dtype],
         "callbacks": [None, list, tuple],
     }
@@ -123,7 +128,7 @@ class _BaseMLP(BaseEstimator):
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
                  beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
                  dropout=0.0, batch_norm=False, weight_decay=0.0, lr_schedule="constant",
-                 warmup=0.1, max_norm=None, init="xavier", dtype=np.float32, callbacks=None):
+                 warmup=0.1, max_norm=None, init="sklearn", dtype=np.float32, callbacks=None):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.solver = solver
@@ -184,15 +189,16 @@ class _BaseMLP(BaseEstimator):
         sizes = self._check_settings()
         dtype = np.dtype(self.dtype)
         act = _ACTIVATIONS[self.activation]
+        init = "xavier" if self.init == "sklearn" else self.init   # "sklearn": set afterwards
         layers, width = [], n_in
         for h in sizes:
             seed = int(rng.integers(_SEED_BOUND))
             if self.batch_norm:
-                layers += [nn.Linear(width, h, init=self.init, rng=seed, dtype=dtype),
+                layers += [nn.Linear(width, h, init=init, rng=seed, dtype=dtype),
                            nn.BatchNorm1d(h, dtype=dtype)]
                 layers += [_ACTIVATION_LAYERS[act]()] if act else []
             else:
-                layers.append(nn.Linear(width, h, activation=act, init=self.init, rng=seed,
+                layers.append(nn.Linear(width, h, activation=act, init=init, rng=seed,
                                         dtype=dtype))
             if self.dropout > 0:
                 layers.append(nn.Dropout(self.dropout))
@@ -437,7 +443,14 @@ class _BaseMLP(BaseEstimator):
         if first:
             seed = copy.deepcopy(rs).randint(_SEED_BOUND)
             self._build(X.shape[1], self._n_out, np.random.default_rng(seed))
-            _skip_sklearn_init_draws(rs, [X.shape[1], *self._check_settings(), self._n_out])
+            # drawn whatever the init: the early-stopping split comes after them
+            weights = _sklearn_init(rs, [X.shape[1], *self._check_settings(), self._n_out],
+                                    self.activation)
+            if self.init == "sklearn":
+                linears = [m for m in self._model.modules() if isinstance(m, nn.Linear)]
+                for layer, (coef, intercept) in zip(linears, weights, strict=True):
+                    layer.weight.data[...] = coef.T
+                    layer.bias.data[...] = intercept
         else:
             self._check_settings()
         if incremental:
@@ -536,8 +549,11 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     warmup : float in [0, 1], default 0.1
     max_norm : float > 0 or None, default None
         Max-norm constraint on every neuron's incoming weights.
-    init : {"xavier", "he", "normal"}, default "xavier"
-        Initializer of the hidden layers' weights (the output layer: xavier).
+    init : {"sklearn", "xavier", "he", "normal"}, default "sklearn"
+        Initializer of the weights.  "sklearn": scikit-learn's Glorot-uniform
+        draws from ``random_state``, so the initial weights equal scikit-learn's
+        for the same ``random_state``.  The others: fastnn's initializers for
+        the hidden layers (the output layer: xavier).
     class_weight : dict, "balanced" or None, default None
         Weights of the classes in the loss: sample i weighs
         ``class_weight[y_i] * sample_weight[i]``; "balanced" is
@@ -584,7 +600,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
                  beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
                  dropout=0.0, batch_norm=False, weight_decay=0.0, lr_schedule="constant",
-                 warmup=0.1, max_norm=None, init="xavier", class_weight=None,
+                 warmup=0.1, max_norm=None, init="sklearn", class_weight=None,
                  dtype=np.float32, callbacks=None):
         super().__init__(
             hidden_layer_sizes, activation, solver=solver, alpha=alpha, batch_size=batch_size,
@@ -837,7 +853,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
                  beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
                  dropout=0.0, batch_norm=False, weight_decay=0.0, lr_schedule="constant",
-                 warmup=0.1, max_norm=None, init="xavier", dtype=np.float32, callbacks=None):
+                 warmup=0.1, max_norm=None, init="sklearn", dtype=np.float32, callbacks=None):
         super().__init__(
             hidden_layer_sizes, activation, solver=solver, alpha=alpha, batch_size=batch_size,
             learning_rate=learning_rate, learning_rate_init=learning_rate_init,

@@ -502,3 +502,21 @@ def test_partial_fit_refuses_early_stopping_as_sklearn(est, iris):
             est(early_stopping=True).partial_fit(X, y, classes=np.unique(y))
         else:
             est(early_stopping=True).partial_fit(X, y.astype(float))
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("activation", ["relu", "logistic"])
+@pytest.mark.parametrize("est, sk, data", [(MLPClassifier, SkMLPClassifier, "iris"),
+                                           (MLPClassifier, SkMLPClassifier, "cancer"),
+                                           (MLPRegressor, SkMLPRegressor, "iris")])
+def test_default_init_draws_sklearns_initial_weights(est, sk, data, activation, iris, cancer):
+    X, y = {"iris": iris, "cancer": cancer}[data]
+    # a vanishing step: the weights after one epoch are the initial ones
+    kw = dict(hidden_layer_sizes=(7, 5), activation=activation, solver="sgd", momentum=0.0,
+              learning_rate_init=1e-12, max_iter=1, random_state=4)
+    ours = est(dtype=np.float64, **kw).fit(X, y)
+    theirs = sk(**kw).fit(X, y)
+    for a, b in zip(ours.coefs_ + ours.intercepts_, theirs.coefs_ + theirs.intercepts_):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-9)
+    other = est(dtype=np.float64, init="xavier", **kw).fit(X, y)
+    assert not np.allclose(other.coefs_[0], theirs.coefs_[0], atol=1e-3)
