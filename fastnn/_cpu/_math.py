@@ -131,6 +131,18 @@ def exp_f64(x):
     return (p * s1) * s2
 
 
+def _on_host(name, kernel, x):
+    """``kernel(flat x, flat out)`` over array_like ``x``, called from Python: an array of
+    x's shape, or a scalar for a 0-d ``x``."""
+    arr = np.asarray(x)
+    if arr.dtype not in (np.float32, np.float64):
+        raise TypeError(f"{name} needs float32 or float64, got {arr.dtype}")
+    flat = np.ascontiguousarray(arr).reshape(-1)
+    out = np.empty_like(flat)
+    kernel(flat, out)
+    return out.reshape(arr.shape) if arr.ndim else out.dtype.type(out[0])
+
+
 @jit
 def _exp_array(x, out):
     for i in range(x.size):
@@ -168,13 +180,7 @@ def exp(x):
     >>> float(exp(np.float64(1.0)))
     2.718281828459045
     """
-    arr = np.asarray(x)
-    if arr.dtype not in (np.float32, np.float64):
-        raise TypeError(f"exp needs float32 or float64, got {arr.dtype}")
-    flat = np.ascontiguousarray(arr).reshape(-1)
-    out = np.empty_like(flat)
-    _exp_array(flat, out)
-    return out.reshape(arr.shape) if arr.ndim else out.dtype.type(out[0])
+    return _on_host("exp", _exp_array, x)
 
 
 @overload(exp)
@@ -262,13 +268,7 @@ def tanh(x):
     >>> float(tanh(np.float64(100.0)))
     1.0
     """
-    arr = np.asarray(x)
-    if arr.dtype not in (np.float32, np.float64):
-        raise TypeError(f"tanh needs float32 or float64, got {arr.dtype}")
-    flat = np.ascontiguousarray(arr).reshape(-1)
-    out = np.empty_like(flat)
-    _tanh_array(flat, out)
-    return out.reshape(arr.shape) if arr.ndim else out.dtype.type(out[0])
+    return _on_host("tanh", _tanh_array, x)
 
 
 @overload(tanh)

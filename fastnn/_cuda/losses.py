@@ -5,10 +5,9 @@ Sums accumulate in float64: each block reduces its grid-stride share in
 shared memory and writes one partial; :func:`fastnn._cuda._common.sum_1d`
 merges the partials into a device scalar (no host synchronization).
 """
-import math
-
 import numpy as np
 
+from fastnn._cpu import losses as cpu_losses
 from fastnn._cuda._common import (
     MAX_THREADS,
     block_sum,
@@ -131,13 +130,8 @@ def l1_none(pred, target, loss, grad, with_grad):
 
 # ---------------------------------------------------------------- BCE with logits
 
-@cuda.jit(device=True)
-def _bce_term(x, t):
-    """(loss, sigmoid(x) - t) of one float64 logit, as the CPU's ``bce_term``."""
-    e = math.exp(-abs(x))
-    loss = (x if x > 0.0 else 0.0) - x * t + math.log1p(e)
-    sig = 1.0 / (1.0 + e) if x >= 0.0 else e / (1.0 + e)
-    return loss, sig - t
+# The CPU's scalar term itself (its Python source), compiled as a device function.
+_bce_term = cuda.jit(device=True)(cpu_losses.bce_term.py_func)
 
 
 @cuda.jit

@@ -268,19 +268,15 @@ def _plan(kernels, sizes, dtypes, groups):
 
 def _machine_limits(pool, bar, machine, stream_mib, sgemm_n, repeat, pause):
     """STREAM and SGEMM, each in a worker of its own, into ``machine``."""
-    bar.set_description("STREAM")
-    rep = pool.request("stream", {"op": "stream", "args": {"array_mib": stream_mib,
-                                                          "repeat": max(repeat, 3)}})
-    machine["stream"] = rep.get("stream", {"error": rep.get("error")})
-    pool.close_group("stream")
-    bar.update()
-    time.sleep(pause)
-    bar.set_description("SGEMM")
-    rep = pool.request("sgemm", {"op": "sgemm", "args": {"n": sgemm_n,
-                                                        "repeat": max(repeat, 3)}})
-    machine["sgemm"] = rep.get("sgemm", {"error": rep.get("error")})
-    pool.close_group("sgemm")
-    bar.update()
+    for i, (op, args) in enumerate((("stream", {"array_mib": stream_mib}),
+                                    ("sgemm", {"n": sgemm_n}))):
+        if i:
+            time.sleep(pause)
+        bar.set_description(op.upper())
+        rep = pool.request(op, {"op": op, "args": {**args, "repeat": max(repeat, 3)}})
+        machine[op] = rep.get(op, {"error": rep.get("error")})
+        pool.close_group(op)
+        bar.update()
 
 
 def _case_round(pool, bar, k, row, timing, impls, paired, stream_mib, repeat, pause):
