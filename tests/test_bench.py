@@ -406,7 +406,7 @@ def test_speedup_is_competitor_over_fastnn():
 
 def test_asv_sizes_can_be_restricted_by_the_environment(monkeypatch):
     """FASTNN_ASV_SIZES (the CI smoke run) replaces every class's size list."""
-    import benchmarks.bench_kernels as bk
+    import benchmarks.asv_bench.bench_kernels as bk
     try:
         monkeypatch.setenv("FASTNN_ASV_SIZES", "64x256, 8x16")
         bk = importlib.reload(bk)
@@ -548,3 +548,63 @@ def test_confirm_catches_a_competitor_slowed_in_every_sample():
     steady = iter([{"fastnn": _timing([2e-5] * 7), "torch": _timing([1e-4] * 7)}] * 2)
     _, _, ok = measure_stably(lambda: (next(steady), None), confirm=True)
     assert not ok["unstable"] and ok["moved"] == 1.0
+
+
+def test_progress_total_counts_each_row_once_however_often_it_is_remeasured(monkeypatch):
+    # The bar overshot its total (232 steps of 219) when rows were measured again.
+    from fastnn.bench import _runner
+
+    class Bar:
+        def __init__(self, total):
+            self.total, self.steps = total, 0
+
+        def update(self, n=1):
+            self.steps += n
+
+        def set_description(self, text):
+            pass
+
+        def close(self):
+            pass
+
+    bars = []
+    monkeypatch.setattr(_runner, "_progress", lambda total, enabled: bars.append(Bar(total))
+                        or bars[-1])
+    # a bound no timing meets: every row takes the maximum number of rounds
+    real = _runner.measure_stably
+    monkeypatch.setattr(_runner, "measure_stably",
+                        lambda *a, **k: real(*a, **dict(k, bound=0.0, max_rounds=3)))
+    run = _runner.run(["l2_penalty", "relu"], sizes=["tiny"], against=("numpy",), quick=True,
+                      progress=True, repeat=1)
+    assert all(r["stability"]["rounds"] == 3 for r in run["results"] if not r["skipped"])
+    assert bars[0].steps == bars[0].total
+
+
+def test_machine_class_separates_cpu_generations_and_core_counts():
+    from fastnn.bench._results import machine_class
+    zen3 = {"vendor_id": "AuthenticAMD", "cpu family": "25", "model": "1",
+            "model name": "AMD EPYC", "flags": "fpu avx avx2 fma"}
+    zen4 = dict(zen3, model="17", flags="fpu avx2 avx512f")
+    assert machine_class(zen3, cores=2) == "amd-epyc-zen3-avx2-2c"
+    assert machine_class(zen4, cores=2) == "amd-epyc-zen4-avx512-2c"
+    assert machine_class(zen3, cores=16) == "amd-epyc-zen3-avx2-16c"
+    intel = {"vendor_id": "GenuineIntel", "cpu family": "6", "model": "143",
+             "model name": "Intel(R) Xeon(R) Platinum 8480+ CPU @ 2.00GHz",
+             "flags": "avx2 avx512f"}
+    assert machine_class(intel, cores=4) == "intel-xeon-platinum-8480-avx512-4c"
+    assert machine_class({}, cores=1).endswith("-1c")
+
+
+def test_results_go_to_one_folder_per_machine_class(tmp_path, capsys):
+    import json as _json
+
+    from fastnn.bench import _RESULTS_FOLDER, _results, build_parser, save_json
+    path = _results.results_path("kernels", machine="m-2c", root=tmp_path)
+    assert path.parent == tmp_path / "m-2c" and path.name.startswith("kernels-")
+    assert path.name.endswith(f"-{_results.commit_id()}.json")
+    # --json alone means the results folder; --json FILE that file
+    assert build_parser().parse_args(["--json"]).json is _RESULTS_FOLDER
+    assert build_parser().parse_args(["--json", "x.json"]).json == "x.json"
+    written = save_json({"a": 1}, str(tmp_path / "x.json"), "kernels")
+    assert _json.loads(open(written).read()) == {"a": 1}
+    assert _results.results_root() is not None   # the tests run from a checkout

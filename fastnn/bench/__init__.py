@@ -61,6 +61,7 @@ examples:
   fastnn bench --check                  # ... of benchmarks/targets.toml (a fastnn checkout)
   fastnn bench --kernels dropout,batch_norm --sizes large
   fastnn bench --json new.json --compare old.json
+  fastnn bench --json                   # ... saved in benchmarks/results/<machine>/ (a checkout)
   fastnn bench --load new.json --check  # re-report a saved run
   fastnn bench --quick                  # seconds: tiny sizes, small STREAM
 """
@@ -68,6 +69,21 @@ examples:
 
 # --check without FILE: the project's targets file of this checkout.
 _PROJECT_TARGETS = object()
+# --json without FILE: a new file in the checkout's results folder.
+_RESULTS_FOLDER = object()
+
+
+def save_json(result, where, kind):
+    """Write ``result`` to the file ``where`` (or, for ``--json`` alone, the results folder).
+
+    Returns the path written.
+    """
+    from ._results import results_path
+    path = results_path(kind) if where is _RESULTS_FOLDER else where
+    with open(path, "w") as f:
+        json.dump(result, f, indent=1)
+    print(f"\nsaved {path}")
+    return path
 
 
 def _load_targets(arg):
@@ -105,7 +121,9 @@ def build_parser(prog="fastnn bench"):
                    help=f"competitors (default {','.join(COMPETITORS)}); missing ones are skipped")
     p.add_argument("--repeat", type=int, default=None,
                    help="samples per measurement (default 7; 3 with --quick)")
-    p.add_argument("--json", metavar="FILE", help="save the results as JSON")
+    p.add_argument("--json", nargs="?", const=_RESULTS_FOLDER, default=None, metavar="FILE",
+                   help="save the results as JSON; without FILE into the checkout's results "
+                   "folder, benchmarks/results/<machine>/ (fastnn.bench._results)")
     p.add_argument("--compare", metavar="OLD.json", help="compare with a saved run")
     p.add_argument("--load", metavar="FILE", help="report a saved run instead of running")
     p.add_argument("--check", nargs="?", const=_PROJECT_TARGETS, default=None, metavar="FILE",
@@ -168,9 +186,7 @@ def main(argv=None):
             return 2
     print(_report.table(result))
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=1)
-        print(f"\nsaved {args.json}")
+        save_json(result, args.json, "kernels")
     if args.compare:
         with open(args.compare) as f:
             old = json.load(f)

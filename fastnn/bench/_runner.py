@@ -37,6 +37,7 @@ import time
 import numpy as np
 
 from . import _cases
+from ._results import machine_class
 from ._stability import MAX_ROUNDS, measure_stably
 
 # Marks the protocol lines a worker writes on stdout (see ``_worker``).
@@ -297,7 +298,6 @@ def _case_round(pool, bar, k, row, timing, impls, paired, stream_mib, repeat, pa
             times.update(rep["times"])
         else:
             times.update({name: {"error": rep.get("error", "no answer")} for name in names})
-        bar.update()
         time.sleep(pause)
     return times, probe
 
@@ -319,6 +319,8 @@ def _measure_case(pool, bar, case, timing, stream_mib, repeat, pause, rounds, co
         functools.partial(_case_round, pool, bar, k, row, timing, impls, paired,
                           stream_mib, repeat, pause),
         max_rounds=rounds, confirm=confirm)
+    # One step per group however many rounds the row took: the total is planned.
+    bar.update(len(impls))
     if probe is not None:
         row["paired_stream"] = probe
     return row
@@ -346,7 +348,8 @@ def run(kernel_patterns=None, sizes=_cases.DEFAULT_SIZES, dtypes=("float32",),
     bar = _progress(total, progress)
     pool = Pool()
     machine = {"cpu_count": os.cpu_count(), "platform": platform.platform(),
-               "processor": cpu_name(), "loadavg_start": _loadavg()}
+               "processor": cpu_name(), "class": machine_class(),
+               "loadavg_start": _loadavg()}
     results = []
     try:
         _machine_limits(pool, bar, machine, stream_mib, sgemm_n, repeat, pause)

@@ -353,9 +353,8 @@ def main(args):
     if args.check:
         print(check(result))
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=1)
-        print(f"\nsaved {args.json}")
+        from . import save_json
+        save_json(result, args.json, "training")
     return 0
 
 
