@@ -54,7 +54,7 @@ echo "asv continuous ${base} (${base_hash:0:8}) -> ${head} (${head_hash:0:8})," 
      "machine ${machine}, sizes ${FASTNN_ASV_SIZES}"
 set +e
 python -m asv continuous --config "$work/asv.conf.json" --machine "$machine" --factor 1.3 \
-    --show-stderr --bench '^(?!bench_startup\.)' "$base_hash" "$head_hash" 2>&1 | tee "$work/log"
+    --interleave-rounds --show-stderr --bench '^(?!bench_startup\.)' "$base_hash" "$head_hash" 2>&1 | tee "$work/log"
 status=${PIPESTATUS[0]}
 set -e
 if [ "$status" -eq 1 ] && grep -q "PERFORMANCE DECREASED" "$work/log"; then

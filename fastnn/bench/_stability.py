@@ -91,3 +91,48 @@ def measure_stably(measure_round, bound=SPREAD_BOUND, max_rounds=MAX_ROUNDS, con
         stability["moved"] = ratio_moved(ranked[0][1], ranked[1][1])
         stability["unstable"] |= stability["moved"] > bound
     return times, extra, stability
+
+
+# A before/after ratio inside this band is "same" even when the rounds agree
+# more closely: run-to-run drift on the project's VMs reaches ~10%.
+BEFORE_AFTER_FLOOR = 1.10
+
+
+def before_after(before, after, floor=BEFORE_AFTER_FLOOR):
+    """The verdict on one row of a before/after comparison, from repeated rounds.
+
+    Each side is the list of one row's times (medians), one per round, the
+    rounds of the two sides alternated in one run.  The ratio compares the
+    best (smallest) time of each side; the noise is the larger spread
+    (max / min) between rounds of the same code.  A row is slower only when
+    its ratio exceeds both the noise and ``floor``, faster only when the
+    inverse does.
+
+    Parameters
+    ----------
+    before, after : sequence of float
+        Times in seconds (at least one each; positive).
+    floor : float
+        The smallest change ever called a change.
+
+    Returns
+    -------
+    dict
+        ``ratio`` (after / before: > 1 is slower), ``noise``, ``threshold``
+        and ``verdict``: ``"slower"``, ``"faster"`` or ``"same"``.
+
+    Examples
+    --------
+    >>> before_after([1.0, 1.02], [1.5, 1.49])["verdict"]
+    'slower'
+    >>> before_after([1.0, 1.6], [1.5, 1.49])["verdict"]     # the base's rounds disagree
+    'same'
+    """
+    if not before or not after or min(min(before), min(after)) <= 0:
+        raise ValueError(f"before_after needs positive times on both sides, got {before!r} "
+                         f"and {after!r}")
+    ratio = min(after) / min(before)
+    noise = max(max(before) / min(before), max(after) / min(after))
+    threshold = max(noise, floor)
+    verdict = "slower" if ratio > threshold else "faster" if ratio < 1 / threshold else "same"
+    return {"ratio": ratio, "noise": noise, "threshold": threshold, "verdict": verdict}
