@@ -239,6 +239,8 @@ def fit(model, X, y, loss="cross_entropy", optimizer=None, epochs=10, batch_size
         binary_cross_entropy, the sigmoid cross-entropy of each output:
         ``F.binary_cross_entropy_with_logits``).
     optimizer : fastnn.optim.Optimizer, optional
+        Over the model's parameters, or some of them (the others stay
+        frozen); one holding a parameter that is not the model's is refused.
         Default: ``Adam(model.parameters(), lr=1e-3)``.
     epochs : int >= 0
     batch_size : int >= 1
@@ -312,7 +314,8 @@ def fit(model, X, y, loss="cross_entropy", optimizer=None, epochs=10, batch_size
         A NaN or infinite loss; the message names the epoch and step, and the
         exception carries the history so far.
     ValueError, TypeError, IndexError
-        Bad arguments, mismatched shapes, labels out of range.
+        Bad arguments, mismatched shapes, labels out of range, an optimizer
+        holding a parameter that is not the model's (all before training).
 
     Notes
     -----
@@ -394,7 +397,13 @@ def _check_data(model, X, y, loss, sample_weight, validation):
 
 
 def _check_optimizer(model, optimizer):
-    """The optimizer fit uses: ``optimizer``, or a fresh ``Adam(lr=1e-3)`` when None."""
+    """The optimizer fit uses: ``optimizer``, or a fresh ``Adam(lr=1e-3)`` when None.
+
+    An optimizer over some of the model's parameters (frozen layers) is
+    fine; one holding a parameter that is not the model's (built for
+    another model, or before ``copy.deepcopy(model)``) is refused: the fit
+    would update that other model, or nothing, and say nothing.
+    """
     from fastnn.optim import Adam, Optimizer
 
     if optimizer is None:
@@ -402,6 +411,13 @@ def _check_optimizer(model, optimizer):
     if not isinstance(optimizer, Optimizer):
         raise TypeError("optimizer must be a fastnn.optim.Optimizer, got "
                         f"{type(optimizer).__name__}")
+    own = {id(p) for p in model.parameters()}
+    for i, p in enumerate(optimizer.params):
+        if id(p) not in own:
+            raise ValueError(
+                f"optimizer.params[{i}] (shape {tuple(p.data.shape)}) is not a parameter of "
+                "the model: the optimizer was built for another model (a copy.deepcopy of a "
+                "model has new parameters); build it over model.parameters()")
     return optimizer
 
 
