@@ -14,7 +14,9 @@
 * ``on_train_end(model, history)`` once, also when training stopped early or
   raised (a :class:`~fastnn.train.DivergenceError`, or a later callback's
   ``on_train_begin`` refusing), for every callback whose ``on_train_begin``
-  ran.
+  ran, also after an earlier callback's ``on_train_end`` raised: once all
+  have run, ``fit`` raises the error training stopped with, else the first
+  one an ``on_train_end`` raised.
 
 Every callback sees every epoch: one that asks to stop does not keep the
 later ones in the list from being called for that epoch.

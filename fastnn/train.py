@@ -456,9 +456,32 @@ def _run_epochs(model, run_epoch, n_batches, epochs, n, shuffle, rng, optimizer,
             stops = [cb.on_epoch_end(model, history) for cb in callbacks]
             if any(stops):
                 break
-    finally:
-        for cb in started:      # those whose on_train_begin ran (one may have refused)
+    except BaseException as exc:
+        _end_callbacks(started, model, history, pending=exc)
+        raise
+    _end_callbacks(started, model, history)
+
+
+def _end_callbacks(callbacks, model, history, pending=None):
+    """Every callback's ``on_train_end``, also after one raised; then the first error.
+
+    ``callbacks``: those whose ``on_train_begin`` ran (one may have refused).
+    ``pending``: the exception training stopped with; it stays the one the
+    caller raises, and the callbacks' errors are noted on it (Python 3.11+).
+    Without one, the first callback error is raised once all have run (an
+    ``EarlyStopping`` after a failing callback still restores its epoch).
+    """
+    first = pending
+    for cb in callbacks:
+        try:
             cb.on_train_end(model, history)
+        except Exception as exc:
+            if first is None:
+                first = exc
+            elif hasattr(first, "add_note"):
+                first.add_note(f"{type(cb).__name__}.on_train_end also raised {exc!r}")
+    if first is not None and first is not pending:
+        raise first
 
 
 ENGINES = ("auto", "compiled", "layers")
