@@ -71,6 +71,12 @@ class _Function(Callback):
         return self.function(history)
 
 
+def is_callback(obj):
+    """Whether ``obj`` has the three events of :class:`Callback` (an object with state)."""
+    return all(callable(getattr(obj, event, None))
+               for event in ("on_train_begin", "on_epoch_end", "on_train_end"))
+
+
 def as_callbacks(callbacks):
     """``callbacks`` (None or a list or tuple) as a list of :class:`Callback`.
 
@@ -79,6 +85,9 @@ def as_callbacks(callbacks):
     TypeError
         ``callbacks`` is not a list or tuple, or an entry is neither a
         Callback-like object nor a callable (the message names its index).
+    ValueError
+        One Callback object twice in the list (its events would run twice
+        per event, on one state).
     """
     if callbacks is None:
         return []
@@ -86,8 +95,11 @@ def as_callbacks(callbacks):
         raise TypeError(f"callbacks must be a list of callbacks, got {type(callbacks).__name__}")
     out = []
     for i, cb in enumerate(callbacks):
-        if all(callable(getattr(cb, event, None))
-               for event in ("on_train_begin", "on_epoch_end", "on_train_end")):
+        if is_callback(cb):
+            if any(cb is other for other in out):
+                first = next(j for j, other in enumerate(callbacks) if other is cb)
+                raise ValueError(f"callbacks[{i}] is callbacks[{first}] again (one "
+                                 f"{type(cb).__name__} object); give each entry its own")
             out.append(cb)
         elif callable(cb):
             out.append(_Function(cb))

@@ -180,3 +180,15 @@ def test_a_failing_train_end_after_divergence_leaves_the_divergence_error_raised
         fit(_model(), X, y, epochs=3, rng=0, progress=False, shuffle=False,
             callbacks=[FailsAtEnd("end"), rec])
     assert rec.events[-1] == ("end", 0)
+
+
+def test_one_callback_object_twice_in_a_fit_is_refused_before_training():
+    X, y = _data()
+    model = _model()
+    stop = EarlyStopping(monitor="train_loss")
+    before = model.state_dict()
+    with pytest.raises(ValueError, match=r"callbacks\[2\] is callbacks\[0\] again \(one "
+                                         "EarlyStopping object\\)"):
+        fit(model, X, y, epochs=2, progress=False, callbacks=[stop, lambda h: False, stop])
+    for k, v in model.state_dict().items():
+        np.testing.assert_array_equal(v, before[k], err_msg=k)
