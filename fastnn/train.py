@@ -23,6 +23,8 @@ with :mod:`fastnn.diagnostics` (not part of ``__all__``).
 """
 import contextlib
 import functools
+import inspect
+import itertools
 import math
 
 import numpy as np
@@ -36,7 +38,7 @@ from fastnn._backend import (
     to_device as _move,
 )
 from fastnn._validation import as_rng, check_choice, class_labels, integer, real_scalar
-from fastnn.callbacks import ProgressBar, as_callbacks
+from fastnn.callbacks import ProgressBar, as_callbacks, is_callback
 from fastnn.nn import Dropout, Sigmoid
 
 __all__ = ["fit", "fit_many", "predict", "predict_proba", "evaluate", "steps_per_epoch",
@@ -640,26 +642,128 @@ def _add_penalties(decayed, l2, l1):
     return penalty
 
 
-#: fit_many arguments that may differ between the models (a list: one value per model).
+#: fit_many arguments whose list or tuple is one value per model (``per_model`` shorthand).
 PER_MODEL = ("schedule", "rng", "l2", "l1", "max_norm")
+#: fit arguments of which a list or tuple is ONE value: shared by every model in fit_many.
+_LIST_VALUED = ("validation", "sample_weight", "callbacks")
+#: fit arguments fit_many does not pass on (its own, or ``optimizers``).
+_NOT_PASSED = ("model", "X", "y", "optimizer", "engine", "progress")
 
 
-def _per_model(kwargs, k):
-    """[kwargs of model i]: a list or tuple under a PER_MODEL key is split over the k models."""
-    out = [dict(kwargs) for _ in range(k)]
+def _fit_options():
+    """{name: default} of the fit arguments fit_many passes on."""
+    params = inspect.signature(fit).parameters
+    return {k: p.default for k, p in params.items() if k not in _NOT_PASSED}
+
+
+def _split_kwargs(kwargs, per_model):
+    """(shared values, {name: per-model values}) of fit_many's fit arguments, checked by name."""
+    known = _fit_options()
+    if per_model is None:
+        per_model = {}
+    if not isinstance(per_model, dict):
+        raise TypeError("per_model must be a dict {fit argument: [one value per model]}, got "
+                        f"{type(per_model).__name__}")
+    for key in list(kwargs) + list(per_model):
+        if key not in known:
+            hint = " (pass optimizers=[...])" if key == "optimizer" else ""
+            raise TypeError(f"fit_many does not take {key!r}{hint}; it passes on "
+                            f"{', '.join(known)}")
+    split, shared = dict(per_model), {}
     for key, value in kwargs.items():
-        if isinstance(value, (list, tuple)) and key in PER_MODEL:
-            if len(value) != k:
-                raise ValueError(f"{key} has {len(value)} values for {k} models")
-            for i in range(k):
-                out[i][key] = value[i]
-        elif isinstance(value, (list, tuple)) and key != "validation":
-            raise TypeError(f"{key} cannot differ between models (per-model lists are "
-                            f"accepted for {', '.join(PER_MODEL)})")
-    return out
+        if key in split:
+            raise TypeError(f"{key} is given both as a shared value and in per_model")
+        if key in PER_MODEL and isinstance(value, (list, tuple)):
+            split[key] = value
+        elif isinstance(value, (list, tuple)) and key not in _LIST_VALUED:
+            raise TypeError(f"{key} is a {type(value).__name__}: give one {key} for every "
+                            f"model, or one per model as per_model={{{key!r}: [...]}}")
+        else:
+            shared[key] = value
+    return shared, split
 
 
-def fit_many(models, X, y, optimizers=None, n_jobs=None, return_exceptions=False, **kwargs):
+def _per_model(kwargs, per_model, k):
+    """[fit kwargs of model i]: the shared values, and the per-model ones split over k models."""
+    shared, split = _split_kwargs(kwargs, per_model)
+    for key, values in split.items():
+        if not isinstance(values, (list, tuple)):
+            raise TypeError(f"per_model[{key!r}] must be a list of one value per model, got "
+                            f"{type(values).__name__}")
+        if len(values) != k:
+            raise ValueError(f"{key} has {len(values)} values for {k} models")
+    return [dict(shared, **{key: values[i] for key, values in split.items()})
+            for i in range(k)]
+
+
+def _check_distinct(models):
+    """Refuse a model given twice, and models sharing a layer, a parameter or memory.
+
+    Their fits would run at once on the same numbers: one model's updates
+    lost, a result matching no order of the fits.
+    """
+    from fastnn.nn import Module, Parameter
+
+    owner = {}
+    for i, model in enumerate(models):
+        if not isinstance(model, Module):
+            raise TypeError(f"models[{i}] is a {type(model).__name__}, not a fastnn.nn.Module")
+        for obj in model.modules() + model.parameters():
+            j = owner.setdefault(id(obj), i)
+            if j == i:
+                continue
+            what = ("are the same model" if obj is model else
+                    f"share a parameter (shape {tuple(obj.data.shape)})"
+                    if isinstance(obj, Parameter) else f"share a layer (a {type(obj).__name__})")
+            raise ValueError(f"models[{j}] and models[{i}] {what}: their fits would run at once "
+                             "and lose each other's updates; give each its own "
+                             "(copy.deepcopy), or fit them one after another")
+    arrays = [[a for a in [p.data for p in m.parameters()] + [b for _, b in m.named_buffers()]
+               if isinstance(a, np.ndarray)] for m in models]
+    for i, j in itertools.combinations(range(len(models)), 2):
+        if any(np.may_share_memory(a, b) for a in arrays[i] for b in arrays[j]):
+            raise ValueError(f"models[{i}] and models[{j}] hold parameters or buffers in the "
+                             "same memory: their fits would run at once and lose each other's "
+                             "updates; give each its own arrays")
+
+
+def _check_jobs(models, jobs, n):
+    """fit's cheap argument checks for every model, before any trains; ``n``: rows of X or None.
+
+    Also refuses one Callback object (an EarlyStopping, a ProgressBar) in
+    the callbacks of several models: their fits run at once, and it would
+    mix their epochs in one state.  (Plain callables may be shared.)
+    """
+    defaults, owner = _fit_options(), {}
+    for i, (model, job) in enumerate(zip(models, jobs)):
+        a = dict(defaults, **job)
+        try:
+            _check_options(a["loss"], "auto", a["epochs"], a["batch_size"], a["l2"], a["l1"],
+                           a["max_norm"], a["schedule"])
+            as_callbacks(a["callbacks"])
+            if n is not None:
+                check_sample_weight(a["sample_weight"], n)
+            _check_optimizer(model, a["optimizer"])
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"models[{i}]: {exc}") from None
+        for cb in a["callbacks"] or ():
+            j = owner.setdefault(id(cb), i) if is_callback(cb) else i
+            if j != i:
+                raise ValueError(
+                    f"one {type(cb).__name__} object is in the callbacks of models[{j}] and "
+                    f"models[{i}]: their fits run at once and it keeps one fit's state; give "
+                    "each model its own, as per_model={'callbacks': [[...], [...], ...]}")
+
+
+def _n_rows(X):
+    try:
+        return len(X)
+    except TypeError:
+        return None
+
+
+def fit_many(models, X, y, optimizers=None, n_jobs=None, return_exceptions=False,
+             per_model=None, **kwargs):
     """Train independent models on the same data at once; each as :func:`fit` would.
 
     The models train in ``n_jobs`` threads: the compiled engine releases
@@ -670,21 +774,35 @@ def fit_many(models, X, y, optimizers=None, n_jobs=None, return_exceptions=False
     Parameters
     ----------
     models : sequence of fastnn.nn.Module
-        Distinct models (their own initializations, dropout rates, ...).
+        Distinct models (their own initializations, dropout rates, ...):
+        a model given twice, or models sharing a layer, a parameter or the
+        memory of one, are refused (their fits would race).
     X, y : array_like
         Shared training data (see :func:`fit`).
     optimizers : sequence of fastnn.optim.Optimizer, optional
-        One per model (learning rate, momentum, weight decay); default
-        ``Adam(model.parameters(), lr=1e-3)`` for each.
+        One per model, over that model's parameters (learning rate,
+        momentum, weight decay); default ``Adam(model.parameters(),
+        lr=1e-3)`` for each.
     n_jobs : int >= 1, optional
         Threads; default ``numba.get_num_threads()`` (the cores numba uses).
     return_exceptions : bool
         Put the exception a model's fit raised (a :class:`DivergenceError`,
         say) in its place in the result instead of raising it.
+    per_model : dict, optional
+        ``{name: [value of model 0, value of model 1, ...]}`` for any
+        argument of :func:`fit` passed on (below): one value per model.
+        Bagging is ``per_model={"sample_weight": [w0, w1, ...]}``; each
+        model's own callbacks are ``per_model={"callbacks": [[...], [...]]}``.
     **kwargs
-        Any other argument of :func:`fit` (``engine`` and ``progress``
-        excepted).  ``schedule``, ``rng``, ``l2``, ``l1`` and ``max_norm``
-        may be lists with one value per model.
+        Any other argument of :func:`fit` (``engine``, ``progress`` and
+        ``optimizer`` excepted), one value shared by every model, as
+        :func:`fit` takes it: ``sample_weight`` one array for all,
+        ``callbacks`` one list run by every fit (plain callables may be
+        shared; a :class:`~fastnn.callbacks.Callback` object, which holds
+        one fit's state, may not: give each model its own in
+        ``per_model``), ``validation`` one pair.  Shorthand: ``schedule``,
+        ``rng``, ``l2``, ``l1`` and ``max_norm`` given as a list or tuple
+        are per-model values.
 
     Returns
     -------
@@ -696,9 +814,13 @@ def fit_many(models, X, y, optimizers=None, n_jobs=None, return_exceptions=False
     Raises
     ------
     ValueError, TypeError
-        Mismatched list lengths, a per-model list under another argument,
-        and whatever :func:`fit` raises for one of the models (the first
-        such error, after every model has finished or failed).
+        Before any model trains: shared models, layers, parameters or
+        callback objects, an optimizer holding another model's parameter,
+        mismatched list lengths, an unknown argument or a list where one
+        value is expected, a bad option or sample_weight of one model
+        (the message names it: ``models[i]: ...``).  Then whatever
+        :func:`fit` raises for one of the models (the first such error,
+        after every model has finished or failed).
 
     Examples
     --------
@@ -713,6 +835,11 @@ def fit_many(models, X, y, optimizers=None, n_jobs=None, return_exceptions=False
     >>> hists = train.fit_many(models, X, y, opts, epochs=2, rng=[0, 1, 2], l2=[0.0, 1e-3, 0.0])
     >>> [h["engine"] for h in hists]
     ['compiled', 'compiled', 'compiled']
+
+    Bagging: each model on its own bootstrap sample, as sample weights.
+
+    >>> boot = [np.bincount(rng.integers(0, 64, 64), minlength=64) for _ in models]
+    >>> hists = train.fit_many(models, X, y, opts, epochs=2, per_model={"sample_weight": boot})
     """
     from concurrent.futures import ThreadPoolExecutor
 
@@ -722,17 +849,16 @@ def fit_many(models, X, y, optimizers=None, n_jobs=None, return_exceptions=False
     from fastnn.optim import Adam
 
     models = list(models)
-    for key in ("engine", "progress"):
-        if key in kwargs:
-            raise TypeError(f"fit_many does not take {key!r}")
+    _check_distinct(models)
     if optimizers is None:
         optimizers = [Adam(m.parameters(), lr=1e-3) for m in models]
     optimizers = list(optimizers)
     if len(optimizers) != len(models):
         raise ValueError(f"got {len(optimizers)} optimizers for {len(models)} models")
-    n_jobs = get_num_threads() if n_jobs is None else integer(n_jobs, "n_jobs", low=1)
-    jobs = [dict(kw, optimizer=opt) for kw, opt in zip(_per_model(kwargs, len(models)),
+    jobs = [dict(kw, optimizer=opt) for kw, opt in zip(_per_model(kwargs, per_model, len(models)),
                                                       optimizers)]
+    _check_jobs(models, jobs, _n_rows(X))
+    n_jobs = get_num_threads() if n_jobs is None else integer(n_jobs, "n_jobs", low=1)
     compiled = [i for i, (m, o) in enumerate(zip(models, optimizers)) if why_not(m, o) is None]
     results = [None] * len(models)
 
