@@ -868,9 +868,8 @@ def fit_many(models, X, y, optimizers=None, n_jobs=None, return_exceptions=False
         except Exception as exc:
             results[i] = exc
 
-    # One BLAS thread for the whole pool: the limit is process-wide, so a
-    # model finishing must not hand the BLAS its thread team back while the
-    # others still run.
+    # One BLAS thread for the whole pool (one_blas_thread is a count: each
+    # fit inside enters it too, and only the last to leave restores the BLAS).
     if compiled:      # (without the engine's extra, nothing is compiled: no BLAS to limit)
         with one_blas_thread(), ThreadPoolExecutor(max_workers=n_jobs) as pool:
             list(pool.map(one, compiled))
