@@ -728,12 +728,7 @@ def _check_distinct(models):
 
 
 def _check_jobs(models, jobs, n):
-    """fit's cheap argument checks for every model, before any trains; ``n``: rows of X or None.
-
-    Also refuses one Callback object (an EarlyStopping, a ProgressBar) in
-    the callbacks of several models: their fits run at once, and it would
-    mix their epochs in one state.  (Plain callables may be shared.)
-    """
+    """fit's cheap argument checks for every model, before any trains; ``n``: rows of X or None."""
     defaults, owner = _fit_options(), {}
     for i, (model, job) in enumerate(zip(models, jobs)):
         a = dict(defaults, **job)
@@ -746,13 +741,26 @@ def _check_jobs(models, jobs, n):
             _check_optimizer(model, a["optimizer"])
         except (TypeError, ValueError) as exc:
             raise type(exc)(f"models[{i}]: {exc}") from None
-        for cb in a["callbacks"] or ():
-            j = owner.setdefault(id(cb), i) if is_callback(cb) else i
+        for key, obj in _stateful(a):
+            j = owner.setdefault(id(obj), i)
             if j != i:
                 raise ValueError(
-                    f"one {type(cb).__name__} object is in the callbacks of models[{j}] and "
-                    f"models[{i}]: their fits run at once and it keeps one fit's state; give "
-                    "each model its own, as per_model={'callbacks': [[...], [...], ...]}")
+                    f"one {type(obj).__name__} object is in the {key} of models[{j}] and "
+                    f"models[{i}]: their fits run at once and would share its state; give "
+                    f"each model its own, as per_model={{{key!r}: [...]}}")
+
+
+def _stateful(args):
+    """(argument, object) for each object with state in one fit's arguments.
+
+    A Callback object (an EarlyStopping, a ProgressBar) keeps one fit's
+    epochs; a Generator ``rng`` is drawn from by the fit.  Concurrent fits
+    must not share one.  (Plain callables and int seeds may be shared.)
+    """
+    out = [("callbacks", cb) for cb in args["callbacks"] or () if is_callback(cb)]
+    if isinstance(args["rng"], np.random.Generator):
+        out.append(("rng", args["rng"]))
+    return out
 
 
 def _n_rows(X):
@@ -800,7 +808,9 @@ def fit_many(models, X, y, optimizers=None, n_jobs=None, return_exceptions=False
         ``callbacks`` one list run by every fit (plain callables may be
         shared; a :class:`~fastnn.callbacks.Callback` object, which holds
         one fit's state, may not: give each model its own in
-        ``per_model``), ``validation`` one pair.  Shorthand: ``schedule``,
+        ``per_model``), ``validation`` one pair, ``rng`` one int seed (a
+        Generator object, which a fit draws from, may not be shared
+        either).  Shorthand: ``schedule``,
         ``rng``, ``l2``, ``l1`` and ``max_norm`` given as a list or tuple
         are per-model values.
 
@@ -814,8 +824,8 @@ def fit_many(models, X, y, optimizers=None, n_jobs=None, return_exceptions=False
     Raises
     ------
     ValueError, TypeError
-        Before any model trains: shared models, layers, parameters or
-        callback objects, an optimizer holding another model's parameter,
+        Before any model trains: shared models, layers, parameters,
+        callback objects or Generators, an optimizer holding another model's parameter,
         mismatched list lengths, an unknown argument or a list where one
         value is expected, a bad option or sample_weight of one model
         (the message names it: ``models[i]: ...``).  Then whatever

@@ -176,3 +176,21 @@ def test_an_optimizer_of_another_model_is_refused_before_any_model_trains():
     frozen = [optim.SGD(m[-1].parameters(), lr=0.1) for m in models]   # a subset stays legal
     hists = fit_many(models, X, y, frozen, epochs=1, rng=0)
     assert all(h["engine"].startswith("layers") for h in hists)
+
+
+def test_one_generator_for_several_models_is_refused_and_one_per_model_works():
+    """The fits would draw from it in whatever order the threads run."""
+    X, y = _data()
+    models, opts = _models()
+    before = _states(models)
+    with pytest.raises(ValueError, match=r"one Generator object is in the rng of models\[0\] "
+                                         r"and models\[1\]"):
+        fit_many(models, X, y, opts, epochs=1, rng=np.random.default_rng(0))
+    _assert_unchanged(models, before)
+    hists = fit_many(models, X, y, opts, epochs=2, batch_size=16,
+                     rng=[np.random.default_rng(s) for s in range(3)])
+    refs, ref_opts = _models()
+    for i in range(3):
+        ref = fit(refs[i], X, y, optimizer=ref_opts[i], epochs=2, batch_size=16,
+                  rng=np.random.default_rng(i), progress=False)
+        assert hists[i] == ref
