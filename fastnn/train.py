@@ -295,7 +295,7 @@ def fit(model, X, y, loss="cross_entropy", optimizer=None, epochs=10, batch_size
         ``optimizer.lr`` for the next epoch (when no ``schedule`` is given)
         and read or copy the model (not train it).  One ``fit`` call with
         callbacks replaces one call per epoch, which re-plans the compiled
-        engine each time.
+        engine each time.  One Callback object may appear once.
 
     Returns
     -------
@@ -712,12 +712,18 @@ def _check_distinct(models):
             j = owner.setdefault(id(obj), i)
             if j == i:
                 continue
-            what = ("are the same model" if obj is model else
-                    f"share a parameter (shape {tuple(obj.data.shape)})"
-                    if isinstance(obj, Parameter) else f"share a layer (a {type(obj).__name__})")
-            raise ValueError(f"models[{j}] and models[{i}] {what}: their fits would run at once "
-                             "and lose each other's updates; give each its own "
-                             "(copy.deepcopy), or fit them one after another")
+            if obj is models[j]:
+                what = f"models[{j}] and models[{i}] are the same model"
+            elif obj is model:
+                what = f"models[{i}] is a layer of models[{j}]"
+            elif isinstance(obj, Parameter):
+                what = (f"models[{j}] and models[{i}] share a parameter (shape "
+                        f"{tuple(obj.data.shape)})")
+            else:
+                what = f"models[{j}] and models[{i}] share a layer (a {type(obj).__name__})"
+            raise ValueError(f"{what}: their fits would run at once and lose each other's "
+                             "updates; give each its own (copy.deepcopy), or fit them one "
+                             "after another")
     arrays = [[a for a in [p.data for p in m.parameters()] + [b for _, b in m.named_buffers()]
                if isinstance(a, np.ndarray)] for m in models]
     for i, j in itertools.combinations(range(len(models)), 2):

@@ -46,6 +46,8 @@ def test_a_model_given_twice_is_refused_before_training():
     before = _states([m])
     with pytest.raises(ValueError, match=r"models\[0\] and models\[1\] are the same model"):
         fit_many([m, m], X, y, epochs=1)
+    with pytest.raises(ValueError, match=r"models\[1\] is a layer of models\[0\]"):
+        fit_many([m, m[0]], X, y, epochs=1)
     _assert_unchanged([m], before)
 
 
