@@ -14,7 +14,9 @@
 * ``on_train_end(model, history)`` once, also when training stopped early or
   raised (a :class:`~fastnn.train.DivergenceError`, or a later callback's
   ``on_train_begin`` refusing), for every callback whose ``on_train_begin``
-  ran.
+  ran, also after an earlier callback's ``on_train_end`` raised: once all
+  have run, ``fit`` raises the error training stopped with, else the first
+  one an ``on_train_end`` raised.
 
 Every callback sees every epoch: one that asks to stop does not keep the
 later ones in the list from being called for that epoch.
@@ -69,6 +71,12 @@ class _Function(Callback):
         return self.function(history)
 
 
+def is_callback(obj):
+    """Whether ``obj`` has the three events of :class:`Callback` (an object with state)."""
+    return all(callable(getattr(obj, event, None))
+               for event in ("on_train_begin", "on_epoch_end", "on_train_end"))
+
+
 def as_callbacks(callbacks):
     """``callbacks`` (None or a list or tuple) as a list of :class:`Callback`.
 
@@ -77,6 +85,9 @@ def as_callbacks(callbacks):
     TypeError
         ``callbacks`` is not a list or tuple, or an entry is neither a
         Callback-like object nor a callable (the message names its index).
+    ValueError
+        One Callback object twice in the list (its events would run twice
+        per event, on one state).
     """
     if callbacks is None:
         return []
@@ -84,8 +95,11 @@ def as_callbacks(callbacks):
         raise TypeError(f"callbacks must be a list of callbacks, got {type(callbacks).__name__}")
     out = []
     for i, cb in enumerate(callbacks):
-        if all(callable(getattr(cb, event, None))
-               for event in ("on_train_begin", "on_epoch_end", "on_train_end")):
+        if is_callback(cb):
+            if any(cb is other for other in out):
+                first = next(j for j, other in enumerate(callbacks) if other is cb)
+                raise ValueError(f"callbacks[{i}] is callbacks[{first}] again (one "
+                                 f"{type(cb).__name__} object); give each entry its own")
             out.append(cb)
         elif callable(cb):
             out.append(_Function(cb))

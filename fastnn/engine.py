@@ -28,7 +28,9 @@ True
 layer 0 is a Sequential (the engine compiles a flat Sequential of Linear, activation,
 BatchNorm1d and Dropout layers)
 """
+import contextlib
 import functools
+import threading
 
 import numpy as np
 
@@ -187,11 +189,85 @@ def _blas_pools():
     return ThreadpoolController().select(user_api="blas")
 
 
+def _per_thread(pool):
+    """Whether ``pool``'s limit holds for the calling thread only (OpenBLAS on OpenMP)."""
+    return pool.internal_api == "openblas" and getattr(pool, "threading_layer", "") == "openmp"
+
+
+def _set_threads(pool, n):
+    """Set ``pool`` to ``n`` threads from any thread.
+
+    threadpoolctl (3.6+) lets only one "controlling" thread change a
+    process-wide OpenBLAS and silently ignores the others: a fit in a worker
+    thread, while the main thread held any limit, kept the thread team.  So
+    the guard takes control (keeping it while fits run: other threads'
+    limits cannot undo the guard meanwhile).
+    """
+    release = getattr(pool, "clear_controlling_thread", None)
+    if release is not None and not _per_thread(pool):
+        release(force=True)
+    pool.set_num_threads(n)
+
+
+class _OneBlasThread:
+    """The process-wide state of :func:`one_blas_thread`: how many blocks are inside it.
+
+    The first block to enter saves each process-wide BLAS's thread count and
+    sets one thread; the last to leave restores the counts and gives up
+    threadpoolctl's control.  (Each block saving and restoring for itself
+    failed for fits overlapping in threads: the inner one saved "1", the
+    outer one restored the team while the inner one ran, and the inner one
+    left the process on one thread.)  Per-thread limits are saved and set by
+    each entering thread, and restored when it leaves.
+    """
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.inside = 0
+        self.saved = []                  # [(pool, threads)]: the process-wide pools
+        self.local = threading.local()   # .saved: a stack of the per-thread pools' lists
+
+    def enter(self):
+        pools = _blas_pools().lib_controllers
+        mine = [(p, p.get_num_threads()) for p in pools if _per_thread(p)]
+        with self.lock:
+            if self.inside == 0:
+                self.saved = [(p, p.get_num_threads()) for p in pools if not _per_thread(p)]
+            for pool, _ in self.saved:    # (again when inside: the limit was changed meanwhile)
+                _set_threads(pool, 1)
+            self.inside += 1
+        for pool, _ in mine:
+            _set_threads(pool, 1)
+        self.local.__dict__.setdefault("saved", []).append(mine)
+
+    def leave(self):
+        for pool, threads in self.local.saved.pop():
+            _set_threads(pool, threads)
+        with self.lock:
+            self.inside -= 1
+            if self.inside == 0:
+                for pool, threads in self.saved:
+                    _set_threads(pool, threads)
+                    release = getattr(pool, "clear_controlling_thread", None)
+                    if release is not None:
+                        release(force=True)
+                self.saved = []
+
+
+_GUARD = _OneBlasThread()
+
+
+@contextlib.contextmanager
 def one_blas_thread():
     """Context manager: every BLAS on one thread inside the block (~10 us to enter and leave).
 
     The engine's products are microseconds each; a BLAS thread team woken
     for every one of them made an epoch 170x slower (measured, 2 cores).
+
+    Process-wide and counted: blocks may overlap in threads (fits in
+    threads, ``fit_many``); the first to enter saves the BLAS thread counts,
+    the last to leave restores them, and the limit holds in every thread
+    in between, also while another thread holds a threadpoolctl limit.
 
     Examples
     --------
@@ -199,7 +275,11 @@ def one_blas_thread():
     >>> with engine.one_blas_thread():
     ...     pass
     """
-    return _blas_pools().limit(limits=1)
+    _GUARD.enter()
+    try:
+        yield
+    finally:
+        _GUARD.leave()
 
 
 _NO_WEIGHTS = np.empty(0)  # train_epoch's "unweighted" (one array type: one compilation)

@@ -23,6 +23,8 @@ with :mod:`fastnn.diagnostics` (not part of ``__all__``).
 """
 import contextlib
 import functools
+import inspect
+import itertools
 import math
 
 import numpy as np
@@ -36,7 +38,7 @@ from fastnn._backend import (
     to_device as _move,
 )
 from fastnn._validation import as_rng, check_choice, class_labels, integer, real_scalar
-from fastnn.callbacks import ProgressBar, as_callbacks
+from fastnn.callbacks import ProgressBar, as_callbacks, is_callback
 from fastnn.nn import Dropout, Sigmoid
 
 __all__ = ["fit", "fit_many", "predict", "predict_proba", "evaluate", "steps_per_epoch",
@@ -239,6 +241,8 @@ def fit(model, X, y, loss="cross_entropy", optimizer=None, epochs=10, batch_size
         binary_cross_entropy, the sigmoid cross-entropy of each output:
         ``F.binary_cross_entropy_with_logits``).
     optimizer : fastnn.optim.Optimizer, optional
+        Over the model's parameters, or some of them (the others stay
+        frozen); one holding a parameter that is not the model's is refused.
         Default: ``Adam(model.parameters(), lr=1e-3)``.
     epochs : int >= 0
     batch_size : int >= 1
@@ -291,7 +295,7 @@ def fit(model, X, y, loss="cross_entropy", optimizer=None, epochs=10, batch_size
         ``optimizer.lr`` for the next epoch (when no ``schedule`` is given)
         and read or copy the model (not train it).  One ``fit`` call with
         callbacks replaces one call per epoch, which re-plans the compiled
-        engine each time.
+        engine each time.  One Callback object may appear once.
 
     Returns
     -------
@@ -312,7 +316,8 @@ def fit(model, X, y, loss="cross_entropy", optimizer=None, epochs=10, batch_size
         A NaN or infinite loss; the message names the epoch and step, and the
         exception carries the history so far.
     ValueError, TypeError, IndexError
-        Bad arguments, mismatched shapes, labels out of range.
+        Bad arguments, mismatched shapes, labels out of range, an optimizer
+        holding a parameter that is not the model's (all before training).
 
     Notes
     -----
@@ -394,7 +399,13 @@ def _check_data(model, X, y, loss, sample_weight, validation):
 
 
 def _check_optimizer(model, optimizer):
-    """The optimizer fit uses: ``optimizer``, or a fresh ``Adam(lr=1e-3)`` when None."""
+    """The optimizer fit uses: ``optimizer``, or a fresh ``Adam(lr=1e-3)`` when None.
+
+    An optimizer over some of the model's parameters (frozen layers) is
+    fine; one holding a parameter that is not the model's (built for
+    another model, or before ``copy.deepcopy(model)``) is refused: the fit
+    would update that other model, or nothing, and say nothing.
+    """
     from fastnn.optim import Adam, Optimizer
 
     if optimizer is None:
@@ -402,6 +413,13 @@ def _check_optimizer(model, optimizer):
     if not isinstance(optimizer, Optimizer):
         raise TypeError("optimizer must be a fastnn.optim.Optimizer, got "
                         f"{type(optimizer).__name__}")
+    own = {id(p) for p in model.parameters()}
+    for i, p in enumerate(optimizer.params):
+        if id(p) not in own:
+            raise ValueError(
+                f"optimizer.params[{i}] (shape {tuple(p.data.shape)}) is not a parameter of "
+                "the model: the optimizer was built for another model (a copy.deepcopy of a "
+                "model has new parameters); build it over model.parameters()")
     return optimizer
 
 
@@ -440,9 +458,32 @@ def _run_epochs(model, run_epoch, n_batches, epochs, n, shuffle, rng, optimizer,
             stops = [cb.on_epoch_end(model, history) for cb in callbacks]
             if any(stops):
                 break
-    finally:
-        for cb in started:      # those whose on_train_begin ran (one may have refused)
+    except BaseException as exc:
+        _end_callbacks(started, model, history, pending=exc)
+        raise
+    _end_callbacks(started, model, history)
+
+
+def _end_callbacks(callbacks, model, history, pending=None):
+    """Every callback's ``on_train_end``, also after one raised; then the first error.
+
+    ``callbacks``: those whose ``on_train_begin`` ran (one may have refused).
+    ``pending``: the exception training stopped with; it stays the one the
+    caller raises, and the callbacks' errors are noted on it (Python 3.11+).
+    Without one, the first callback error is raised once all have run (an
+    ``EarlyStopping`` after a failing callback still restores its epoch).
+    """
+    first = pending
+    for cb in callbacks:
+        try:
             cb.on_train_end(model, history)
+        except Exception as exc:
+            if first is None:
+                first = exc
+            elif hasattr(first, "add_note"):
+                first.add_note(f"{type(cb).__name__}.on_train_end also raised {exc!r}")
+    if first is not None and first is not pending:
+        raise first
 
 
 ENGINES = ("auto", "compiled", "layers")
@@ -601,26 +642,142 @@ def _add_penalties(decayed, l2, l1):
     return penalty
 
 
-#: fit_many arguments that may differ between the models (a list: one value per model).
+#: fit_many arguments whose list or tuple is one value per model (``per_model`` shorthand).
 PER_MODEL = ("schedule", "rng", "l2", "l1", "max_norm")
+#: fit arguments of which a list or tuple is ONE value: shared by every model in fit_many.
+_LIST_VALUED = ("validation", "sample_weight", "callbacks")
+#: fit arguments fit_many does not pass on (its own, or ``optimizers``).
+_NOT_PASSED = ("model", "X", "y", "optimizer", "engine", "progress")
 
 
-def _per_model(kwargs, k):
-    """[kwargs of model i]: a list or tuple under a PER_MODEL key is split over the k models."""
-    out = [dict(kwargs) for _ in range(k)]
+def _fit_options():
+    """{name: default} of the fit arguments fit_many passes on."""
+    params = inspect.signature(fit).parameters
+    return {k: p.default for k, p in params.items() if k not in _NOT_PASSED}
+
+
+def _split_kwargs(kwargs, per_model):
+    """(shared values, {name: per-model values}) of fit_many's fit arguments, checked by name."""
+    known = _fit_options()
+    if per_model is None:
+        per_model = {}
+    if not isinstance(per_model, dict):
+        raise TypeError("per_model must be a dict {fit argument: [one value per model]}, got "
+                        f"{type(per_model).__name__}")
+    for key in list(kwargs) + list(per_model):
+        if key not in known:
+            hint = " (pass optimizers=[...])" if key == "optimizer" else ""
+            raise TypeError(f"fit_many does not take {key!r}{hint}; it passes on "
+                            f"{', '.join(known)}")
+    split, shared = dict(per_model), {}
     for key, value in kwargs.items():
-        if isinstance(value, (list, tuple)) and key in PER_MODEL:
-            if len(value) != k:
-                raise ValueError(f"{key} has {len(value)} values for {k} models")
-            for i in range(k):
-                out[i][key] = value[i]
-        elif isinstance(value, (list, tuple)) and key != "validation":
-            raise TypeError(f"{key} cannot differ between models (per-model lists are "
-                            f"accepted for {', '.join(PER_MODEL)})")
+        if key in split:
+            raise TypeError(f"{key} is given both as a shared value and in per_model")
+        if key in PER_MODEL and isinstance(value, (list, tuple)):
+            split[key] = value
+        elif isinstance(value, (list, tuple)) and key not in _LIST_VALUED:
+            raise TypeError(f"{key} is a {type(value).__name__}: give one {key} for every "
+                            f"model, or one per model as per_model={{{key!r}: [...]}}")
+        else:
+            shared[key] = value
+    return shared, split
+
+
+def _per_model(kwargs, per_model, k):
+    """[fit kwargs of model i]: the shared values, and the per-model ones split over k models."""
+    shared, split = _split_kwargs(kwargs, per_model)
+    for key, values in split.items():
+        if not isinstance(values, (list, tuple)):
+            raise TypeError(f"per_model[{key!r}] must be a list of one value per model, got "
+                            f"{type(values).__name__}")
+        if len(values) != k:
+            raise ValueError(f"{key} has {len(values)} values for {k} models")
+    return [dict(shared, **{key: values[i] for key, values in split.items()})
+            for i in range(k)]
+
+
+def _check_distinct(models):
+    """Refuse a model given twice, and models sharing a layer, a parameter or memory.
+
+    Their fits would run at once on the same numbers: one model's updates
+    lost, a result matching no order of the fits.
+    """
+    from fastnn.nn import Module, Parameter
+
+    owner = {}
+    for i, model in enumerate(models):
+        if not isinstance(model, Module):
+            raise TypeError(f"models[{i}] is a {type(model).__name__}, not a fastnn.nn.Module")
+        for obj in model.modules() + model.parameters():
+            j = owner.setdefault(id(obj), i)
+            if j == i:
+                continue
+            if obj is models[j]:
+                what = f"models[{j}] and models[{i}] are the same model"
+            elif obj is model:
+                what = f"models[{i}] is a layer of models[{j}]"
+            elif isinstance(obj, Parameter):
+                what = (f"models[{j}] and models[{i}] share a parameter (shape "
+                        f"{tuple(obj.data.shape)})")
+            else:
+                what = f"models[{j}] and models[{i}] share a layer (a {type(obj).__name__})"
+            raise ValueError(f"{what}: their fits would run at once and lose each other's "
+                             "updates; give each its own (copy.deepcopy), or fit them one "
+                             "after another")
+    arrays = [[a for a in [p.data for p in m.parameters()] + [b for _, b in m.named_buffers()]
+               if isinstance(a, np.ndarray)] for m in models]
+    for i, j in itertools.combinations(range(len(models)), 2):
+        if any(np.may_share_memory(a, b) for a in arrays[i] for b in arrays[j]):
+            raise ValueError(f"models[{i}] and models[{j}] hold parameters or buffers in the "
+                             "same memory: their fits would run at once and lose each other's "
+                             "updates; give each its own arrays")
+
+
+def _check_jobs(models, jobs, n):
+    """fit's cheap argument checks for every model, before any trains; ``n``: rows of X or None."""
+    defaults, owner = _fit_options(), {}
+    for i, (model, job) in enumerate(zip(models, jobs)):
+        a = dict(defaults, **job)
+        try:
+            _check_options(a["loss"], "auto", a["epochs"], a["batch_size"], a["l2"], a["l1"],
+                           a["max_norm"], a["schedule"])
+            as_callbacks(a["callbacks"])
+            if n is not None:
+                check_sample_weight(a["sample_weight"], n)
+            _check_optimizer(model, a["optimizer"])
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"models[{i}]: {exc}") from None
+        for key, obj in _stateful(a):
+            j = owner.setdefault(id(obj), i)
+            if j != i:
+                raise ValueError(
+                    f"one {type(obj).__name__} object is in the {key} of models[{j}] and "
+                    f"models[{i}]: their fits run at once and would share its state; give "
+                    f"each model its own, as per_model={{{key!r}: [...]}}")
+
+
+def _stateful(args):
+    """(argument, object) for each object with state in one fit's arguments.
+
+    A Callback object (an EarlyStopping, a ProgressBar) keeps one fit's
+    epochs; a Generator ``rng`` is drawn from by the fit.  Concurrent fits
+    must not share one.  (Plain callables and int seeds may be shared.)
+    """
+    out = [("callbacks", cb) for cb in args["callbacks"] or () if is_callback(cb)]
+    if isinstance(args["rng"], np.random.Generator):
+        out.append(("rng", args["rng"]))
     return out
 
 
-def fit_many(models, X, y, optimizers=None, n_jobs=None, return_exceptions=False, **kwargs):
+def _n_rows(X):
+    try:
+        return len(X)
+    except TypeError:
+        return None
+
+
+def fit_many(models, X, y, optimizers=None, n_jobs=None, return_exceptions=False,
+             per_model=None, **kwargs):
     """Train independent models on the same data at once; each as :func:`fit` would.
 
     The models train in ``n_jobs`` threads: the compiled engine releases
@@ -631,21 +788,37 @@ def fit_many(models, X, y, optimizers=None, n_jobs=None, return_exceptions=False
     Parameters
     ----------
     models : sequence of fastnn.nn.Module
-        Distinct models (their own initializations, dropout rates, ...).
+        Distinct models (their own initializations, dropout rates, ...):
+        a model given twice, or models sharing a layer, a parameter or the
+        memory of one, are refused (their fits would race).
     X, y : array_like
         Shared training data (see :func:`fit`).
     optimizers : sequence of fastnn.optim.Optimizer, optional
-        One per model (learning rate, momentum, weight decay); default
-        ``Adam(model.parameters(), lr=1e-3)`` for each.
+        One per model, over that model's parameters (learning rate,
+        momentum, weight decay); default ``Adam(model.parameters(),
+        lr=1e-3)`` for each.
     n_jobs : int >= 1, optional
         Threads; default ``numba.get_num_threads()`` (the cores numba uses).
     return_exceptions : bool
         Put the exception a model's fit raised (a :class:`DivergenceError`,
         say) in its place in the result instead of raising it.
+    per_model : dict, optional
+        ``{name: [value of model 0, value of model 1, ...]}`` for any
+        argument of :func:`fit` passed on (below): one value per model.
+        Bagging is ``per_model={"sample_weight": [w0, w1, ...]}``; each
+        model's own callbacks are ``per_model={"callbacks": [[...], [...]]}``.
     **kwargs
-        Any other argument of :func:`fit` (``engine`` and ``progress``
-        excepted).  ``schedule``, ``rng``, ``l2``, ``l1`` and ``max_norm``
-        may be lists with one value per model.
+        Any other argument of :func:`fit` (``engine``, ``progress`` and
+        ``optimizer`` excepted), one value shared by every model, as
+        :func:`fit` takes it: ``sample_weight`` one array for all,
+        ``callbacks`` one list run by every fit (plain callables may be
+        shared; a :class:`~fastnn.callbacks.Callback` object, which holds
+        one fit's state, may not: give each model its own in
+        ``per_model``), ``validation`` one pair, ``rng`` one int seed (a
+        Generator object, which a fit draws from, may not be shared
+        either).  Shorthand: ``schedule``,
+        ``rng``, ``l2``, ``l1`` and ``max_norm`` given as a list or tuple
+        are per-model values.
 
     Returns
     -------
@@ -657,9 +830,13 @@ def fit_many(models, X, y, optimizers=None, n_jobs=None, return_exceptions=False
     Raises
     ------
     ValueError, TypeError
-        Mismatched list lengths, a per-model list under another argument,
-        and whatever :func:`fit` raises for one of the models (the first
-        such error, after every model has finished or failed).
+        Before any model trains: shared models, layers, parameters,
+        callback objects or Generators, an optimizer holding another model's parameter,
+        mismatched list lengths, an unknown argument or a list where one
+        value is expected, a bad option or sample_weight of one model
+        (the message names it: ``models[i]: ...``).  Then whatever
+        :func:`fit` raises for one of the models (the first such error,
+        after every model has finished or failed).
 
     Examples
     --------
@@ -674,6 +851,11 @@ def fit_many(models, X, y, optimizers=None, n_jobs=None, return_exceptions=False
     >>> hists = train.fit_many(models, X, y, opts, epochs=2, rng=[0, 1, 2], l2=[0.0, 1e-3, 0.0])
     >>> [h["engine"] for h in hists]
     ['compiled', 'compiled', 'compiled']
+
+    Bagging: each model on its own bootstrap sample, as sample weights.
+
+    >>> boot = [np.bincount(rng.integers(0, 64, 64), minlength=64) for _ in models]
+    >>> hists = train.fit_many(models, X, y, opts, epochs=2, per_model={"sample_weight": boot})
     """
     from concurrent.futures import ThreadPoolExecutor
 
@@ -683,17 +865,16 @@ def fit_many(models, X, y, optimizers=None, n_jobs=None, return_exceptions=False
     from fastnn.optim import Adam
 
     models = list(models)
-    for key in ("engine", "progress"):
-        if key in kwargs:
-            raise TypeError(f"fit_many does not take {key!r}")
+    _check_distinct(models)
     if optimizers is None:
         optimizers = [Adam(m.parameters(), lr=1e-3) for m in models]
     optimizers = list(optimizers)
     if len(optimizers) != len(models):
         raise ValueError(f"got {len(optimizers)} optimizers for {len(models)} models")
-    n_jobs = get_num_threads() if n_jobs is None else integer(n_jobs, "n_jobs", low=1)
-    jobs = [dict(kw, optimizer=opt) for kw, opt in zip(_per_model(kwargs, len(models)),
+    jobs = [dict(kw, optimizer=opt) for kw, opt in zip(_per_model(kwargs, per_model, len(models)),
                                                       optimizers)]
+    _check_jobs(models, jobs, _n_rows(X))
+    n_jobs = get_num_threads() if n_jobs is None else integer(n_jobs, "n_jobs", low=1)
     compiled = [i for i, (m, o) in enumerate(zip(models, optimizers)) if why_not(m, o) is None]
     results = [None] * len(models)
 
@@ -703,9 +884,8 @@ def fit_many(models, X, y, optimizers=None, n_jobs=None, return_exceptions=False
         except Exception as exc:
             results[i] = exc
 
-    # One BLAS thread for the whole pool: the limit is process-wide, so a
-    # model finishing must not hand the BLAS its thread team back while the
-    # others still run.
+    # One BLAS thread for the whole pool (one_blas_thread is a count: each
+    # fit inside enters it too, and only the last to leave restores the BLAS).
     if compiled:      # (without the engine's extra, nothing is compiled: no BLAS to limit)
         with one_blas_thread(), ThreadPoolExecutor(max_workers=n_jobs) as pool:
             list(pool.map(one, compiled))

@@ -146,3 +146,49 @@ def test_progress_bar_counts_epochs_and_closes(monkeypatch):
     assert set(bar.post) == {"loss", "val_acc"}
     fit(_model(), X, y, epochs=3, rng=0, progress=False, callbacks=[ProgressBar(3, "mine")])
     assert len(bars) == 2 and bars[1].kwargs["desc"] == "mine" and bars[1].closed
+
+
+class FailsAtEnd(Callback):
+    def __init__(self, message):
+        self.message = message
+
+    def on_train_end(self, model, history):
+        raise RuntimeError(self.message)
+
+
+@pytest.mark.parametrize("engine", ["compiled", "layers"])
+def test_a_failing_train_end_does_not_skip_the_later_ones(engine):
+    """EarlyStopping after a failing callback still restores; the first error is raised."""
+    X, y = _data()
+    model = _model()
+    rec, stop = Recorder(), EarlyStopping(monitor="val_loss", patience=2)
+    with pytest.raises(RuntimeError, match="first") as info:
+        fit(model, X, y, optimizer=optim.SGD(model.parameters(), lr=3.0), epochs=50, rng=0,
+            progress=False, engine=engine, validation=(X, y),
+            callbacks=[FailsAtEnd("first"), rec, FailsAtEnd("second"), stop])
+    assert rec.events[-1][0] == "end" and stop.best_epoch < len(rec.states)
+    for k, v in model.state_dict().items():
+        np.testing.assert_array_equal(v, rec.states[stop.best_epoch - 1][k], err_msg=k)
+    assert "second" in "".join(getattr(info.value, "__notes__", ["second"]))
+
+
+def test_a_failing_train_end_after_divergence_leaves_the_divergence_error_raised():
+    X, y = _data()
+    X[7, 2] = np.nan
+    rec = Recorder()
+    with pytest.raises(DivergenceError):
+        fit(_model(), X, y, epochs=3, rng=0, progress=False, shuffle=False,
+            callbacks=[FailsAtEnd("end"), rec])
+    assert rec.events[-1] == ("end", 0)
+
+
+def test_one_callback_object_twice_in_a_fit_is_refused_before_training():
+    X, y = _data()
+    model = _model()
+    stop = EarlyStopping(monitor="train_loss")
+    before = model.state_dict()
+    with pytest.raises(ValueError, match=r"callbacks\[2\] is callbacks\[0\] again \(one "
+                                         "EarlyStopping object\\)"):
+        fit(model, X, y, epochs=2, progress=False, callbacks=[stop, lambda h: False, stop])
+    for k, v in model.state_dict().items():
+        np.testing.assert_array_equal(v, before[k], err_msg=k)

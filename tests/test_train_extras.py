@@ -185,3 +185,39 @@ def test_callback_may_set_the_next_epochs_lr():
         fit(model, X, y, optimizer=opt, epochs=1, callbacks=[halve, 3])
     with pytest.raises(TypeError, match="callbacks must be a list"):
         fit(model, X, y, optimizer=opt, epochs=1, callbacks=halve)
+
+
+@pytest.mark.parametrize("engine", ["auto", "compiled", "layers"])
+def test_an_optimizer_of_another_model_is_refused_before_training(engine):
+    """After copy.deepcopy(model), an optimizer over the original trained nothing, silently."""
+    import copy
+
+    X, y = _data("cross_entropy")
+    original = _model()
+    opt = optim.Adam(original.parameters(), lr=0.1)
+    clone = copy.deepcopy(original)
+    before = {k: v.copy() for k, v in clone.state_dict().items()}
+    with pytest.raises(ValueError, match=r"optimizer.params\[0\] \(shape \(7, 5\)\) is not a "
+                                         "parameter of the model"):
+        fit(clone, X, y, optimizer=opt, epochs=1, progress=False, engine=engine)
+    # one foreign parameter among the model's own is refused too, by its index
+    mixed = optim.SGD(clone.parameters()[:3] + original.parameters()[3:], lr=0.1)
+    with pytest.raises(ValueError, match=r"optimizer.params\[3\] \(shape \(3,\)\)"):
+        fit(clone, X, y, optimizer=mixed, epochs=1, progress=False, engine=engine)
+    for k, v in clone.state_dict().items():
+        np.testing.assert_array_equal(v, before[k], err_msg=k)
+        np.testing.assert_array_equal(original.state_dict()[k], before[k], err_msg=k)
+    assert all(not s for s in opt.state + mixed.state)
+
+
+@pytest.mark.parametrize("engine", ["auto", "layers"])
+def test_an_optimizer_over_some_of_the_models_parameters_trains_only_those(engine):
+    X, y = _data("cross_entropy")
+    model = _model()
+    frozen = {k: v.copy() for k, v in model.state_dict().items()}
+    opt = optim.SGD(model[1].parameters(), lr=0.1)   # the first layer frozen
+    fit(model, X, y, optimizer=opt, epochs=1, progress=False, engine=engine)
+    after = model.state_dict()
+    for k in frozen:
+        same = np.array_equal(after[k], frozen[k])
+        assert same == k.startswith("0."), k

@@ -205,16 +205,18 @@ def fit_sweep(runs, X, y, **common):
     from fastnn import train
     common = {k: v for k, v in common.items() if k != "progress"}
     per_run = sorted({k for r in runs for k in r} - {"model", "optimizer"})
+    per_model = {}
     for key in per_run:   # every run needs a value for fit_many's per-model list
         missing = [i for i, r in enumerate(runs) if key not in r]
         if missing:
             raise ValueError(f"fit_sweep: runs {missing} lack {key!r}")
-        common[key] = [r[key] for r in runs]
+        per_model[key] = [r[key] for r in runs]
+        common.pop(key, None)
     # A too-high rate overflows on purpose; fit reports it as a divergence.
     with np.errstate(over="ignore", invalid="ignore"):
         outcomes = train.fit_many([r["model"] for r in runs], X, y,
                                   [r["optimizer"] for r in runs], return_exceptions=True,
-                                  **common)
+                                  per_model=per_model, **common)
     out = []
     for o in outcomes:
         if isinstance(o, train.DivergenceError):
