@@ -84,12 +84,28 @@ def backend_of(*arrays):
 # the backend of the array instead of testing array types itself.
 
 def device_of(a):
-    """``"cpu"`` or ``"cuda"``: where the array ``a`` lives."""
+    """``"cpu"`` or ``"cuda"``: where the array ``a`` lives.
+
+    Host arrays of any ndarray subclass (``np.memmap``, ``np.matrix``) are
+    ``"cpu"``: only an object with ``__cuda_array_interface__`` (or a
+    simulator array) is on the GPU.
+    """
     return "cpu" if type(a) is np.ndarray or not on_device(a) else "cuda"
 
 
+_DEVICES = ("cpu", "cuda")
+
+
 def to_device(a, device):
-    """``a`` on ``device`` ("cpu" or "cuda"): ``a`` itself if it is there already."""
+    """``a`` on ``device`` ("cpu" or "cuda"): ``a`` itself if it is there already.
+
+    Raises
+    ------
+    ValueError
+        ``device`` is neither "cpu" nor "cuda" (checked first, whatever ``a`` is).
+    """
+    if device not in _DEVICES:
+        raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
     if a is None or device_of(a) == device:
         return a
     return cuda().from_host(a) if device == "cuda" else cuda().to_host(a)
@@ -102,9 +118,13 @@ def copy(a):
 
 def assign(dest, src):
     """``dest[...] = src`` in place: ``dest`` a host or device array, ``src`` a host
-    array or one on dest's device (a host ``src`` is copied to dest's device)."""
-    if type(dest) is np.ndarray:
-        dest[...] = src
+    array or one on dest's device (a host ``src`` is copied to dest's device).
+
+    A host ``dest`` of any ndarray subclass (an ``np.memmap``) is written
+    in place on the host; a device ``src`` is brought to the host first.
+    """
+    if device_of(dest) == "cpu":
+        dest[...] = src if device_of(src) == "cpu" else cuda().to_host(src)
     elif device_of(src) == "cuda":
         cuda().copyto(dest, src)
     else:
@@ -112,5 +132,11 @@ def assign(dest, src):
 
 
 def host_copy(a):
-    """A host numpy copy of ``a``, wherever it lives (never ``a`` itself)."""
-    return a.copy() if type(a) is np.ndarray else backend_of(a).to_host(a)
+    """A host numpy copy of ``a``, wherever it lives (never ``a`` itself).
+
+    Always a new base-class ``np.ndarray``: a memmap (or other subclass)
+    gives a copy of its values, not a live alias of the file.
+    """
+    if device_of(a) == "cpu":
+        return np.array(a, order="C", copy=True, subok=False)
+    return cuda().to_host(a)

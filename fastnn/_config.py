@@ -46,6 +46,17 @@ from numba import get_num_threads, njit  # noqa: E402
 # sqrt/exp/log keep full precision.
 FASTMATH = {"nsz", "arcp", "contract", "reassoc"}
 
+# The narrowed set, for code whose accuracy depends on evaluation order or
+# cancellation, or that divides by a possibly tiny value: ``reassoc`` lets
+# LLVM rewrite ``(x - m) - log_s`` as ``x - (m + log_s)`` (a log-softmax of
+# [1e16, 1e16] gave [0, 0]) and ``max(x, 0) - x t + log1p(e)`` so that the
+# tiny last term is lost (BCE of x = 50, t = 1 gave 0 instead of 1.9e-22);
+# ``arcp`` turns ``w / total`` into ``w * (1 / total)``, which is inf for a
+# subnormal total.  ``contract`` (fused multiply-adds) only removes roundings.
+# The flags are per instruction: a kernel built with these and inlined into a
+# FASTMATH one keeps them, so only the sensitive function needs narrowing.
+EXACT_FASTMATH = frozenset({"contract"})
+
 # Below this many elements a kernel runs its serial twin.  A call that finds
 # the pool asleep (after a BLAS call, or any pause longer than the spin
 # above) pays the wake-up, 60-200 us on these machines (measured, float32,
@@ -67,8 +78,8 @@ def jit(fn=None, *, parallel=False, fastmath=FASTMATH, **options):
     ``error_model="numpy"`` makes float division by zero give inf/NaN (as in
     numpy) instead of raising, which also lets LLVM vectorize divisions.
     ``fastmath`` may be narrowed (never widened to the no-NaN/no-inf flags)
-    for code whose accuracy depends on evaluation order, such as the
-    two-part range reduction of a hand-written exp.
+    for code whose accuracy depends on evaluation order or that divides by
+    a possibly tiny value: pass :data:`EXACT_FASTMATH` there.
     """
     flags = set(fastmath)
     if flags - FASTMATH:

@@ -285,7 +285,9 @@ def fit(model, X, y, loss="cross_entropy", optimizer=None, epochs=10, batch_size
         ``sum(w_i * l_i) / sum(w_i)`` over the batch (a sample's loss is the
         mean over its outputs for mse, mae and binary_cross_entropy), as
         scikit-learn weights its MLP losses; unit weights give the unweighted
-        run.  CPU models only; both engines.
+        run.  Only their ratios matter: fit scales them by the power of two
+        that brings the largest into [0.5, 1) (exact), so weights of 1e-320
+        or 1e308 train as unit weights do.  CPU models only; both engines.
     callbacks : list, optional
         :class:`fastnn.callbacks.Callback` objects (train begin, epoch end,
         train end events; :class:`~fastnn.callbacks.EarlyStopping` is one)
@@ -317,7 +319,9 @@ def fit(model, X, y, loss="cross_entropy", optimizer=None, epochs=10, batch_size
         exception carries the history so far.
     ValueError, TypeError, IndexError
         Bad arguments, mismatched shapes, labels out of range, an optimizer
-        holding a parameter that is not the model's (all before training).
+        holding a parameter that is not the model's; a ``sample_weight``
+        whose positive weights span more than float64's range (one below
+        2**-1074 times the largest); all before training.
 
     Notes
     -----
@@ -380,7 +384,7 @@ def _check_data(model, X, y, loss, sample_weight, validation):
     if X.shape[0] == 0:
         raise ValueError("X has no samples")
     y = as_targets(model, X, y, loss)
-    sample_weight = check_sample_weight(sample_weight, X.shape[0])
+    sample_weight = _scaled_weights(check_sample_weight(sample_weight, X.shape[0]))
     if sample_weight is not None and model.device != "cpu":
         raise ValueError("sample_weight is supported for CPU models only (the model is on "
                          f"{model.device})")
@@ -557,6 +561,35 @@ def check_sample_weight(sample_weight, n):
         raise ValueError(f"sample_weight must be finite and >= 0; sample_weight[{bad[0]}] = "
                          f"{w[bad[0]]}")
     return w
+
+
+def _scaled_weights(w):
+    """``w`` (checked float64 weights, or None) scaled so that its largest weight is in [0.5, 1).
+
+    A batch's weighted mean loss does not depend on the scale of the
+    weights, so fit trains on these on both engines: scaled by a power of
+    two, which is exact, ordinary weights give bit for bit the same run,
+    while weights whose batch sum overflows (1e308) or is subnormal (1e-320)
+    become ordinary numbers.
+
+    Raises
+    ------
+    ValueError
+        A positive weight below 2**-1074 times the largest one (it would
+        become 0): the range of the weights exceeds float64's.
+    """
+    if w is None:
+        return None
+    top = w.max()
+    if top == 0.0:
+        return w            # all zero: zero-gradient steps, as documented in fit
+    scaled = np.ldexp(w, -np.frexp(top)[1])
+    lost = np.flatnonzero((scaled == 0.0) & (w > 0.0))
+    if lost.size:
+        raise ValueError(f"sample_weight spans more than float64's range: sample_weight"
+                         f"[{lost[0]}] = {w[lost[0]]} is below 2**-1074 times the largest "
+                         f"weight, {top}")
+    return scaled
 
 
 def _weighted_loss(loss, out, yb, wb):

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 import fastnn.functional as F
-from tests.conftest import assert_close, hostile_layouts
+from tests.conftest import assert_close, hostile_layouts, tolerances
 from tests.gradcheck import assert_grad_close, numerical_vjp
 from tests.reference import losses as ref
 
@@ -448,6 +448,32 @@ def test_bce_extreme_logits(dtype):
     tiny = np.array([1e-12, -1e-12], dtype)
     assert_close(BCE(tiny, np.array([1.0, 1.0], dtype), "none"),
                  ref.bce_with_logits(tiny, [1.0, 1.0], "none")[0], dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_bce_confident_logits_keep_their_tiny_loss_and_gradient(dtype, torch):
+    """x = 50 with target 1 mirrors x = -50 with target 0: both lose softplus(-50) = 1.9e-22.
+
+    Under the reassociation flag the positive side added log1p(exp(-x)) to x
+    before the cancelling x t and gave 0 (x = 30: 9.2371e-14 instead of
+    9.3576e-14); its gradient sigmoid(x) - 1 was 0 instead of -sigmoid(-x).
+    """
+    a = np.array([50.0, 30.0, 20.0, 36.0, 80.0])
+    x = np.concatenate([a, -a]).astype(dtype)
+    t = np.concatenate([np.ones(5), np.zeros(5)]).astype(dtype)
+    # Independent float64 references, exact for these signs: softplus(-a), sigmoid(-a).
+    tiny = np.log1p(np.exp(-a))
+    sig = 1.0 / (1.0 + np.exp(a))
+    rtol = tolerances(dtype)[0]
+    loss, grad = BCE_GRAD(x, t, "none")
+    np.testing.assert_allclose(loss, np.concatenate([tiny, tiny]), rtol=rtol, atol=0)
+    np.testing.assert_allclose(grad, np.concatenate([-sig, sig]), rtol=rtol, atol=0)
+    assert BCE(x[:1], t[:1], "sum") == pytest.approx(tiny[0], rel=1e-12, abs=0)
+    assert BCE(x, t, "mean") == pytest.approx(2 * tiny.sum() / 10, rel=1e-12, abs=0)
+    # torch gets the positive side right (its mirror side rounds to 0)
+    want = torch.nn.functional.binary_cross_entropy_with_logits(
+        torch.from_numpy(x[:5]), torch.from_numpy(t[:5]), reduction="none").numpy()
+    np.testing.assert_allclose(loss[:5], want, rtol=rtol, atol=0)
 
 
 def test_bce_nan_logit_propagates_to_its_element_only():

@@ -5,7 +5,7 @@ from hypothesis import given, strategies as st
 
 import fastnn.functional as F
 from fastnn._cpu import softmax as kernels
-from tests.conftest import assert_close, hostile_layouts
+from tests.conftest import assert_close, hostile_layouts, tolerances
 from tests.gradcheck import assert_grad_close, numerical_vjp
 from tests.reference import softmax as ref
 
@@ -70,6 +70,24 @@ def test_softmax_hostile_values(dtype, torch):
     t = torch.from_numpy(x)
     np.testing.assert_allclose(p, torch.softmax(t, 1).numpy(), rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(lp, torch.log_softmax(t, 1).numpy(), rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_log_softmax_keeps_log_sum_next_to_a_huge_max(dtype, torch):
+    """(x - m) - log_s, never x - (m + log_s): under the reassociation flag
+    log_softmax([1e16, 1e16]) was [0, 0] instead of [-log 2, -log 2]."""
+    big, step = (1e16, 4.0) if dtype == np.float64 else (1e8, 16.0)   # step: a few ulp of big
+    x = np.array([[big, big, big], [big, big, big + step], [-big, -big - step, -big]], dtype)
+    want = ref.log_softmax(x.astype(np.float64))
+    lp = F.log_softmax(x)
+    assert_close(lp, want, dtype)
+    assert_close(F.log_softmax(x.T.copy(), axis=0).T, want, dtype)
+    np.testing.assert_allclose(lp, torch.log_softmax(torch.from_numpy(x), 1).numpy(),
+                               rtol=tolerances(dtype)[0])
+    # the fused cross-entropy's loss, log_s - (x_t - m), stays exact too
+    target = np.array([0, 2, 1])
+    loss = F.cross_entropy(x, target, reduction="none")
+    assert_close(loss, -want[np.arange(3), target], dtype)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -209,6 +227,25 @@ def test_cross_entropy_huge_and_equal_logits(dtype):
     np.testing.assert_array_equal(loss[:2], [0.0, 2e4])
     np.testing.assert_allclose(loss[2], np.log(2), rtol=1e-6)
     np.testing.assert_array_equal(grad, [[0.0, 0.0], [1.0, -1.0], [-0.5, 0.5]])
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.2])
+@pytest.mark.parametrize("scale", [1e-320, 1e-310])
+def test_cross_entropy_subnormal_class_weights_keep_a_finite_gradient(smoothing, scale):
+    """"mean" divides by the target-weight sum, here subnormal: under the reciprocal
+    flag 1 / sum was inf and the whole gradient NaN (torch's is NaN too)."""
+    x, y = logits_and_target(7, 4, np.float64)
+    w = np.full(4, scale)
+    for out_is_x in (False, True):
+        xs = x.copy()
+        _, g = F.cross_entropy_with_grad(xs, y, weight=w, label_smoothing=smoothing,
+                                         out=xs if out_is_x else None)
+        # equal weights: the weighted mean is the unweighted one, and so is its gradient
+        assert_close(g, ref.cross_entropy(x, y, label_smoothing=smoothing)[1], np.float64)
+    # the loss itself is finite; subnormal weights carry few digits (1e-320: 11 bits)
+    value = F.cross_entropy(x, y, weight=w, label_smoothing=smoothing)
+    assert value == pytest.approx(ref.cross_entropy(x, y, label_smoothing=smoothing)[0],
+                                  rel=1e-2)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -137,6 +137,55 @@ def test_all_zero_batch_takes_a_zero_data_gradient_step():
             np.testing.assert_array_equal(v, before[k], err_msg=k)
 
 
+@pytest.mark.parametrize("engine", ["compiled", "layers"])
+@pytest.mark.parametrize("scale", [1e-320, 2.0 ** -1074, 1e308, 1.7e308])
+def test_tiny_and_huge_weights_train_as_unit_weights(engine, scale):
+    """Only the ratios of the weights matter.  Weights of 1e-320 made the compiled
+    engine raise DivergenceError (w * (1 / total) = inf) while the layer path
+    trained; weights of 1e308, whose batch sum overflows, silently stopped
+    training on both.  fit scales them by a power of two (exact), so the run
+    is the unit-weight run up to the rounding of w / sum(w)."""
+    X, y = _data("mse")
+    got, m1 = _fit(X, y, "mse", np.full(N, scale), engine=engine)
+    want, m0 = _fit(X, y, "mse", np.ones(N), engine=engine)
+    assert got["engine"].startswith(engine)
+    np.testing.assert_allclose(got["step_loss"], want["step_loss"], rtol=1e-13)
+    for k, v in m1.state_dict().items():
+        np.testing.assert_allclose(v, m0.state_dict()[k], rtol=1e-12, atol=1e-15, err_msg=k)
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+def test_subnormal_batch_weight_sums_train_on_both_engines(loss):
+    """Weights 1 and 1e-320: after scaling, the batches of small weights still sum
+    to a subnormal number, which the compiled engine must divide by, not
+    multiply by the (infinite) reciprocal of.  Equal weights within every
+    batch: both engines give the unweighted run."""
+    X, y = _data(loss)
+    w = np.r_[np.ones(16), np.full(N - 16, 1e-320)]
+    want, m0 = _fit(X, y, loss, None, shuffle=False, engine="layers")
+    for engine in ("compiled", "layers"):
+        got, m1 = _fit(X, y, loss, w, shuffle=False, engine=engine)
+        assert got["engine"].startswith(engine)
+        np.testing.assert_allclose(got["step_loss"], want["step_loss"], rtol=1e-12, err_msg=engine)
+        for k, v in m1.state_dict().items():
+            np.testing.assert_allclose(v, m0.state_dict()[k], rtol=1e-10, atol=1e-13,
+                                       err_msg=f"{engine} {k}")
+
+
+@pytest.mark.parametrize("engine", ["compiled", "layers"])
+def test_weights_wider_than_float64_are_refused_by_name_before_training(engine):
+    """1e-300 next to 1e300 would scale to 0: refused, naming the weight, on both engines."""
+    X, y = _data("cross_entropy")
+    w = np.r_[np.full(N - 1, 1e300), 1e-300]
+    model = _model()
+    before = model.state_dict()
+    with pytest.raises(ValueError, match=r"sample_weight\[39\] = 1e-300 is below 2\*\*-1074 "
+                                         r"times the largest weight, 1e\+300"):
+        fit(model, X, y, epochs=1, progress=False, sample_weight=w, engine=engine)
+    for k, v in model.state_dict().items():
+        np.testing.assert_array_equal(v, before[k], err_msg=k)
+
+
 @pytest.mark.parametrize("w,match", [(-np.ones(N), r"sample_weight\[0\] = -1.0"),
                                      (np.r_[np.ones(N - 1), np.nan], r"sample_weight\[39\]"),
                                      (np.ones(N + 1), r"shape \(40,\)"),

@@ -28,16 +28,17 @@ import numpy as np
 from numba import types
 from numba.extending import overload
 
-from fastnn._config import jit
+from fastnn._config import EXACT_FASTMATH, jit
 
 # The range reduction below relies on the exact order of its roundings
 # (Cody-Waite: x - n*ln2_hi is exact, then the tiny n*ln2_lo correction).  The
 # package policy allows ``reassoc``, under which LLVM merges the two products
 # into x - n*(ln2_hi + ln2_lo) and the float64 error grows from <1 ulp to ~200
-# ulp near |x| = 700.  So these two functions alone keep only ``contract``
-# (fused multiply-adds, which make the polynomial more accurate, not less).
-# The flags are per instruction: inlined into a fastmath kernel they stay exact.
-_exact_jit = jit(fastmath={"contract"})
+# ulp near |x| = 700.  So these functions keep only ``contract``
+# (EXACT_FASTMATH: fused multiply-adds make the polynomial more accurate, not
+# less).  The flags are per instruction: inlined into a fastmath kernel they
+# stay exact.
+_exact_jit = jit(fastmath=EXACT_FASTMATH)
 
 _f32 = np.float32
 

@@ -36,7 +36,7 @@ import math
 
 import numpy as np
 
-from fastnn._config import jit
+from fastnn._config import EXACT_FASTMATH, jit
 from fastnn._cpu.batchnorm import batch_norm_train_backward, batch_norm_train_forward
 from fastnn._cpu.dropout import dropout_scale
 from fastnn._cpu.linear import (
@@ -224,7 +224,10 @@ def _loss(code, out, tb, yb, ce_weight, row_loss, g):
     return _l1_sum(out.ravel(), yb.ravel(), g.ravel(), 1.0 / n, True, 1) / n
 
 
-@jit
+# EXACT_FASTMATH: the weights are divided by the batch's total, which may be
+# subnormal (a batch of tiny weights); ``arcp`` made that w * (1 / total), inf,
+# and the step a DivergenceError.
+@jit(fastmath=EXACT_FASTMATH)
 def _reweight(code, out, yb, order, lo, sw, row_loss, g):
     """The batch's weighted mean loss ``sum(w_i l_i) / sum(w_i)``, g rescaled to its gradient.
 
@@ -254,7 +257,7 @@ def _reweight(code, out, yb, order, lo, sw, row_loss, g):
             row /= k
         c = nb * w / total if total > 0.0 else 0.0
         if total > 0.0:
-            value += w * row / total
+            value += (w / total) * row      # w * row would underflow for a tiny w
         for j in range(g.shape[1]):
             g[r, j] = g[r, j] * c
     return value

@@ -9,7 +9,7 @@ import math
 import numpy as np
 from numba import prange
 
-from fastnn._config import dual_jit, jit
+from fastnn._config import EXACT_FASTMATH, dual_jit, jit
 from fastnn._cpu._math import sign
 
 
@@ -67,10 +67,9 @@ _TINY_SUM_SQUARES = 1e-280
 # turn ``w * (c / norm)`` into ``(w * c) / norm`` and ``(w / big) ** 2`` into
 # ``w * w / (big * big)``, which overflow or underflow exactly on the rows
 # that need the care (w = [3e300, 4e300], c = 1e300 became [inf, inf]).
-_EXACT = {"contract"}
 
 
-@jit(fastmath=_EXACT)
+@jit(fastmath=EXACT_FASTMATH)
 def _scaled_root(row):
     """(big, root) with ||row|| = big * root, neither overflowing nor underflowing.
 
@@ -90,7 +89,7 @@ def _scaled_root(row):
     return big, math.sqrt(acc)
 
 
-@jit(fastmath=_EXACT)
+@jit(fastmath=EXACT_FASTMATH)
 def _rescale(row, big, c, root):
     """row <- c * row / (big * root), as (row / big) * (c / root): each factor is
     representable (|row / big| <= 1, c / root >= c / sqrt(n)) where c / big

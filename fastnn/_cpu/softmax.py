@@ -10,7 +10,7 @@ writes the output.  Sums reach float64 for float32 data too (in blocks of
 import numpy as np
 from numba import prange
 
-from fastnn._config import dual_jit, jit
+from fastnn._config import EXACT_FASTMATH, dual_jit, jit
 from fastnn._cpu._math import exp, row_max
 
 # Elements per block of the fused exp + sum loops below: each block is summed
@@ -90,9 +90,12 @@ def softmax_rows(x, out):
             o[j] = o[j] * inv
 
 
-@dual_jit
+# EXACT_FASTMATH: under ``reassoc`` LLVM hoisted ``m + log_s`` out of the loop
+# and wrote x_j - (m + log_s), which loses every digit of log_s below ulp(m):
+# [1e16, 1e16] gave [0, 0] instead of -log(2).  The exp-sum keeps its flags.
+@dual_jit(fastmath=EXACT_FASTMATH)
 def log_softmax_rows(x, out):
-    """out[i] = log_softmax(x[i]) = x[i] - max - log(sum(exp(x[i] - max)))."""
+    """out[i] = log_softmax(x[i]) = (x[i] - max) - log(sum(exp(x[i] - max)))."""
     n, c = x.shape
     for i in prange(n):
         row = x[i]
@@ -103,7 +106,21 @@ def log_softmax_rows(x, out):
             o[j] = (row[j] - m) - log_s
 
 
-@dual_jit
+@jit
+def _weighted_offsets(weight, row, m):
+    """sum_j w_j (x_j - m) in float64 (a plain sum: reassociated to vectorize)."""
+    sd = 0.0
+    for j in range(row.size):
+        sd += weight[j] * (row[j] - m)
+    return sd
+
+
+# EXACT_FASTMATH: the row's loss log_s - (x_t - m) must not be regrouped
+# around the max (the log_softmax case above), and the "mean" gradient
+# divides by the target-weight sum, which may be subnormal: under ``arcp``
+# its reciprocal was inf and the gradient NaN (class weights of 1e-320).
+# The vectorized loops (max, exp-sum, smoothing sum) keep their own flags.
+@dual_jit(fastmath=EXACT_FASTMATH)
 def cross_entropy_rows(x, target, weight, ignore_index, smoothing, mean, losses, grad,
                        with_grad):
     """Softmax cross-entropy of every row, and optionally its gradient, fused.
@@ -113,14 +130,17 @@ def cross_entropy_rows(x, target, weight, ignore_index, smoothing, mean, losses,
 
     With q_ij = (1 - smoothing) * w[t_i] * [j == t_i] + (smoothing / C) * w[j]
     the loss of row i is -sum_j q_ij * log p_ij and its gradient
-    p_ij * sum_j q_ij - q_ij, times ``scale`` (1 / sum of w[t_i] over the rows
-    that are not ignored for ``mean``, else 1).  Ignored rows get loss 0 and
+    p_ij * sum_j q_ij - q_ij, divided by the sum of w[t_i] over the rows that
+    are not ignored for ``mean`` (else by 1).  Ignored rows get loss 0 and
     gradient 0.
 
     Writes the per-row (unreduced) losses into ``losses`` (float64, (N,)) and,
     when ``with_grad``, d(reduced loss)/dx into ``grad``; ``grad`` may be
     ``x`` itself (each element is read before it is overwritten).  Returns
     the reduced loss (the sum, divided by the target weights for ``mean``).
+    Every weight is divided by that sum before it multiplies anything
+    (w_t / sum <= 1), so a subnormal sum, as class weights of 1e-320 give,
+    neither overflows nor makes the gradient NaN.
     """
     n, c = x.shape
     w_all = 0.0                    # smoothing spreads over every class
@@ -131,10 +151,14 @@ def cross_entropy_rows(x, target, weight, ignore_index, smoothing, mean, losses,
         t = target[i]
         if t != ignore_index:
             w_targets += weight[t]
-    scale = 1.0 / w_targets if mean else 1.0
+    denom = w_targets if mean else 1.0
     in_place = with_grad and x.ctypes.data == grad.ctypes.data
     keep = 1.0 - smoothing
     spread = smoothing / c
+    # The smoothing part of the gradient, spread * w_j / denom, once per call.
+    spread_w = np.empty(c if smoothing > 0.0 else 0)
+    for j in range(spread_w.size):
+        spread_w[j] = spread * (weight[j] / denom)
     for i in prange(n):
         t = target[i]
         if t == ignore_index:
@@ -151,8 +175,7 @@ def cross_entropy_rows(x, target, weight, ignore_index, smoothing, mean, losses,
         # it (out=logits).
         sd = 0.0                   # sum_j w_j (x_j - m), for the smoothing term
         if smoothing > 0.0:
-            for j in range(c):
-                sd += weight[j] * (row[j] - m)
+            sd = _weighted_offsets(weight, row, m)
         s = 0.0                    # sum_j exp(x_j - m)
         if with_grad:
             g = grad[i]
@@ -171,15 +194,14 @@ def cross_entropy_rows(x, target, weight, ignore_index, smoothing, mean, losses,
             loss += spread * (w_all * log_s - sd)
         losses[i] = loss
         if with_grad:
-            a = (keep * w_t + spread * w_all) / s * scale
+            a = (keep * (w_t / denom) + spread * (w_all / denom)) / s
             if smoothing > 0.0:
-                b = spread * scale
                 for j in range(c):
-                    g[j] = g[j] * a - b * weight[j]
+                    g[j] = g[j] * a - spread_w[j]
             else:
                 for j in range(c):
                     g[j] = g[j] * a
-            g[t] -= keep * w_t * scale
+            g[t] -= keep * (w_t / denom)
     total = 0.0
     for i in range(n):
         total += losses[i]

@@ -216,7 +216,9 @@ def _cross_entropy_rows(x, target, weight, ignore_index, smoothing, mean, w_targ
     sh = cuda.shared.array(MAX_THREADS, np.float64)
     n, c = x.shape
     first, step, tid, nt = _team(warp)
-    scale = 1.0 / w_targets[0] if mean else 1.0
+    # Each weight is divided by the "mean" denominator before it multiplies
+    # anything, as on the CPU: 1 / w_targets is inf for a subnormal sum.
+    denom = w_targets[0] if mean else 1.0
     keep = 1.0 - smoothing
     spread = smoothing / c
     for i in range(first, n, step):
@@ -259,14 +261,13 @@ def _cross_entropy_rows(x, target, weight, ignore_index, smoothing, mean, w_targ
                 loss += spread * (w_all * log_s - sd)
             losses[i] = loss
         if with_grad:
-            a = (keep * w_t + spread * w_all) / s * scale
-            b = spread * scale
+            a = (keep * (w_t / denom) + spread * (w_all / denom)) / s
             for j in range(tid, c, nt):
                 g = math.exp(np.float64(x[i, j]) - m) * a
                 if smoothing > 0.0:
-                    g -= b * weight[j]
+                    g -= spread * (weight[j] / denom)
                 if j == t:
-                    g -= keep * w_t * scale
+                    g -= keep * (w_t / denom)
                 grad[i, j] = g
         _team_sync(warp)           # the next row's reductions reuse sh
 

@@ -302,6 +302,42 @@ def test_cross_entropy_with_grad(dtype, reduction, smoothing):
     assert_close(host(gg), rg, dtype, "reduction")
 
 
+@pytest.mark.parametrize("smoothing", [0.0, 0.2])
+def test_cross_entropy_subnormal_class_weights_match_cpu(smoothing):
+    """The "mean" gradient divides each weight by the subnormal target-weight sum:
+    1 / sum was inf and the gradient NaN (on the GPU as on the CPU)."""
+    rng = np.random.default_rng(7)
+    logits = rng.standard_normal((5, 4))
+    target = np.array([2, 0, -100, 3, 1])
+    weight = np.full(4, 1e-310)
+    kw = dict(weight=weight, label_smoothing=smoothing)
+    loss, grad = F.cross_entropy_with_grad(logits, target, **kw)
+    lg, gg = F.cross_entropy_with_grad(dev(logits), dev(target), **{**kw, "weight": dev(weight)})
+    assert np.isfinite(host(gg)).all()
+    same(gg, grad, np.float64)
+    same(gg, ref_sm.cross_entropy(logits, target, label_smoothing=smoothing)[1], np.float64)
+    assert host(lg) == pytest.approx(loss, rel=1e-12)
+
+
+def test_confident_logits_and_huge_offsets_match_cpu():
+    """The formulas that the CPU's fastmath flags broke agree on both devices:
+    BCE of x = +-50 (loss and gradient 1.9e-22 on both sides) and log_softmax
+    around a max of 1e16."""
+    x = np.array([50.0, 30.0, -50.0, -30.0])
+    t = np.array([1.0, 1.0, 0.0, 0.0])
+    lg, gg = F.binary_cross_entropy_with_logits_with_grad(dev(x), dev(t), reduction="none")
+    lc, gc = F.binary_cross_entropy_with_logits_with_grad(x, t, reduction="none")
+    np.testing.assert_array_equal(host(lg), lc)
+    np.testing.assert_array_equal(host(gg), gc)
+    a = np.abs(x)
+    np.testing.assert_allclose(lc, np.log1p(np.exp(-a)), rtol=1e-12, atol=0)
+    np.testing.assert_allclose(gc, np.sign(x) * -1.0 / (1.0 + np.exp(a)), rtol=1e-12, atol=0)
+    z = np.array([[1e16, 1e16, 1e16 + 4.0]])
+    want = ref_sm.log_softmax(z)
+    same(F.log_softmax(dev(z)), F.log_softmax(z), np.float64)
+    assert_close(F.log_softmax(z), want, np.float64)
+
+
 def test_cross_entropy_gradient_in_place_over_logits():
     rng = np.random.default_rng(8)
     logits = rng.standard_normal((3, 4))
