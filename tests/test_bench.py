@@ -418,8 +418,8 @@ def test_asv_sizes_can_be_restricted_by_the_environment(monkeypatch):
             importlib.reload(bk)
         monkeypatch.delenv("FASTNN_ASV_SIZES")
         bk = importlib.reload(bk)
-        assert "32768x1024" in bk.MSE.params[0]
-        assert {"4096x1000", "1024x32768"} <= set(bk.CrossEntropy.params[0])
+        assert "4096x1024" in bk.MSE.params[0]
+        assert "4096x1000" in bk.CrossEntropy.params[0]
         kernels = {cls.kernel for cls in vars(bk).values()
                    if isinstance(cls, type) and issubclass(cls, bk._KernelBenchmark)}
         assert kernels - {None} == {k.name for k in _cases.KERNELS}  # every kernel covered
