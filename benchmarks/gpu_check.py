@@ -1,6 +1,7 @@
 """Check and time fastnn's CUDA twins on a GPU, in one go (issue 5).
 
     python benchmarks/gpu_check.py             # with an NVIDIA GPU (< 5 min on an H200)
+    python benchmarks/gpu_check.py --json      # ... saved under benchmarks/results/<gpu name>/
     NUMBA_ENABLE_CUDASIM=1 python benchmarks/gpu_check.py --simulate   # CI smoke run, tiny shapes
 
 1. Every CUDA kernel (through the public fastnn.functional API on device
@@ -14,6 +15,9 @@
    and softmax-CE at >= 10^8 elements.  GB/s use the minimum-traffic byte
    model printed with each row.
 3. One table last; exit status 1 on any mismatch, 2 when no GPU is usable.
+   ``--json [FILE]`` also writes every row (kernel, elements, bytes per
+   element, ms, GB/s, % of copy, torch ms, x torch) and every check, with
+   the device's name, by default to ``benchmarks/results/<device>/``.
 """
 import argparse
 import math
@@ -284,6 +288,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--simulate", action="store_true",
                     help="smoke run on tiny shapes under NUMBA_ENABLE_CUDASIM=1 (CI)")
+    ap.add_argument("--json", nargs="?", const=True, metavar="FILE",
+                    help="save the rows and checks (without FILE: benchmarks/results/<device>/)")
     args = ap.parse_args()
     t0 = time.time()
     if not is_available(allow_simulator=args.simulate):
@@ -295,10 +301,11 @@ def main():
         config.CUDA_THREADS_PER_BLOCK = 8
         # every simulated CUDA thread is a Python thread: tiny and odd shapes only
         shapes, n_big, c_bn, c_ce, reps = [(3, 5)], 90, 6, 5, 1
+        device = "simulator"
     else:
         dev = cuda.get_current_device()
-        print(f"device: {dev.name.decode() if isinstance(dev.name, bytes) else dev.name}, "
-              f"compute capability {dev.compute_capability}", flush=True)
+        device = dev.name.decode() if isinstance(dev.name, bytes) else dev.name
+        print(f"device: {device}, compute capability {dev.compute_capability}", flush=True)
         shapes = [(1, 1), (1, 7), (33, 1), (257, 31), (1000, 130), (4096, 1000)]
         n_big, c_bn, c_ce, reps = 10 ** 8 + 24, 256, 1000, 20
     checks = []
@@ -325,7 +332,23 @@ def main():
     print(f"\n{len(checks) - bad}/{len(checks)} checks ok; targets (H200): batch norm, dropout, "
           "softmax-CE >= 70% of copy; softmax-CE >= 1.5x torch; total "
           f"{time.time() - t0:.1f} s")
+    if args.json:
+        _save(args.json, device, perf, checks, shapes, reps)
     return 1 if bad else 0
+
+
+def _save(where, device, perf, checks, shapes, reps):
+    """The run as JSON: a file, or (``where is True``) the results folder of the device."""
+    from fastnn.bench import save_json
+    from fastnn.bench._results import gpu_class, results_path
+    keys = ("kernel", "elements", "bytes_per_element", "ms", "gbs", "pct_copy", "torch_ms",
+            "x_torch")
+    result = {"device": device, "simulated": SIMULATE, "shapes": shapes, "repeats": reps,
+              "rows": [dict(zip(keys, row), device=device) for row in perf],
+              "checks": [dict(zip(("check", "dtype", "max_rel_err", "tol", "ok"), c))
+                         for c in checks]}
+    path = results_path("gpu_check", machine=gpu_class(device)) if where is True else where
+    save_json(result, path, "gpu_check")
 
 
 if __name__ == "__main__":

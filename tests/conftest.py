@@ -11,8 +11,6 @@ import fastnn.memory
 # The library runs its serial twins below 2**19 elements (thread wake-up
 # costs more than it saves there); the tests' shapes (64 x 512 and up) must
 # exercise the parallel twins too.  DualKernel.pick reads this at each call.
-# (One pytest session runs tests/ and benchmarks/, so this covers both; no
-# conftest in benchmarks/: asv imports every module there.)
 fastnn._config.PARALLEL_THRESHOLD = 1 << 15
 
 # Every output the library allocates through fastnn.memory comes from its

@@ -35,13 +35,11 @@ step "NUMBA_NUM_THREADS=1 (kernels only)"
 NUMBA_NUM_THREADS=1 NUMBA_CACHE_DIR="$cache_root/onethread" \
     python -m pytest -p no:cacheprovider -m "not slow" tests "$@"
 
-# asv smoke run: every benchmark class once, offline, against this
-# environment, at the small size only (FASTNN_ASV_SIZES) so it fits in CI.
-# asv exits non-zero when a benchmark fails.
-step "asv smoke run (small size)"
-export FASTNN_ASV_SIZES=64x256
-asv machine --yes > /dev/null
-asv run -E existing --quick --show-stderr
+# asv continuous between the last two commits, each built into asv's pinned
+# virtualenv, at the small size: fails when a commit is missing, an
+# environment does not build or a benchmark fails; lists slower benchmarks.
+step "asv continuous HEAD~1 HEAD (small size)"
+bash benchmarks/asv_ci.sh
 
 # CUDA twins without a GPU: the kernels run as Python under numba's simulator
 # (set before numba is imported), then every kernel is type-checked and

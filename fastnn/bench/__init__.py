@@ -81,7 +81,8 @@ def save_json(result, where, kind):
     from ._results import results_path
     path = results_path(kind) if where is _RESULTS_FOLDER else where
     with open(path, "w") as f:
-        json.dump(result, f, indent=1)
+        # numpy scalars (np.bool_, np.float32) as the Python values they hold
+        json.dump(result, f, indent=1, default=lambda o: o.item() if hasattr(o, "item") else str(o))
     print(f"\nsaved {path}")
     return path
 
