@@ -289,7 +289,10 @@ def fit(model, X, y, loss="cross_entropy", optimizer=None, epochs=10, batch_size
         (after its validation) with the history so far.  A true return from
         an epoch end ends training there.  A callback may change
         ``optimizer.lr`` for the next epoch (when no ``schedule`` is given)
-        and read or copy the model (not train it).  One ``fit`` call with
+        and read, copy or change the model's and optimizer's values (not
+        train it): both engines show it the epoch's values in the arrays
+        the model held before the fit, and train the next epoch from what
+        it leaves (``p.data = new_array`` included).  One ``fit`` call with
         callbacks replaces one call per epoch, which re-plans the compiled
         engine each time.
 
@@ -339,15 +342,21 @@ def fit(model, X, y, loss="cross_entropy", optimizer=None, epochs=10, batch_size
     plan, reason = _choose_engine(engine, model, optimizer, loss, X, batches, l2, l1, max_norm)
     history["engine"] = "compiled" if plan is not None else f"layers ({reason})"
     if plan is not None:
-        run_epoch = functools.partial(_compiled_epoch, plan, X, y, schedule, optimizer,
-                                      sample_weight, batches)
+        # Python code that may look at the model between epochs: the engine's arenas
+        # are stored before it runs and loaded after (a ProgressBar reads the history only).
+        boundaries = validation is not None or any(type(cb) is not ProgressBar
+                                                   for cb in callbacks)
+        run_epoch = functools.partial(_compiled_epoch, plan, boundaries, X, y, schedule,
+                                      optimizer, sample_weight, batches)
     else:
-        run_epoch = functools.partial(_layers_epoch, model, X, y, loss, optimizer, schedule,
-                                      l2, l1, max_norm, sample_weight, batches)
+        run_epoch = functools.partial(
+            _keeping_grads, model.parameters(),
+            functools.partial(_layers_epoch, model, X, y, loss, optimizer, schedule, l2, l1,
+                              max_norm, sample_weight, batches))
     with contextlib.ExitStack() as stack:
         if plan is not None:
             from fastnn.engine import one_blas_thread
-            stack.callback(plan.finish)
+            stack.callback(plan.store)      # the end of the fit, however it ends
             stack.enter_context(one_blas_thread())
         _run_epochs(model, run_epoch, len(batches), epochs, X.shape[0], shuffle, rng,
                     optimizer, loss, validation, callbacks, history)
@@ -469,13 +478,15 @@ def _validate(model, X_val, y_val, loss, history):
         history["val_accuracy"].append(scores["accuracy"])
 
 
-def _compiled_epoch(plan, X, y, schedule, optimizer, sample_weight, batches, order, epoch, step,
-                    history):
+def _compiled_epoch(plan, boundaries, X, y, schedule, optimizer, sample_weight, batches, order,
+                    epoch, step, history):
     """One epoch in one compiled call; returns what :func:`_layers_epoch` returns.
 
     The schedule is evaluated in Python for the epoch's steps first (so a
     bad value stops the epoch before its first step, where the layer path
-    would stop at that step).
+    would stop at that step).  With ``boundaries`` (callbacks or validation
+    run between epochs) the plan loads the model's values before the epoch
+    and stores its own after it; a diverging epoch is stored in any case.
     """
     k = len(batches)
     if schedule is not None:
@@ -484,7 +495,11 @@ def _compiled_epoch(plan, X, y, schedule, optimizer, sample_weight, batches, ord
     else:
         lrs = np.full(k, float(optimizer.lr))
     order = np.arange(X.shape[0]) if order is None else order
+    if boundaries:
+        plan.load()
     done = plan.epoch(X, y, order, lrs, plan.draw_seeds(k), sample_weight)
+    if boundaries or done < k:
+        plan.store()
     history["step_loss"].extend(plan.step_loss[:done].tolist())
     if schedule is not None:
         optimizer.lr = float(lrs[min(done, k - 1)])
@@ -527,6 +542,31 @@ def _weighted_loss(loss, out, yb, wb):
     rows = _host(rows).reshape(out.shape[0], -1).sum(axis=1)
     value = float(np.dot(c, rows)) if total > 0 else 0.0
     return value, grad * c.astype(grad.dtype).reshape(-1, 1)
+
+
+def _keeping_grads(params, run_epoch, *args):
+    """``run_epoch(*args)``, then each gradient written into the array ``.grad`` held before.
+
+    A step's backward makes new gradient arrays; writing the last ones into
+    those held at the epoch's start keeps ``Parameter.grad`` the same object
+    wherever Python code can look (as the compiled engine does).
+    """
+    held = [p.grad for p in params]
+    try:
+        return run_epoch(*args)
+    finally:
+        for p, h in zip(params, held):
+            g = p.grad
+            if (h is None or g is None or h is g or tuple(h.shape) != tuple(g.shape)
+                    or h.dtype != g.dtype or on_device(h) != on_device(g)):
+                continue
+            if isinstance(h, np.ndarray):
+                if not h.flags.writeable:
+                    continue
+                h[...] = g
+            else:
+                _assign(h, g)
+            p.grad = h
 
 
 def _layers_epoch(model, X, y, loss, optimizer, schedule, l2, l1, max_norm, sample_weight,
