@@ -20,7 +20,9 @@ the parameters were at the first step, and a parameter that moves later is
 refused with a RuntimeError.
 
 ``state_dict()`` / ``load_state_dict()`` save and restore the
-hyperparameters and the per-parameter state (copies, torch's layout).
+hyperparameters and the per-parameter state (copies, torch's layout): with
+``Module.save`` / ``load`` and ``fit(..., initial_epoch=k)``, a run resumes
+exactly where it stopped.
 
 Schedules are callables ``step -> lr`` (``step`` counts optimizer steps from
 0); :func:`fastnn.train.fit` sets ``optimizer.lr = schedule(step)`` before

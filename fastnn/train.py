@@ -220,7 +220,8 @@ def as_targets(model, X, y, loss, name="y"):
 
 def fit(model, X, y, loss="cross_entropy", optimizer=None, epochs=10, batch_size=32,
         schedule=None, validation=None, shuffle=True, rng=None, progress=True,
-        l2=0.0, l1=0.0, max_norm=None, engine="auto", sample_weight=None, callbacks=None):
+        l2=0.0, l1=0.0, max_norm=None, engine="auto", sample_weight=None, callbacks=None,
+        initial_epoch=0):
     """Train ``model`` on (X, y) with mini-batch gradient descent.
 
     Parameters
@@ -241,6 +242,8 @@ def fit(model, X, y, loss="cross_entropy", optimizer=None, epochs=10, batch_size
     optimizer : fastnn.optim.Optimizer, optional
         Default: ``Adam(model.parameters(), lr=1e-3)``.
     epochs : int >= 0
+        The epoch training ends with (with ``initial_epoch`` 0, the number
+        of epochs).
     batch_size : int >= 1
         A last batch of one sample is merged into the previous batch
         (see :func:`steps_per_epoch`).
@@ -295,6 +298,15 @@ def fit(model, X, y, loss="cross_entropy", optimizer=None, epochs=10, batch_size
         it leaves (``p.data = new_array`` included).  One ``fit`` call with
         callbacks replaces one call per epoch, which re-plans the compiled
         engine each time.
+    initial_epoch : int, 0 <= initial_epoch <= epochs
+        Resume a run: train its epochs ``initial_epoch + 1`` to ``epochs``
+        (numbered so in the history), taking the shuffles, dropout masks
+        and schedule steps that ``fit(..., epochs=epochs)`` with the same
+        int ``rng`` takes there (the generators are advanced past the
+        skipped epochs).  With the model and optimizer restored from the
+        run's state after epoch ``initial_epoch`` (``Module.save`` /
+        ``load`` or ``state_dict``, ``Optimizer.state_dict`` /
+        ``load_state_dict``), the result equals the uninterrupted run's.
 
     Returns
     -------
@@ -330,7 +342,9 @@ def fit(model, X, y, loss="cross_entropy", optimizer=None, epochs=10, batch_size
     """
     loss, engine, epochs, batch_size, l2, l1, max_norm = _check_options(
         loss, engine, epochs, batch_size, l2, l1, max_norm, schedule)
-    callbacks = ([ProgressBar(epochs)] if progress else []) + as_callbacks(callbacks)
+    initial_epoch = integer(initial_epoch, "initial_epoch", low=0, high=epochs)
+    callbacks = ([ProgressBar(epochs - initial_epoch)] if progress else []) + as_callbacks(
+        callbacks)
     X, y, sample_weight, validation = _check_data(model, X, y, loss, sample_weight, validation)
     optimizer = _check_optimizer(model, optimizer)
     rng = as_rng(rng)
@@ -339,6 +353,7 @@ def fit(model, X, y, loss="cross_entropy", optimizer=None, epochs=10, batch_size
             layer.rng = np.random.default_rng(rng.integers(2 ** 63))
     history = _new_history(loss, validation is not None)
     batches = batch_bounds(X.shape[0], batch_size)
+    _skip_epochs(model, rng, initial_epoch, X.shape[0], len(batches), shuffle)
     plan, reason = _choose_engine(engine, model, optimizer, loss, X, batches, l2, l1, max_norm)
     history["engine"] = "compiled" if plan is not None else f"layers ({reason})"
     if plan is not None:
@@ -358,9 +373,26 @@ def fit(model, X, y, loss="cross_entropy", optimizer=None, epochs=10, batch_size
             from fastnn.engine import one_blas_thread
             stack.callback(plan.store)      # the end of the fit, however it ends
             stack.enter_context(one_blas_thread())
-        _run_epochs(model, run_epoch, len(batches), epochs, X.shape[0], shuffle, rng,
-                    optimizer, loss, validation, callbacks, history)
+        _run_epochs(model, run_epoch, len(batches), range(initial_epoch + 1, epochs + 1),
+                    X.shape[0], shuffle, rng, optimizer, loss, validation, callbacks, history)
     return history
+
+
+def _skip_epochs(model, rng, n_epochs, n, n_batches, shuffle):
+    """Advance the run's generators past its first ``n_epochs`` epochs, as training would.
+
+    An epoch draws one shuffle from ``rng`` and, per step, one seed from
+    each active Dropout's generator (one ``integers`` call each: a call for
+    many at once gives other numbers): drawing and dropping as many makes a
+    resumed fit take the uninterrupted run's shuffles and masks.
+    """
+    if shuffle:
+        for _ in range(n_epochs):
+            rng.permutation(n)
+    for layer in model.modules():
+        if isinstance(layer, Dropout) and layer.p > 0:
+            for _ in range(n_epochs * n_batches):
+                layer.rng.integers(Dropout.SEED_BOUND)
 
 
 def _check_options(loss, engine, epochs, batch_size, l2, l1, max_norm, schedule):
@@ -426,15 +458,18 @@ def _new_history(loss, validating):
 
 def _run_epochs(model, run_epoch, n_batches, epochs, n, shuffle, rng, optimizer, loss,
                 validation, callbacks, history):
-    """The epoch loop: train, record, validate, then the callbacks (any true return stops)."""
+    """The epoch loop: train, record, validate, then the callbacks (any true return stops).
+
+    ``epochs``: the range of 1-based epoch numbers to train.
+    """
     model.train()
     started = []
-    step = 0
+    step = (epochs.start - 1) * n_batches
     try:
         for cb in callbacks:
             cb.on_train_begin(model, history)
             started.append(cb)
-        for epoch in range(1, epochs + 1):
+        for epoch in epochs:
             order = rng.permutation(n) if shuffle else None
             total_loss, total_penalty, correct, step = run_epoch(order, epoch, step, history)
             history["epoch"].append(epoch)
