@@ -188,10 +188,12 @@ def _write_back(held, value):
     included); None, or an array of another shape or dtype, is replaced by a
     copy that shares no memory with the plan.
     """
-    if (isinstance(held, np.ndarray) and held.shape == value.shape
-            and held.dtype == value.dtype and held.flags.writeable):
-        held[...] = value
-        return held
+    if isinstance(held, np.ndarray) and held.shape == value.shape and held.dtype == value.dtype:
+        try:
+            held[...] = value
+            return held
+        except ValueError:      # read-only (cheaper to try than to ask its flags)
+            pass
     return value.copy()
 
 
