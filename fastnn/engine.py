@@ -404,6 +404,17 @@ class Plan:
         ------
         ValueError
             A parameter now holds an array of another shape or dtype.
+
+        Examples
+        --------
+        >>> from fastnn import engine, nn, optim, train
+        >>> model = nn.Sequential(nn.Linear(3, 2, rng=0))
+        >>> plan = engine.Plan(model, optim.SGD(model.parameters(), lr=0.1), "mse", 3,
+        ...                    train.batch_bounds(8, 4))
+        >>> model[0].weight.data[...] = 0.0      # after the plan copied it in
+        >>> plan.load()
+        >>> bool(plan.arena[:6].any())           # the weight's 2 x 3 values come first
+        False
         """
         for i, (p, view) in enumerate(zip(self.params, self.views["data"])):
             _take(view, p.data, lambda i=i: f"parameter {i} of the model")
@@ -432,6 +443,21 @@ class Plan:
         the step counts and the dropout layers' last seeds.  Does nothing
         when no step ran since the last :meth:`load` (so it never overwrites
         what Python code changed in between).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from fastnn import engine, nn, optim, train
+        >>> X = np.arange(24, dtype=np.float32).reshape(8, 3) / 24
+        >>> model = nn.Sequential(nn.Linear(3, 1, rng=0))
+        >>> weight = model[0].weight.data
+        >>> plan = engine.Plan(model, optim.SGD(model.parameters(), lr=0.1), "mse", 3,
+        ...                    train.batch_bounds(8, 4))
+        >>> plan.epoch(X, X[:, :1].copy(), np.arange(8), np.full(2, 0.1), plan.draw_seeds(2))
+        2
+        >>> plan.store()
+        >>> model[0].weight.data is weight and np.array_equal(weight.ravel(), plan.arena[:3])
+        True
         """
         if not self._ahead:
             return
