@@ -2,7 +2,7 @@
 
     python benchmarks/compare.py main                  # main vs the working tree
     python benchmarks/compare.py HEAD~3 HEAD --only kernels --sizes tiny,small
-    python benchmarks/compare.py main --json           # ... saved under benchmarks/results/<machine>/
+    python benchmarks/compare.py main --json           # ... saved in benchmarks/results/<machine>/
 
 Each side is a source tree: a ``git worktree`` of the commit (the working
 tree itself when no second commit is given), imported through ``PYTHONPATH``

@@ -8,13 +8,15 @@
 layer and step.  :func:`why_not` says why a model cannot be compiled (the
 layer-by-layer path then runs, as the reference it always was).
 
-The plan keeps the parameters, their gradients and the optimizer state each
-in ONE contiguous array (an *arena*): after planning, every
-``Parameter.data`` of the model is a view into the parameter arena, the
-batch-norm running statistics views into a buffer arena, and the
-optimizer's state arrays views into the state arenas, so the layer path,
-``state_dict``, ``save``/``load`` and ``model.to(...)`` keep working on the
-same memory.
+The plan keeps the parameters, their gradients, the batch-norm running
+statistics and the optimizer state each in ONE contiguous array of its own
+(an *arena*), private to the plan.  The arrays the model and optimizer hold
+never move: :meth:`Plan.load` copies their values into the arenas when a fit
+starts, and :meth:`Plan.store` writes the arenas back into those same arrays
+(``arr[...] = view``), wherever Python code can look at them (see
+:func:`fastnn.train.fit`).  A ``Parameter.data`` taken before a fit, a
+memory-mapped weight, a ``running_mean`` held elsewhere: each keeps being the
+model's and receives the trained values.
 
 Examples
 --------
@@ -30,6 +32,7 @@ BatchNorm1d and Dropout layers)
 """
 import contextlib
 import functools
+import math
 import threading
 
 import numpy as np
@@ -79,6 +82,8 @@ def _model_reason(model):
         return "the model is on the GPU (the engine is CPU code)"
     if len({p.data.dtype for p in params}) > 1:
         return "the parameters mix float32 and float64"
+    if any(b.dtype != params[0].data.dtype for _, b in model.named_buffers()):
+        return "the batch-norm running statistics are not of the parameters' dtype"
     return None
 
 
@@ -155,29 +160,43 @@ def _flat_layers(model):
     return out
 
 
-def _is_packed(arrays, arena):
-    """Whether each array is the C-contiguous view of ``arena`` at consecutive offsets."""
-    if arena is None:
-        return False
-    address, base = arena.ctypes.data, arena.ctypes.data
-    for a in arrays:
-        if (type(a) is not np.ndarray or a.base is not arena or a.dtype != arena.dtype
-                or not a.flags.c_contiguous or a.ctypes.data != address):
-            return False
-        address += a.nbytes
-    return address - base == arena.nbytes
-
-
-def pack(arrays, dtype):
-    """(arena, views): one new array holding copies of ``arrays``, and their views in it."""
-    arena = np.empty(sum(a.size for a in arrays), dtype=dtype)
+def _views(arena, shapes):
+    """Views of consecutive slices of the 1-D ``arena``, one per shape."""
     views, off = [], 0
-    for a in arrays:
-        v = arena[off:off + a.size].reshape(a.shape)
-        v[...] = a
-        views.append(v)
-        off += a.size
-    return arena, views
+    for shape in shapes:
+        size = math.prod(shape)
+        views.append(arena[off:off + size].reshape(shape))
+        off += size
+    return views
+
+
+def _take(view, array, what):
+    """``view[...] = array``, or ValueError when Python code gave the model an array
+    the plan cannot take (``what()`` names it)."""
+    if not (isinstance(array, np.ndarray) and array.shape == view.shape
+            and array.dtype == view.dtype):
+        got = (f"a {type(array).__name__}" if not isinstance(array, np.ndarray)
+               else f"shape {array.shape}, dtype {array.dtype}")
+        raise ValueError(f"{what()} changed to {got} during the fit; the compiled engine "
+                         f"trains shape {view.shape}, dtype {view.dtype} "
+                         "(engine='layers' follows such changes)")
+    view[...] = array
+
+
+def _write_back(held, value):
+    """``held`` with ``value`` written into it when it can take it in place, else a copy.
+
+    The model's and the optimizer's arrays keep their identity (memory maps
+    included); None, or an array of another shape or dtype, is replaced by a
+    copy that shares no memory with the plan.
+    """
+    if isinstance(held, np.ndarray) and held.shape == value.shape and held.dtype == value.dtype:
+        try:
+            held[...] = value
+            return held
+        except ValueError:      # read-only (cheaper to try than to ask its flags)
+            pass
+    return value.copy()
 
 
 @functools.lru_cache(maxsize=1)
@@ -289,20 +308,6 @@ class NotCompilable(ValueError):
     """The model, as planned, cannot run on the engine (the message says why)."""
 
 
-def _bind(model, attr, arrays, dtype):
-    """The arena that ``arrays`` are views of: the model's own if it still is, else a new one.
-
-    Returns (arena, views, rebound): ``rebound`` says whether the caller
-    must point the model's references at the new views.
-    """
-    arena = getattr(model, attr, None)
-    if _is_packed(arrays, arena):
-        return arena, list(arrays), False
-    arena, views = pack(arrays, dtype)
-    setattr(model, attr, arena)
-    return arena, views, True
-
-
 def _batch_starts(batches):
     return np.array([b[0] for b in batches] + [batches[-1][1]], dtype=np.int64)
 
@@ -310,11 +315,14 @@ def _batch_starts(batches):
 class Plan:
     """A CPU Sequential + loss + optimizer as the flat arrays of one compiled epoch.
 
-    Building a plan points the model's parameters and batch-norm buffers at
-    arenas; :meth:`epoch` then runs one epoch in one numba call, and
-    :meth:`finish` hands the results back to the model and optimizer objects
-    (gradients, optimizer state as views of the state arenas, step counts,
-    the dropout layers' last seeds).
+    The plan owns its arenas (parameters, gradients, batch-norm running
+    statistics, optimizer state); building it copies the model's and the
+    optimizer's values in (:meth:`load`).  :meth:`epoch` runs one epoch in one
+    numba call on the arenas alone, :meth:`store` writes the results back into
+    the arrays the model and optimizer hold (never rebinding them), and
+    :meth:`load` takes in whatever Python code changed in between, so
+    ``fit`` brackets every place where Python can look (callbacks,
+    validation, the end of the fit, an error) with the two.
 
     Parameters
     ----------
@@ -349,20 +357,27 @@ class Plan:
         if int(np.diff(self.starts).min()) < 2 and any(type(m) is BatchNorm1d for m in model):
             # the layer path refuses it with batch norm's own message
             raise NotCompilable("batch norm cannot train on a batch of one sample")
-        self._bind_parameters(max_norm is not None)
-        self._bind_buffers()
+        self._lay_out_parameters(max_norm is not None)
+        self._lay_out_buffers()
         self._build_ops(n_features)
-        self._bind_state()
         self.loss_code = _LOSS_CODES[loss]
-        self.opt = self._settings(l2, l1, max_norm)
+        self.penalties = (l2, l1, max_norm)
         self._workspace()
+        self.load()
 
-    def _bind_parameters(self, constrained):
-        arrays = [p.data for p in self.params]
-        self.arena, views, rebound = _bind(self.model, "_engine_params", arrays, self.dtype)
-        if rebound:
-            for p, v in zip(self.params, views):
-                p.data = v
+    def _lay_out_parameters(self, constrained):
+        """The private parameter, gradient and state arenas, and where each parameter lies."""
+        shapes = [p.data.shape for p in self.params]
+        self.arena = np.zeros(sum(p.data.size for p in self.params), self.dtype)
+        self.grads = np.zeros_like(self.arena)
+        self.state1 = np.zeros_like(self.arena)
+        # SGD keeps one state array (momentum) at most, Adam two (the moments)
+        self.state2 = (np.zeros_like(self.arena) if type(self.optimizer) is not SGD
+                       else self.state1[:0])
+        self.tcount = np.zeros(len(self.params), dtype=np.int64)
+        self.views = {name: _views(arena, shapes) for name, arena in (
+            ("data", self.arena), ("grad", self.grads), ("state1", self.state1),
+            ("state2", self.state2)) if arena.size}
         self.offsets = {}
         pinfo, off = [], 0
         for p in self.params:
@@ -372,18 +387,12 @@ class Plan:
                           int(constrained and p.decay and p.data.ndim == 2)))
             off += p.data.size
         self.pinfo = np.array(pinfo, dtype=np.int64).reshape(-1, _k.N_P)
-        self.grads = np.zeros_like(self.arena)
 
-    def _bind_buffers(self):
+    def _lay_out_buffers(self):
+        """The private arena of the batch-norm running statistics (mean, var per layer)."""
         self.norms = [m for m in self.model if type(m) is BatchNorm1d]
-        arrays = [b for m in self.norms for b in (m.running_mean, m.running_var)]
-        if not arrays:
-            self.bufs = np.empty(0, self.dtype)
-            return
-        self.bufs, views, rebound = _bind(self.model, "_engine_buffers", arrays, self.dtype)
-        if rebound:
-            for i, m in enumerate(self.norms):
-                m.running_mean, m.running_var = views[2 * i], views[2 * i + 1]
+        self.bufs = np.zeros(2 * sum(m.num_features for m in self.norms), self.dtype)
+        self.buf_views = _views(self.bufs, [(m.num_features,) for m in self.norms for _ in "mv"])
 
     def _layer_row(self, layer, fused, width, aux):
         """(ops row, fops row, slope, output width) of one flat layer; ``width`` its input's."""
@@ -444,23 +453,15 @@ class Plan:
         self.acts = np.zeros(int(offs[-1]), dtype=self.dtype)
         self.stats = np.zeros(bn_aux, dtype=np.float64)
 
-    def _bind_state(self):
-        """The optimizer's state as two arenas and a per-parameter step count."""
-        opt = self.optimizer
-        self.tcount = np.zeros(len(self.params), dtype=np.int64)
-        self.state1 = np.zeros_like(self.arena)
-        self.state2 = np.zeros_like(self.arena) if type(opt) is not SGD else self.state1[:0]
-        names = ("momentum_buffer",) if type(opt) is SGD else ("exp_avg", "exp_avg_sq")
-        self.state_names = names if type(opt) is not SGD or opt.momentum else ()
-        for i, (p, state) in enumerate(zip(self.params, opt.state)):
-            off = self.offsets[id(p)]
-            for name, arena in zip(self.state_names, (self.state1, self.state2)):
-                if name in state:
-                    arena[off:off + p.data.size] = np.asarray(state[name]).ravel()
-                    self.tcount[i] = state.get("step", 1)
+    def _state_names(self):
+        """The optimizer's per-parameter arrays the engine keeps (in state1, state2)."""
+        if type(self.optimizer) is SGD:
+            return ("momentum_buffer",) if self.optimizer.momentum else ()
+        return ("exp_avg", "exp_avg_sq")
 
-    def _settings(self, l2, l1, max_norm):
+    def _settings(self):
         opt = self.optimizer
+        l2, l1, max_norm = self.penalties
         o = np.zeros(_k.N_O)
         if type(opt) is SGD:
             o[_k.O_KIND], o[_k.O_MOMENTUM], o[_k.O_NESTEROV] = _k.SGD, opt.momentum, opt.nesterov
@@ -470,6 +471,92 @@ class Plan:
         o[_k.O_WD], o[_k.O_L2], o[_k.O_L1] = opt.weight_decay, l2, l1
         o[_k.O_MAXNORM] = 0.0 if max_norm is None else max_norm
         return o
+
+    def load(self):
+        """Copy the model's and optimizer's current values into the arenas.
+
+        Parameters, batch-norm running statistics, optimizer state (step
+        counts included) and hyperparameters: what Python code (a callback,
+        ``load_state_dict``, ``p.data = ...``) may have changed since the
+        last :meth:`store`.  Gradients are not read: every step overwrites them.
+
+        Raises
+        ------
+        ValueError
+            A parameter now holds an array of another shape or dtype.
+
+        Examples
+        --------
+        >>> from fastnn import engine, nn, optim, train
+        >>> model = nn.Sequential(nn.Linear(3, 2, rng=0))
+        >>> plan = engine.Plan(model, optim.SGD(model.parameters(), lr=0.1), "mse", 3,
+        ...                    train.batch_bounds(8, 4))
+        >>> model[0].weight.data[...] = 0.0      # after the plan copied it in
+        >>> plan.load()
+        >>> bool(plan.arena[:6].any())           # the weight's 2 x 3 values come first
+        False
+        """
+        for i, (p, view) in enumerate(zip(self.params, self.views["data"])):
+            _take(view, p.data, lambda i=i: f"parameter {i} of the model")
+        for m, mean, var in zip(self.norms, self.buf_views[::2], self.buf_views[1::2]):
+            _take(mean, m.running_mean, lambda m=m: f"running_mean of {m!r}")
+            _take(var, m.running_var, lambda m=m: f"running_var of {m!r}")
+        names = self._state_names()
+        arenas = [self.views[a] for a in ("state1", "state2")[:len(names)]]
+        counts = []
+        for i, state in enumerate(self.optimizer.state):
+            # a parameter without state starts afresh (SGD: its first momentum step)
+            counts.append(state.get("step", 1) if names and names[0] in state else 0)
+            for name, views in zip(names, arenas):
+                views[i][...] = state[name] if name in state else 0.0
+        self.tcount[:] = counts
+        self.opt = self._settings()
+        self._ahead = False     # the arenas hold nothing the objects lack
+
+    def store(self):
+        """Write what the arenas learned back into the model's and optimizer's own arrays.
+
+        In place (``arr[...] = view``): ``Parameter.data``, ``.grad`` and the
+        running statistics keep their identity.  A gradient or optimizer
+        state array that is None (or cannot take the values) becomes a
+        copy; nothing the objects hold shares memory with the plan.  Also
+        the step counts and the dropout layers' last seeds.  Does nothing
+        when no step ran since the last :meth:`load` (so it never overwrites
+        what Python code changed in between).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from fastnn import engine, nn, optim, train
+        >>> X = np.arange(24, dtype=np.float32).reshape(8, 3) / 24
+        >>> model = nn.Sequential(nn.Linear(3, 1, rng=0))
+        >>> weight = model[0].weight.data
+        >>> plan = engine.Plan(model, optim.SGD(model.parameters(), lr=0.1), "mse", 3,
+        ...                    train.batch_bounds(8, 4))
+        >>> plan.epoch(X, X[:, :1].copy(), np.arange(8), np.full(2, 0.1), plan.draw_seeds(2))
+        2
+        >>> plan.store()
+        >>> model[0].weight.data is weight and np.array_equal(weight.ravel(), plan.arena[:3])
+        True
+        """
+        if not self._ahead:
+            return
+        names = self._state_names()
+        arenas = [self.views[a] for a in ("state1", "state2")[:len(names)]]
+        counts = self.tcount.tolist() if type(self.optimizer) is not SGD else None
+        for i, (p, state) in enumerate(zip(self.params, self.optimizer.state)):
+            p.data[...] = self.views["data"][i]
+            p.grad = _write_back(p.grad, self.views["grad"][i])
+            for name, views in zip(names, arenas):
+                state[name] = _write_back(state.get(name), views[i])
+            if counts is not None:
+                state["step"] = counts[i]
+        for m, mean, var in zip(self.norms, self.buf_views[::2], self.buf_views[1::2]):
+            m.running_mean[...] = mean
+            m.running_var[...] = var
+        for layer, seed in zip(self.dropouts, self._last_seeds.tolist()):
+            layer.seed = seed
+        self._ahead = False
 
     def _workspace(self):
         b, dt = self.max_batch, self.dtype
@@ -525,25 +612,5 @@ class Plan:
             self.row_loss, self.step_loss, self.step_correct, self.step_penalty, sw)
         if done:
             self._last_seeds = seeds[done - 1]
+            self._ahead = True
         return done
-
-    def finish(self):
-        """Hand the results back to the objects: grads, optimizer state, dropout seeds.
-
-        Called once when training stops (fit calls it however the run ends),
-        not after every epoch: nothing looks at them in between, and the
-        20 us it takes would hold the GIL that :func:`fastnn.train.fit_many`'s
-        other threads wait for.
-        """
-        if self._last_seeds is None:
-            return
-        for i, p in enumerate(self.params):
-            off, size = self.offsets[id(p)], p.data.size
-            p.grad = self.grads[off:off + size].reshape(p.data.shape)
-            state = self.optimizer.state[i]
-            for name, arena in zip(self.state_names, (self.state1, self.state2)):
-                state[name] = arena[off:off + size].reshape(p.data.shape)
-            if type(self.optimizer) is not SGD:
-                state["step"] = int(self.tcount[i])
-        for j, layer in enumerate(self.dropouts):
-            layer.seed = int(self._last_seeds[j])

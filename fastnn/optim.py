@@ -19,6 +19,11 @@ torch, move the model BEFORE building its optimizer: the state lives where
 the parameters were at the first step, and a parameter that moves later is
 refused with a RuntimeError.
 
+``state_dict()`` / ``load_state_dict()`` save and restore the
+hyperparameters and the per-parameter state (copies, torch's layout): with
+``Module.save`` / ``load`` and ``fit(..., initial_epoch=k)``, a run resumes
+exactly where it stopped.
+
 Schedules are callables ``step -> lr`` (``step`` counts optimizer steps from
 0); :func:`fastnn.train.fit` sets ``optimizer.lr = schedule(step)`` before
 each step.
@@ -34,7 +39,9 @@ Examples
 """
 import math
 
-from fastnn._backend import backend_of, on_device
+import numpy as np
+
+from fastnn._backend import backend_of, host_copy, on_device, to_device
 from fastnn._cpu.optim import adam_rule, sgd_rule  # noqa: F401  (importable from here, see above)
 from fastnn._validation import boolean, integer, real_scalar
 
@@ -61,6 +68,11 @@ class Optimizer:
         Something that is not a :class:`fastnn.nn.Parameter`.
     """
 
+    #: the hyperparameters :meth:`state_dict` saves (attributes, and ``__init__`` arguments)
+    _hyperparameters = ("lr",)
+    #: the per-parameter state entries (all present, or none: a fresh parameter)
+    _state_keys = ()
+
     def __init__(self, params, lr):
         from fastnn.nn import Parameter
 
@@ -81,6 +93,119 @@ class Optimizer:
                              "model.to(device) before building the optimizer")
         self.lr = real_scalar(lr, "lr", low=0.0)
         self.state = [dict() for _ in self.params]
+
+    def _checked_hyperparameters(self, values):
+        """{name: checked value} of the hyperparameters in ``values`` (the __init__ checks)."""
+        return {"lr": real_scalar(values["lr"], "lr", low=0.0)}
+
+    def state_dict(self):
+        """The hyperparameters and per-parameter state, as copies, shaped as torch's.
+
+        Returns
+        -------
+        dict
+            ``{"state": {i: {name: value}}, "param_groups": [group]}``: ``i``
+            indexes ``params`` (only parameters with state appear), each
+            array a host numpy copy (also for a model on the GPU, as
+            ``Module.state_dict``), ``"step"`` an int; ``group`` holds the
+            hyperparameters (``lr``, ...) and ``"params"``: ``[0, 1, ...]``.
+            Nothing in it shares memory with the optimizer.
+
+        Examples
+        --------
+        >>> from fastnn import nn, optim
+        >>> opt = optim.SGD(nn.Linear(3, 2, rng=0).parameters(), lr=0.1, momentum=0.9)
+        >>> opt.state_dict()["param_groups"]
+        [{'lr': 0.1, 'momentum': 0.9, 'nesterov': False, 'weight_decay': 0.0, 'params': [0, 1]}]
+        """
+        state = {i: {k: _host_copy(v) for k, v in s.items()}
+                 for i, s in enumerate(self.state) if s}
+        group = {name: getattr(self, name) for name in self._hyperparameters}
+        group["params"] = list(range(len(self.params)))
+        return {"state": state, "param_groups": [group]}
+
+    def load_state_dict(self, state_dict):
+        """Load what :meth:`state_dict` returned (of an optimizer of the same kind).
+
+        Everything is checked before anything changes, so a refused state
+        leaves the optimizer as it was.  Arrays are copied (converted to
+        each parameter's dtype, onto its device), never kept.
+
+        Parameters
+        ----------
+        state_dict : dict
+            ``{"state": ..., "param_groups": [...]}`` as :meth:`state_dict`
+            returns it: one group, one entry per parameter of this optimizer,
+            the same hyperparameter names.
+
+        Returns
+        -------
+        self
+
+        Raises
+        ------
+        KeyError
+            Missing or unexpected keys (named).
+        ValueError
+            Another number of parameters, a state array whose shape differs
+            from its parameter's or that does not hold real numbers, values
+            the parameter's dtype cannot hold, a hyperparameter out of range.
+        TypeError
+            A value of the wrong type (the message names it).
+
+        Examples
+        --------
+        >>> from fastnn import nn, optim
+        >>> model = nn.Linear(3, 2, rng=0)
+        >>> saved = optim.Adam(model.parameters(), lr=0.01).state_dict()
+        >>> optim.Adam(model.parameters()).load_state_dict(saved).lr
+        0.01
+        """
+        group = _single_group(state_dict, len(self.params))
+        _check_keys(group, set(self._hyperparameters) | {"params"}, "param_groups[0]")
+        hyper = self._checked_hyperparameters(group)
+        entries = state_dict["state"]
+        if not isinstance(entries, dict):
+            raise TypeError(f"state_dict['state'] must be a dict, got {type(entries).__name__}")
+        odd = sorted(repr(i) for i in entries if i not in range(len(self.params)))
+        if odd:
+            raise KeyError(f"state_dict['state'] has entries {', '.join(odd)} for an optimizer "
+                           f"of {len(self.params)} parameters")
+        state = [self._checked_state(i, entries[i]) if i in entries else {}
+                 for i in range(len(self.params))]
+        vars(self).update(hyper)
+        self.state = state
+        return self
+
+    def _checked_state(self, i, entry):
+        """Parameter i's state entry as new arrays on its device (ValueError naming the fault)."""
+        where = f"state[{i}]"
+        if not isinstance(entry, dict):
+            raise TypeError(f"{where} must be a dict, got {type(entry).__name__}")
+        if not entry:
+            return {}
+        _check_keys(entry, set(self._state_keys), where)
+        p, out = self.params[i], {}
+        for key, value in entry.items():
+            if key == "step":
+                out[key] = integer(value, f"{where}['step']", low=0)
+                continue
+            if on_device(value):
+                raise TypeError(f"{where}[{key!r}] is a GPU array; state dicts hold host numpy "
+                                "arrays (copy it to the host first)")
+            value = np.asarray(value)
+            if value.dtype.kind not in "fiu":
+                raise ValueError(f"{where}[{key!r}] must hold real numbers, got dtype "
+                                 f"{value.dtype}")
+            if value.shape != tuple(p.data.shape):
+                raise ValueError(f"{where}[{key!r}] has shape {value.shape}, params[{i}] has "
+                                 f"{tuple(p.data.shape)}")
+            with np.errstate(over="ignore"):      # refused just below, with its name
+                out[key] = np.array(value, dtype=p.data.dtype)   # a copy, never the caller's
+            if not np.array_equal(np.isfinite(out[key]), np.isfinite(value)):
+                raise ValueError(f"{where}[{key!r}] holds values beyond the range of "
+                                 f"params[{i}]'s {p.data.dtype} (they would become inf)")
+        return {k: to_device(v, p.device) if k != "step" else v for k, v in out.items()}
 
     def zero_grad(self):
         """Reset every parameter's gradient to None."""
@@ -149,13 +274,22 @@ class SGD(Optimizer):
         w = w - lr * g
     """
 
+    _hyperparameters = ("lr", "momentum", "nesterov", "weight_decay")
+    _state_keys = ("momentum_buffer",)
+
     def __init__(self, params, lr, momentum=0.0, nesterov=False, weight_decay=0.0):
         super().__init__(params, lr)
-        self.momentum = real_scalar(momentum, "momentum", low=0.0)
-        self.weight_decay = real_scalar(weight_decay, "weight_decay", low=0.0)
-        self.nesterov = boolean(nesterov, "nesterov")
-        if self.nesterov and self.momentum == 0:
+        vars(self).update(self._checked_hyperparameters(
+            {"lr": lr, "momentum": momentum, "nesterov": nesterov, "weight_decay": weight_decay}))
+
+    def _checked_hyperparameters(self, values):
+        out = super()._checked_hyperparameters(values)
+        out["momentum"] = real_scalar(values["momentum"], "momentum", low=0.0)
+        out["nesterov"] = boolean(values["nesterov"], "nesterov")
+        out["weight_decay"] = real_scalar(values["weight_decay"], "weight_decay", low=0.0)
+        if out["nesterov"] and out["momentum"] == 0:
             raise ValueError("nesterov=True requires momentum > 0")
+        return out
 
     def _update(self, p, grad, state, backend):
         buf, first = None, False
@@ -196,17 +330,25 @@ class Adam(Optimizer):
     """
 
     _decoupled = False
+    _hyperparameters = ("lr", "betas", "eps", "weight_decay")
+    _state_keys = ("step", "exp_avg", "exp_avg_sq")
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
         super().__init__(params, lr)
+        vars(self).update(self._checked_hyperparameters(
+            {"lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay}))
+
+    def _checked_hyperparameters(self, values):
+        out = super()._checked_hyperparameters(values)
         try:
-            b1, b2 = betas
+            b1, b2 = values["betas"]
         except (TypeError, ValueError):
-            raise ValueError(f"betas must be a pair of floats, got {betas!r}") from None
-        self.betas = (real_scalar(b1, "betas[0]", low=0.0, high=1.0, high_open=True),
-                      real_scalar(b2, "betas[1]", low=0.0, high=1.0, high_open=True))
-        self.eps = real_scalar(eps, "eps", low=0.0)
-        self.weight_decay = real_scalar(weight_decay, "weight_decay", low=0.0)
+            raise ValueError(f"betas must be a pair of floats, got {values['betas']!r}") from None
+        out["betas"] = (real_scalar(b1, "betas[0]", low=0.0, high=1.0, high_open=True),
+                        real_scalar(b2, "betas[1]", low=0.0, high=1.0, high_open=True))
+        out["eps"] = real_scalar(values["eps"], "eps", low=0.0)
+        out["weight_decay"] = real_scalar(values["weight_decay"], "weight_decay", low=0.0)
+        return out
 
     def _update(self, p, grad, state, backend):
         b1, b2 = self.betas
@@ -233,6 +375,40 @@ class AdamW(Adam):
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01):
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
+
+
+def _host_copy(value):
+    """A host copy of a state value (an array: a plain ndarray; a step count: itself)."""
+    if not hasattr(value, "shape"):
+        return value
+    return np.array(value) if isinstance(value, np.ndarray) else host_copy(value)
+
+
+def _single_group(state_dict, n_params):
+    """The one parameter group of an optimizer state dict over ``n_params`` parameters."""
+    if not isinstance(state_dict, dict):
+        raise TypeError(f"state_dict must be a dict, got {type(state_dict).__name__}")
+    _check_keys(state_dict, {"state", "param_groups"}, "state_dict")
+    groups = state_dict["param_groups"]
+    if not isinstance(groups, (list, tuple)) or len(groups) != 1 or not isinstance(groups[0],
+                                                                                  dict):
+        raise ValueError("state_dict['param_groups'] must be a list of one dict (fastnn "
+                         "optimizers have one parameter group)")
+    params = groups[0].get("params")
+    if not isinstance(params, (list, tuple)) or list(params) != list(range(len(params))):
+        raise ValueError("param_groups[0]['params'] must be [0, 1, ..., n - 1]")
+    if len(params) != n_params:
+        raise ValueError(f"the state is of an optimizer over {len(params)} parameters, this "
+                         f"one has {n_params}")
+    return groups[0]
+
+
+def _check_keys(mapping, expected, where):
+    missing = sorted(expected - set(mapping))
+    unexpected = sorted(map(repr, set(mapping) - expected))
+    if missing or unexpected:
+        raise KeyError(f"{where} does not match the optimizer: missing {missing}, "
+                       f"unexpected [{', '.join(unexpected)}]")
 
 
 # -- schedules --------------------------------------------------------------

@@ -222,7 +222,8 @@ def as_targets(model, X, y, loss, name="y"):
 
 def fit(model, X, y, loss="cross_entropy", optimizer=None, epochs=10, batch_size=32,
         schedule=None, validation=None, shuffle=True, rng=None, progress=True,
-        l2=0.0, l1=0.0, max_norm=None, engine="auto", sample_weight=None, callbacks=None):
+        l2=0.0, l1=0.0, max_norm=None, engine="auto", sample_weight=None, callbacks=None,
+        initial_epoch=0):
     """Train ``model`` on (X, y) with mini-batch gradient descent.
 
     Parameters
@@ -245,6 +246,8 @@ def fit(model, X, y, loss="cross_entropy", optimizer=None, epochs=10, batch_size
         frozen); one holding a parameter that is not the model's is refused.
         Default: ``Adam(model.parameters(), lr=1e-3)``.
     epochs : int >= 0
+        The epoch training ends with (with ``initial_epoch`` 0, the number
+        of epochs).
     batch_size : int >= 1
         A last batch of one sample is merged into the previous batch
         (see :func:`steps_per_epoch`).
@@ -295,9 +298,21 @@ def fit(model, X, y, loss="cross_entropy", optimizer=None, epochs=10, batch_size
         (after its validation) with the history so far.  A true return from
         an epoch end ends training there.  A callback may change
         ``optimizer.lr`` for the next epoch (when no ``schedule`` is given)
-        and read or copy the model (not train it).  One ``fit`` call with
+        and read, copy or change the model's and optimizer's values (not
+        train it): both engines show it the epoch's values in the arrays
+        the model held before the fit, and train the next epoch from what
+        it leaves (``p.data = new_array`` included).  One ``fit`` call with
         callbacks replaces one call per epoch, which re-plans the compiled
         engine each time.  One Callback object may appear once.
+    initial_epoch : int, 0 <= initial_epoch <= epochs
+        Resume a run: train its epochs ``initial_epoch + 1`` to ``epochs``
+        (numbered so in the history), taking the shuffles, dropout masks
+        and schedule steps that ``fit(..., epochs=epochs)`` with the same
+        int ``rng`` takes there (the generators are advanced past the
+        skipped epochs).  With the model and optimizer restored from the
+        run's state after epoch ``initial_epoch`` (``Module.save`` /
+        ``load`` or ``state_dict``, ``Optimizer.state_dict`` /
+        ``load_state_dict``), the result equals the uninterrupted run's.
 
     Returns
     -------
@@ -336,7 +351,9 @@ def fit(model, X, y, loss="cross_entropy", optimizer=None, epochs=10, batch_size
     """
     loss, engine, epochs, batch_size, l2, l1, max_norm = _check_options(
         loss, engine, epochs, batch_size, l2, l1, max_norm, schedule)
-    callbacks = ([ProgressBar(epochs)] if progress else []) + as_callbacks(callbacks)
+    initial_epoch = integer(initial_epoch, "initial_epoch", low=0, high=epochs)
+    callbacks = ([ProgressBar(epochs - initial_epoch)] if progress else []) + as_callbacks(
+        callbacks)
     X, y, sample_weight, validation = _check_data(model, X, y, loss, sample_weight, validation)
     optimizer = _check_optimizer(model, optimizer)
     rng = as_rng(rng)
@@ -345,22 +362,46 @@ def fit(model, X, y, loss="cross_entropy", optimizer=None, epochs=10, batch_size
             layer.rng = np.random.default_rng(rng.integers(2 ** 63))
     history = _new_history(loss, validation is not None)
     batches = batch_bounds(X.shape[0], batch_size)
+    _skip_epochs(model, rng, initial_epoch, X.shape[0], len(batches), shuffle)
     plan, reason = _choose_engine(engine, model, optimizer, loss, X, batches, l2, l1, max_norm)
     history["engine"] = "compiled" if plan is not None else f"layers ({reason})"
     if plan is not None:
-        run_epoch = functools.partial(_compiled_epoch, plan, X, y, schedule, optimizer,
-                                      sample_weight, batches)
+        # Python code that may look at the model between epochs: the engine's arenas
+        # are stored before it runs and loaded after (a ProgressBar reads the history only).
+        boundaries = validation is not None or any(type(cb) is not ProgressBar
+                                                   for cb in callbacks)
+        run_epoch = functools.partial(_compiled_epoch, plan, boundaries, X, y, schedule,
+                                      optimizer, sample_weight, batches)
     else:
-        run_epoch = functools.partial(_layers_epoch, model, X, y, loss, optimizer, schedule,
-                                      l2, l1, max_norm, sample_weight, batches)
+        run_epoch = functools.partial(
+            _keeping_grads, model.parameters(),
+            functools.partial(_layers_epoch, model, X, y, loss, optimizer, schedule, l2, l1,
+                              max_norm, sample_weight, batches))
     with contextlib.ExitStack() as stack:
         if plan is not None:
             from fastnn.engine import one_blas_thread
-            stack.callback(plan.finish)
+            stack.callback(plan.store)      # the end of the fit, however it ends
             stack.enter_context(one_blas_thread())
-        _run_epochs(model, run_epoch, len(batches), epochs, X.shape[0], shuffle, rng,
-                    optimizer, loss, validation, callbacks, history)
+        _run_epochs(model, run_epoch, len(batches), range(initial_epoch + 1, epochs + 1),
+                    X.shape[0], shuffle, rng, optimizer, loss, validation, callbacks, history)
     return history
+
+
+def _skip_epochs(model, rng, n_epochs, n, n_batches, shuffle):
+    """Advance the run's generators past its first ``n_epochs`` epochs, as training would.
+
+    An epoch draws one shuffle from ``rng`` and, per step, one seed from
+    each active Dropout's generator (one ``integers`` call each: a call for
+    many at once gives other numbers): drawing and dropping as many makes a
+    resumed fit take the uninterrupted run's shuffles and masks.
+    """
+    if shuffle:
+        for _ in range(n_epochs):
+            rng.permutation(n)
+    for layer in model.modules():
+        if isinstance(layer, Dropout) and layer.p > 0:
+            for _ in range(n_epochs * n_batches):
+                layer.rng.integers(Dropout.SEED_BOUND)
 
 
 def _check_options(loss, engine, epochs, batch_size, l2, l1, max_norm, schedule):
@@ -439,15 +480,18 @@ def _new_history(loss, validating):
 
 def _run_epochs(model, run_epoch, n_batches, epochs, n, shuffle, rng, optimizer, loss,
                 validation, callbacks, history):
-    """The epoch loop: train, record, validate, then the callbacks (any true return stops)."""
+    """The epoch loop: train, record, validate, then the callbacks (any true return stops).
+
+    ``epochs``: the range of 1-based epoch numbers to train.
+    """
     model.train()
     started = []
-    step = 0
+    step = (epochs.start - 1) * n_batches
     try:
         for cb in callbacks:
             cb.on_train_begin(model, history)
             started.append(cb)
-        for epoch in range(1, epochs + 1):
+        for epoch in epochs:
             order = rng.permutation(n) if shuffle else None
             total_loss, total_penalty, correct, step = run_epoch(order, epoch, step, history)
             history["epoch"].append(epoch)
@@ -514,13 +558,15 @@ def _validate(model, X_val, y_val, loss, history):
         history["val_accuracy"].append(scores["accuracy"])
 
 
-def _compiled_epoch(plan, X, y, schedule, optimizer, sample_weight, batches, order, epoch, step,
-                    history):
+def _compiled_epoch(plan, boundaries, X, y, schedule, optimizer, sample_weight, batches, order,
+                    epoch, step, history):
     """One epoch in one compiled call; returns what :func:`_layers_epoch` returns.
 
     The schedule is evaluated in Python for the epoch's steps first (so a
     bad value stops the epoch before its first step, where the layer path
-    would stop at that step).
+    would stop at that step).  With ``boundaries`` (callbacks or validation
+    run between epochs) the plan loads the model's values before the epoch
+    and stores its own after it; a diverging epoch is stored in any case.
     """
     k = len(batches)
     if schedule is not None:
@@ -529,7 +575,11 @@ def _compiled_epoch(plan, X, y, schedule, optimizer, sample_weight, batches, ord
     else:
         lrs = np.full(k, float(optimizer.lr))
     order = np.arange(X.shape[0]) if order is None else order
+    if boundaries:
+        plan.load()
     done = plan.epoch(X, y, order, lrs, plan.draw_seeds(k), sample_weight)
+    if boundaries or done < k:
+        plan.store()
     history["step_loss"].extend(plan.step_loss[:done].tolist())
     if schedule is not None:
         optimizer.lr = float(lrs[min(done, k - 1)])
@@ -601,6 +651,31 @@ def _weighted_loss(loss, out, yb, wb):
     rows = _host(rows).reshape(out.shape[0], -1).sum(axis=1)
     value = float(np.dot(c, rows)) if total > 0 else 0.0
     return value, grad * c.astype(grad.dtype).reshape(-1, 1)
+
+
+def _keeping_grads(params, run_epoch, *args):
+    """``run_epoch(*args)``, then each gradient written into the array ``.grad`` held before.
+
+    A step's backward makes new gradient arrays; writing the last ones into
+    those held at the epoch's start keeps ``Parameter.grad`` the same object
+    wherever Python code can look (as the compiled engine does).
+    """
+    held = [p.grad for p in params]
+    try:
+        return run_epoch(*args)
+    finally:
+        for p, h in zip(params, held):
+            g = p.grad
+            if (h is None or g is None or h is g or tuple(h.shape) != tuple(g.shape)
+                    or h.dtype != g.dtype or on_device(h) != on_device(g)):
+                continue
+            if isinstance(h, np.ndarray):
+                if not h.flags.writeable:
+                    continue
+                h[...] = g
+            else:
+                _assign(h, g)
+            p.grad = h
 
 
 def _layers_epoch(model, X, y, loss, optimizer, schedule, l2, l1, max_norm, sample_weight,

@@ -235,3 +235,119 @@ def test_2d_strided_parameters_update_in_place(dtype):
     opt.step()
     np.testing.assert_allclose(base[:, ::2], 0.9, rtol=1e-6)
     np.testing.assert_array_equal(base[:, 1::2], 1)
+
+
+# -- state_dict / load_state_dict --------------------------------------------
+MAKERS = {
+    "sgd": lambda ps: optim.SGD(ps, lr=0.05),
+    "sgd_momentum": lambda ps: optim.SGD(ps, lr=0.05, momentum=0.9, nesterov=True,
+                                         weight_decay=1e-3),
+    "adam": lambda ps: optim.Adam(ps, lr=1e-2, betas=(0.8, 0.99), eps=1e-7),
+    "adamw": lambda ps: optim.AdamW(ps, lr=1e-2, weight_decay=0.1),
+}
+
+
+def _stepped(kind, dtype=np.float64, steps=3):
+    w, b, grads = _params(dtype)
+    opt = MAKERS[kind]([w, b])
+    for gw, gb in grads[:steps]:
+        w.grad, b.grad = gw, gb
+        opt.step()
+    return opt, grads
+
+
+@pytest.mark.parametrize("kind", sorted(MAKERS))
+def test_state_dict_round_trip_continues_exactly(kind):
+    """Save after 3 steps, load into a fresh optimizer (other hyperparameters): the next 3
+    steps equal the uninterrupted optimizer's, bit for bit."""
+    opt, grads = _stepped(kind)
+    saved = opt.state_dict()
+    w2, b2, _ = _params(np.float64, seed=5)
+    w2.data[...], b2.data[...] = opt.params[0].data, opt.params[1].data
+    fresh = type(opt)([w2, b2], lr=1.0)
+    assert fresh.load_state_dict(saved) is fresh
+    for o in (opt, fresh):
+        for gw, gb in grads[3:]:
+            o.params[0].grad, o.params[1].grad = gw, gb
+            o.step()
+    for p, q in zip(opt.params, fresh.params):
+        np.testing.assert_array_equal(p.data, q.data)
+    assert fresh.lr == opt.lr and vars(fresh).keys() == vars(opt).keys()
+    for s, t in zip(opt.state, fresh.state):
+        assert s.keys() == t.keys()
+        for k in s:
+            np.testing.assert_array_equal(s[k], t[k])
+
+
+@pytest.mark.parametrize("kind", sorted(MAKERS))
+def test_state_dict_is_torch_shaped_and_shares_no_memory(kind):
+    opt, _ = _stepped(kind)
+    sd = opt.state_dict()
+    assert sd.keys() == {"state", "param_groups"} and len(sd["param_groups"]) == 1
+    group = sd["param_groups"][0]
+    assert group["params"] == [0, 1] and group["lr"] == opt.lr
+    assert sorted(sd["state"]) == ([] if kind == "sgd" else [0, 1])
+    arrays = [v for s in sd["state"].values() for v in s.values() if hasattr(v, "shape")]
+    for a in arrays:
+        assert not any(np.shares_memory(a, v) for s in opt.state for v in s.values()
+                       if hasattr(v, "shape"))
+    # loading copies too: changing the dict afterwards changes nothing
+    fresh = type(opt)(opt.params, lr=1.0).load_state_dict(sd)
+    for s in sd["state"].values():
+        for v in s.values():
+            if hasattr(v, "shape"):
+                v[...] = 123.0
+    assert all(not np.any(v == 123.0) for s in fresh.state for v in s.values()
+               if hasattr(v, "shape"))
+
+
+def test_state_dict_has_torch_keys(torch):
+    w, b, _ = _params(np.float64)
+    ours = optim.Adam([w, b], lr=1e-2).state_dict()
+    theirs = torch.optim.Adam([torch.zeros(3, requires_grad=True)], lr=1e-2).state_dict()
+    assert ours.keys() == theirs.keys()
+    assert set(ours["param_groups"][0]) <= set(theirs["param_groups"][0])
+
+
+@pytest.mark.parametrize("edit,error,match", [
+    (lambda sd: sd["state"][0].__setitem__("exp_avg", np.zeros((3, 4))), ValueError,
+     r"state\[0\]\['exp_avg'\] has shape \(3, 4\), params\[0\] has \(4, 3\)"),
+    (lambda sd: sd["state"][1].__setitem__("exp_avg_sq", np.array(["a"] * 4)), ValueError,
+     r"state\[1\]\['exp_avg_sq'\] must hold real numbers"),
+    (lambda sd: sd["state"][1].pop("step"), KeyError, r"state\[1\] .*missing \['step'\]"),
+    (lambda sd: sd["state"][0].__setitem__("momentum_buffer", np.zeros((4, 3))), KeyError,
+     r"unexpected \['momentum_buffer'\]"),
+    (lambda sd: sd["state"].__setitem__(2, {}), KeyError, "entries 2 for an optimizer of 2"),
+    (lambda sd: sd["param_groups"][0].__setitem__("params", [0]), ValueError,
+     "over 1 parameters, this one has 2"),
+    (lambda sd: sd["param_groups"][0].__setitem__("lr", -1.0), ValueError, "lr"),
+    (lambda sd: sd["param_groups"][0].pop("eps"), KeyError, r"missing \['eps'\]"),
+    (lambda sd: sd["param_groups"].append({}), ValueError, "list of one dict"),
+    (lambda sd: sd["state"][0].__setitem__("step", 1.5), TypeError, "step"),
+])
+def test_load_state_dict_names_the_mismatch_and_changes_nothing(edit, error, match):
+    opt, _ = _stepped("adam", np.float32)
+    sd = opt.state_dict()
+    edit(sd)
+    target, _ = _stepped("adam", np.float32, steps=1)
+    before = target.state_dict()
+    with pytest.raises(error, match=match):
+        target.load_state_dict(sd)
+    after = target.state_dict()
+    assert after["param_groups"] == before["param_groups"]
+    for i, s in before["state"].items():
+        for k, v in s.items():
+            np.testing.assert_array_equal(after["state"][i][k], v)
+
+
+def test_load_state_dict_converts_dtypes_and_refuses_what_would_overflow():
+    opt64, _ = _stepped("adam", np.float64)
+    target, _ = _stepped("adam", np.float32)
+    target.load_state_dict(opt64.state_dict())
+    assert target.state[0]["exp_avg"].dtype == np.float32
+    np.testing.assert_array_equal(target.state[0]["exp_avg"],
+                                  opt64.state[0]["exp_avg"].astype(np.float32))
+    sd = opt64.state_dict()
+    sd["state"][0]["exp_avg_sq"][0, 0] = 1e300
+    with pytest.raises(ValueError, match=r"state\[0\]\['exp_avg_sq'\] holds values beyond"):
+        target.load_state_dict(sd)

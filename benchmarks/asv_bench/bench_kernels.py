@@ -5,10 +5,11 @@ One class per kernel, parameterized over ``size`` (64 x 256: call overhead,
 ``dtype`` (float32: the history tracks what the README's tables show).
 DRAM-sized arrays are ``fastnn bench``'s: its "% of STREAM" pairs each call
 with a STREAM probe, the only honest bandwidth figure on a shared machine,
-and ``fastnn bench --dtypes float32,float64`` covers both dtypes.  ``setup`` builds the data and calls the kernel once, so JIT
-compilation (or loading numba's cache) is never timed; a kernel that does not
-exist in the benchmarked commit raises ``NotImplementedError`` in setup,
-which asv reports as skipped.  The calls are those of ``fastnn bench``
+and ``fastnn bench --dtypes float32,float64`` covers both dtypes.
+``setup`` builds the data and calls the kernel once, so JIT compilation
+(or loading numba's cache) is never timed; a kernel that does not exist in
+the benchmarked commit raises ``NotImplementedError`` in setup, which asv
+reports as skipped.  The calls are those of ``fastnn bench``
 (:mod:`fastnn.bench._cases` of the benchmarked commit).
 
 ``FASTNN_ASV_SIZES`` (comma-separated NxD, e.g. ``64x256``) replaces the

@@ -10,11 +10,11 @@ arrays, not one per layer:
   (the model's dtype): the layer codes and their options, see the ``OP_*``
   and ``F_*`` column names below;
 * ``params``, ``grads``, ``state1``, ``state2``: the parameter, gradient and
-  optimizer-state arenas (the model's ``Parameter.data`` arrays are views of
-  ``params``); ``pinfo`` says where each parameter lies in them;
+  optimizer-state arenas, private to the plan (it copies the model's arrays
+  in and the results back); ``pinfo`` says where each parameter lies in them;
 * ``acts``: one arena for the batch and every layer's output, ``gbuf0`` /
   ``gbuf1``: the backward pass's ping-pong gradient buffers; ``bufs`` the
-  batch-norm running statistics (the model's buffers are views of it).
+  batch-norm running statistics (copied in and back likewise).
 
 The per-layer work reuses the package's own kernels (the fused linear
 epilogue and prologue, batch norm, the counter-based dropout, the fused

@@ -287,7 +287,7 @@ def test_fit_on_cuda_matches_cpu(dtype, name, kw, big_blocks):
 
 
 def test_a_model_trained_by_the_engine_moves_and_trains_again(big_blocks):
-    """The compiled engine's arenas (parameters as views) survive to("cuda") and back."""
+    """A model trained by the compiled engine moves to("cuda") and back, and trains again."""
     X, y = _data(np.float64)
     model = _model(np.float64)
     assert train.fit(model, X, y, epochs=1, batch_size=5, progress=False)["engine"] == "compiled"
@@ -298,9 +298,10 @@ def test_a_model_trained_by_the_engine_moves_and_trains_again(big_blocks):
                      batch_size=5, progress=False)
     assert hist["engine"].startswith("layers (the model is on the GPU")
     model.to("cpu")
+    weight = model[0].weight.data
     hist = train.fit(model, X, y, optimizer=optim.Adam(model.parameters()), epochs=1,
                      batch_size=5, progress=False)
-    assert hist["engine"] == "compiled" and model[0].weight.data.base is model._engine_params
+    assert hist["engine"] == "compiled" and model[0].weight.data is weight
 
 
 def test_regression_trains_on_cuda(big_blocks):
@@ -364,6 +365,50 @@ def test_state_dict_save_and_load_with_a_cuda_model(tmp_path, big_blocks):
     with pytest.raises(TypeError, match="GPU array"):
         dst.load_state_dict(dict(state, **{"4.bias": dev(state["4.bias"])}))
     _assert_states(dst.state_dict(), before, np.float64, "elementwise")
+
+
+def test_optimizer_state_dict_moves_between_devices(big_blocks):
+    """A GPU optimizer's state_dict holds host copies; it loads onto either device, and
+    the next steps there agree with the uninterrupted GPU optimizer's."""
+    rng = np.random.default_rng(3)
+    w0, b0 = rng.standard_normal((3, 5)), rng.standard_normal(3)
+    grads = [(rng.standard_normal((3, 5)), rng.standard_normal(3)) for _ in range(4)]
+
+    def run(opt, steps, on_device):
+        for gw, gb in steps:
+            w, b = opt.params
+            w.grad, b.grad = (dev(gw), dev(gb)) if on_device else (gw, gb)
+            opt.step()
+    gpu = optim.Adam([nn.Parameter(dev(w0)), nn.Parameter(dev(b0), decay=False)], lr=0.01)
+    run(gpu, grads[:2], True)
+    saved = gpu.state_dict()
+    assert all(type(v) is np.ndarray for s in saved["state"].values() for k, v in s.items()
+               if k != "step")
+    cpu = optim.Adam([nn.Parameter(host(p.data)) for p in gpu.params], lr=1.0)
+    cpu.params[1].decay = False
+    again = optim.Adam([nn.Parameter(dev(host(p.data))) for p in gpu.params], lr=1.0)
+    again.params[1].decay = False
+    cpu.load_state_dict(saved)
+    again.load_state_dict(saved)
+    assert is_dev(again.state[0]["exp_avg"]) and again.state[0]["step"] == 2
+    run(gpu, grads[2:], True)
+    run(cpu, grads[2:], False)
+    run(again, grads[2:], True)
+    for p, q, r in zip(gpu.params, cpu.params, again.params):
+        assert_close(host(q.data), host(p.data), np.float64)
+        np.testing.assert_array_equal(host(r.data), host(p.data))
+
+
+def test_a_cuda_fit_keeps_the_gradient_arrays_held_before_it(big_blocks):
+    """(The layer path: a GPU model is not the compiled engine's.)"""
+    X, y = _data(np.float64)
+    model = _model(np.float64).to("cuda")
+    for p in model.parameters():
+        p.grad = dev(np.zeros(p.shape))
+    held = [p.grad for p in model.parameters()]
+    train.fit(model, X, y, epochs=1, batch_size=5, progress=False)
+    assert all(p.grad is g for p, g in zip(model.parameters(), held))
+    assert any(np.any(host(g) != 0) for g in held)
 
 
 def test_host_input_to_a_cuda_model_is_a_type_error_naming_the_fix(big_blocks):
