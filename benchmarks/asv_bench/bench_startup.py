@@ -3,13 +3,13 @@
 * ``ColdStart``: a first fit where numba's cache is empty (a fresh
   ``NUMBA_CACHE_DIR``), as on a new machine, container or cluster worker:
   everything the fit needs is compiled inside the timing.
-* ``Startup`` and ``FirstCall``: import and first calls with numba's on-disk
-  cache warm (after asv's first sample), the "second process" start-up.
+* ``Startup``: import, and import plus the first call of every kernel, with
+  numba's on-disk cache warm (after asv's first sample): the "second
+  process" start-up.
 
 The snippets are plain strings, so ``benchmarks/compare.py`` runs the very
 same code for its before/after cold start.
 """
-from fastnn.bench import _cases
 
 # The snippet of a cold first fit: ``{fit}`` is one of COLD_FITS.
 COLD_START = """
@@ -69,30 +69,4 @@ class Startup:
 import fastnn.functional, fastnn.preprocessing
 from fastnn.bench._cases import first_calls
 first_calls()
-"""
-
-
-class FirstCall:
-    """Import + first call of one kernel (tiny float32 input)."""
-    params = [[k.name for k in _cases.KERNELS]]
-    param_names = ["kernel"]
-    timeout = 600
-    rounds = 1
-    repeat = (2, 3, 10.0)
-
-    def setup(self, kernel):
-        missing = _cases.KERNELS_BY_NAME[kernel].missing()
-        if missing:
-            raise NotImplementedError("not implemented yet: " + ", ".join(missing))
-
-    def timeraw_first_call(self, kernel):
-        # Importing fastnn.bench._cases imports fastnn itself, so the import
-        # is part of the timed snippet, as intended; the tiny data costs ~0.1 ms.
-        return f"""
-import numpy as np
-from fastnn.bench._cases import KERNELS_BY_NAME, SIZES
-k = KERNELS_BY_NAME[{kernel!r}]
-data = k.setup(*SIZES["tiny"][0], np.float32)
-run, _ = k.build("fastnn", data)
-run()
 """
