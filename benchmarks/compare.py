@@ -34,7 +34,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from fastnn.bench import save_json
+from fastnn.bench import RESULTS_FOLDER, save_json
 from fastnn.bench._report import fmt_time
 from fastnn.bench._stability import before_after
 
@@ -186,7 +186,7 @@ def main(argv=None):
     ap.add_argument("--kernels", help="fastnn bench --kernels for the kernels group")
     ap.add_argument("--sizes", default="tiny,small,medium", help="fastnn bench --sizes")
     ap.add_argument("--dtypes", default="float32", help="fastnn bench --dtypes")
-    ap.add_argument("--json", nargs="?", const=True, metavar="FILE",
+    ap.add_argument("--json", nargs="?", const=RESULTS_FOLDER, metavar="FILE",
                     help="save the verdicts (without FILE: benchmarks/results/<machine>/)")
     args = ap.parse_args(argv)
     bad = set(args.only) - set(GROUPS)
@@ -199,10 +199,9 @@ def main(argv=None):
     head_name = head[:8] if head else "working tree"
     print(_table(rows, base[:8], head_name))
     if args.json:
-        from fastnn.bench import _RESULTS_FOLDER
         save_json({"base": base, "head": head or "working tree", "rounds": args.rounds,
                    "rows": [{"group": g, "row": n, **v} for (g, n), v in rows.items()]},
-                  _RESULTS_FOLDER if args.json is True else args.json, "compare")
+                  args.json, "compare")
     return 0
 
 

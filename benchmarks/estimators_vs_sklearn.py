@@ -6,6 +6,7 @@ script, run once:
     python benchmarks/estimators_vs_sklearn.py                 # the five small data sets
     python benchmarks/estimators_vs_sklearn.py --large          # + make_classification 50k x 40
     python benchmarks/estimators_vs_sklearn.py --sets make_classification --one-thread
+    python benchmarks/estimators_vs_sklearn.py --json           # ... saved in benchmarks/results/
 
 Every (data set, contestant) pair runs in its own process, one after another
 (scikit-learn, fastnn, fastnn with extras, per data set).  By default every
@@ -91,11 +92,16 @@ def _run(name, contestant, one_thread):
 def main():
     import numpy as np
 
+    from fastnn.bench import RESULTS_FOLDER
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--large", action="store_true", help="add make_classification 50k x 40")
     ap.add_argument("--sets", nargs="+", choices=SMALL + ("make_classification",),
                     help="run only these data sets")
     ap.add_argument("--one-thread", action="store_true", help="cap every thread pool at 1")
+    ap.add_argument("--json", nargs="?", const=RESULTS_FOLDER, metavar="FILE",
+                    help="save every fit's times and scores (without FILE: "
+                    "benchmarks/results/<machine>/estimators-*.json)")
     ap.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
@@ -105,8 +111,9 @@ def main():
     print("| data set | scikit-learn s / score | fastnn s / score | speed-up | "
           "fastnn + extras s / score | epochs (sk / fastnn / extras) |")
     print("|---|---|---|---|---|---|")
+    saved = {}
     for name in names:
-        res = {c: _run(name, c, args.one_thread) for c in CONTESTANTS}
+        res = saved[name] = {c: _run(name, c, args.one_thread) for c in CONTESTANTS}
         print(f"<!-- {name}: {json.dumps(res)} -->", file=sys.stderr, flush=True)
         med = {c: float(np.median(res[c]["times"])) for c in CONTESTANTS}
         mean = {c: float(np.mean(res[c]["scores"])) for c in CONTESTANTS}
@@ -116,6 +123,10 @@ def main():
               f"{med['sklearn'] / med['fastnn']:.1f}x | "
               f"{med['fastnn+extras']:.3f} / {mean['fastnn+extras']:.4f} | {epochs} |",
               flush=True)
+    if args.json:
+        from fastnn.bench import save_json
+        save_json({"one_thread": args.one_thread, "seeds": SEEDS, "extras": EXTRAS,
+                   "results": saved}, args.json, "estimators")
 
 
 if __name__ == "__main__":

@@ -37,6 +37,7 @@ import fastnn._config as config  # noqa: E402
 import fastnn.functional as F  # noqa: E402
 from fastnn import nn, optim, train  # noqa: E402
 from fastnn._cuda import is_available  # noqa: E402
+from fastnn.bench import RESULTS_FOLDER, save_json  # noqa: E402
 
 # Tolerances on the max relative error |gpu - cpu| / max(|cpu|, 1) (float32
 # also differs from the CPU in summation order).
@@ -288,7 +289,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--simulate", action="store_true",
                     help="smoke run on tiny shapes under NUMBA_ENABLE_CUDASIM=1 (CI)")
-    ap.add_argument("--json", nargs="?", const=True, metavar="FILE",
+    ap.add_argument("--json", nargs="?", const=RESULTS_FOLDER, metavar="FILE",
                     help="save the rows and checks (without FILE: benchmarks/results/<device>/)")
     args = ap.parse_args()
     t0 = time.time()
@@ -338,18 +339,12 @@ def main():
 
 
 def _save(where, device, perf, checks, shapes, reps):
-    """The run as JSON: a file, or (``where is True``) the results folder of the device."""
-    from fastnn.bench import save_json
-    from fastnn.bench._results import gpu_class, results_path
+    """The run as JSON, in the file ``where`` or the results folder of the device."""
+    from fastnn.bench._results import gpu_class
     keys = ("kernel", "elements", "bytes_per_element", "ms", "gbs", "pct_copy", "torch_ms",
             "x_torch")
     result = {"device": device, "simulated": SIMULATE, "shapes": shapes, "repeats": reps,
               "rows": [dict(zip(keys, row), device=device) for row in perf],
               "checks": [dict(zip(("check", "dtype", "max_rel_err", "tol", "ok"), c))
                          for c in checks]}
-    path = results_path("gpu_check", machine=gpu_class(device)) if where is True else where
-    save_json(result, path, "gpu_check")
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    save_json(result, where, "gpu_check", machine=gpu_class(device))

@@ -47,6 +47,7 @@ bash benchmarks/asv_ci.sh
 step "CUDA simulator (tests/cuda, gpu_check --simulate) and CUDA lowering"
 NUMBA_ENABLE_CUDASIM=1 NUMBA_CACHE_DIR="$cache_root/cudasim" \
     python -m pytest -p no:cacheprovider tests/cuda "$@"
-NUMBA_ENABLE_CUDASIM=1 NUMBA_CACHE_DIR="$cache_root/cudasim" python benchmarks/gpu_check.py --simulate
+NUMBA_ENABLE_CUDASIM=1 NUMBA_CACHE_DIR="$cache_root/cudasim" python benchmarks/gpu_check.py --simulate \
+    --json "$cache_root/gpu_check.json"
 FASTNN_TEST_CUDA_LOWERING=1 NUMBA_CACHE_DIR="$cache_root/cudalower" \
     python -m pytest -p no:cacheprovider tests/cuda/test_lowering.py "$@"

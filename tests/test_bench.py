@@ -598,13 +598,25 @@ def test_machine_class_separates_cpu_generations_and_core_counts():
 def test_results_go_to_one_folder_per_machine_class(tmp_path, capsys):
     import json as _json
 
-    from fastnn.bench import _RESULTS_FOLDER, _results, build_parser, save_json
+    from fastnn.bench import RESULTS_FOLDER, _results, build_parser, save_json
     path = _results.results_path("kernels", machine="m-2c", root=tmp_path)
     assert path.parent == tmp_path / "m-2c" and path.name.startswith("kernels-")
     assert path.name.endswith(f"-{_results.commit_id()}.json")
     # --json alone means the results folder; --json FILE that file
-    assert build_parser().parse_args(["--json"]).json is _RESULTS_FOLDER
+    assert build_parser().parse_args(["--json"]).json is RESULTS_FOLDER
     assert build_parser().parse_args(["--json", "x.json"]).json == "x.json"
     written = save_json({"a": 1}, str(tmp_path / "x.json"), "kernels")
     assert _json.loads(open(written).read()) == {"a": 1}
     assert _results.results_root() is not None   # the tests run from a checkout
+
+
+def test_before_after_calls_a_change_only_beyond_the_noise_and_the_floor():
+    from fastnn.bench._stability import before_after
+    assert before_after([1.0, 1.01], [1.2, 1.21])["verdict"] == "slower"
+    assert before_after([1.0, 1.01], [1.05, 1.06])["verdict"] == "same"      # below the 1.10 floor
+    assert before_after([1.0, 1.5], [1.3, 1.31])["verdict"] == "same"        # the base disagrees
+    faster = before_after([2.0, 2.02], [1.0, 1.01])
+    assert faster["verdict"] == "faster" and faster["ratio"] == pytest.approx(0.5)
+    for bad in (([], [1.0]), ([1.0], [0.0])):
+        with pytest.raises(ValueError, match="positive times"):
+            before_after(*bad)

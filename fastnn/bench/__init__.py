@@ -31,7 +31,8 @@ import sys
 from ._cases import BYTE_MODEL, COMPETITORS, DEFAULT_SIZES, FLOP_MODEL, KERNELS, QUICK_SIZES
 from ._runner import run
 
-__all__ = ["run", "main", "build_parser", "KERNELS", "BYTE_MODEL", "FLOP_MODEL"]
+__all__ = ["run", "main", "build_parser", "save_json", "RESULTS_FOLDER", "KERNELS", "BYTE_MODEL",
+           "FLOP_MODEL"]
 
 _EPILOG = """\
 method: every implementation group (fastnn, numpy, torch, scikit-learn, and
@@ -70,16 +71,31 @@ examples:
 # --check without FILE: the project's targets file of this checkout.
 _PROJECT_TARGETS = object()
 # --json without FILE: a new file in the checkout's results folder.
-_RESULTS_FOLDER = object()
+RESULTS_FOLDER = object()
 
 
-def save_json(result, where, kind):
-    """Write ``result`` to the file ``where`` (or, for ``--json`` alone, the results folder).
+def save_json(result, where, kind, machine=None):
+    """Write ``result`` to the file ``where``, or for ``--json`` alone to the results folder.
 
-    Returns the path written.
+    Parameters
+    ----------
+    result : dict
+        JSON-able, numpy scalars included.
+    where : path-like or RESULTS_FOLDER
+        A file name, or :data:`RESULTS_FOLDER` (the ``const`` of every
+        ``--json`` option): a new file ``benchmarks/results/<machine>/<kind>-*.json``.
+    kind : str
+        What was measured (the file name's first word).
+    machine : str, optional
+        The machine class; :func:`fastnn.bench._results.machine_class` by default.
+
+    Returns
+    -------
+    path-like
+        The file written.
     """
     from ._results import results_path
-    path = results_path(kind) if where is _RESULTS_FOLDER else where
+    path = results_path(kind, machine) if where is RESULTS_FOLDER else where
     with open(path, "w") as f:
         # numpy scalars (np.bool_, np.float32) as the Python values they hold
         json.dump(result, f, indent=1, default=lambda o: o.item() if hasattr(o, "item") else str(o))
@@ -122,7 +138,7 @@ def build_parser(prog="fastnn bench"):
                    help=f"competitors (default {','.join(COMPETITORS)}); missing ones are skipped")
     p.add_argument("--repeat", type=int, default=None,
                    help="samples per measurement (default 7; 3 with --quick)")
-    p.add_argument("--json", nargs="?", const=_RESULTS_FOLDER, default=None, metavar="FILE",
+    p.add_argument("--json", nargs="?", const=RESULTS_FOLDER, default=None, metavar="FILE",
                    help="save the results as JSON; without FILE into the checkout's results "
                    "folder, benchmarks/results/<machine>/ (fastnn.bench._results)")
     p.add_argument("--compare", metavar="OLD.json", help="compare with a saved run")
