@@ -43,10 +43,17 @@ EXPECTED_FAILED = {
         "float32 rounding (~3e-7 relative measured), the check asks rtol 1e-7; in float64 "
         "it passes (test_sample_weight_equivalence_in_float64)",
 }
+# Raw float32 outputs only (the classifier's labels are immune).
+EXPECTED_FAILED_REGRESSOR = dict(EXPECTED_FAILED, check_methods_subset_invariance=(
+    "float32 (the default dtype): the BLAS blocks a product by its number of rows, so a "
+    "row's output may differ by 1 ulp between a subset and the whole batch (numpy's "
+    "OpenBLAS and scipy's alike: 194 of 300 random shapes); the check asks rtol 1e-7 of "
+    "float32 outputs; in float64 it passes (test_subset_invariance_in_float64)"))
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
-@parametrize_with_checks(CHECKED, expected_failed_checks=lambda est: EXPECTED_FAILED)
+@parametrize_with_checks(CHECKED, expected_failed_checks=lambda est: (
+    EXPECTED_FAILED_REGRESSOR if type(est).__name__ == "MLPRegressor" else EXPECTED_FAILED))
 def test_sklearn_estimator_checks(estimator, check):
     check(estimator)
 
@@ -58,6 +65,14 @@ def test_sample_weight_equivalence_in_float64(est):
 
     est = clone(est).set_params(dtype=np.float64)
     check_sample_weight_equivalence_on_dense_data(type(est).__name__, est)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("est", CHECKED, ids=lambda e: type(e).__name__)
+def test_subset_invariance_in_float64(est):
+    from sklearn.utils.estimator_checks import check_methods_subset_invariance
+
+    check_methods_subset_invariance(type(est).__name__, clone(est).set_params(dtype=np.float64))
 
 
 @pytest.fixture(scope="module")

@@ -142,9 +142,36 @@ def _blas_operand(a):
 # products at these sizes.  The parallel twins stay tested, so switching to
 # ``.pick(n)`` is a one-word change if the BLAS ever stops spinning.
 
+@functools.lru_cache(maxsize=1)
+def _compiled_products():
+    """Whether the products run through :mod:`fastnn._cpu.linear`'s compiled routine.
+
+    That routine is the compiled engine's, on scipy's BLAS (what numba calls
+    ``np.dot`` with): with it both executors get the same bits.  Without scipy
+    (not a requirement of fastnn) there is no engine to agree with, and
+    numpy's own BLAS does the products.
+    """
+    try:
+        import scipy.linalg.cython_blas  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _operand(a):
+    """A BLAS operand: C or Fortran order (else a C copy), of exact type ndarray
+    (numba types no subclass such as np.matrix or np.memmap; a view is free)."""
+    a = _blas_operand(a)
+    return a if type(a) is np.ndarray else a.view(np.ndarray)
+
+
 def linear(x, weight, bias, act, slope, y):
     """y = act(x @ weight.T + bias) into ``y``; ``bias`` may be None."""
-    np.matmul(_blas_operand(x), _blas_operand(weight).T, out=y)
+    x, weight = _operand(x), _operand(weight)
+    if _compiled_products():
+        _li.matmul_xwt(x, weight, y)
+    else:
+        np.matmul(x, weight.T, out=y)
     if bias is None and act == _li.NONE:
         return
     if bias is None:
@@ -160,13 +187,18 @@ def linear_backward(dy, x, weight, y, act, slope, dx, dweight):
     # the serial twin has a single chunk, so its row is the sum.
     partial = np.zeros((1, dy.shape[1]))
     if act == _li.NONE:
-        dz = dy
-        _li.column_sum.serial(dy, partial)
+        dz = dy if type(dy) is np.ndarray else dy.view(np.ndarray)
+        _li.column_sum.serial(dz, partial)
     else:
         dz = memory.empty(dy.shape, dtype)
         _li.activation_grad_bias_sum.serial(dy, _c(y), act, dtype.type(slope), dz, partial)
-    np.matmul(dz, _blas_operand(weight), out=dx)
-    np.matmul(dz.T, _blas_operand(x), out=dweight)
+    x, weight = _operand(x), _operand(weight)
+    if _compiled_products():
+        _li.matmul_gw(dz, weight, dx)
+        _li.matmul_gtx(dz, x, dweight)
+    else:
+        np.matmul(dz, weight, out=dx)
+        np.matmul(dz.T, x, out=dweight)
     return partial[0].astype(dtype)
 
 
@@ -270,8 +302,8 @@ def hinge(scores, target, margin, gscale, row_loss, grad, with_grad):
 
 
 def sum(a):
-    """The sum of the 1-D float64 array ``a``, as a Python float."""
-    return float(a.sum())
+    """The sum of the 1-D float64 array ``a``, as a Python float (the compiled engine's sum)."""
+    return float(_lo.total(a))
 
 
 def _regression_sum(dual, pred, target, grad, gscale, with_grad):
