@@ -42,7 +42,11 @@ import math
 import numpy as np
 
 from fastnn._backend import backend_of, host_copy, on_device, to_device
-from fastnn._cpu.optim import adam_rule, sgd_rule  # noqa: F401  (importable from here, see above)
+from fastnn._cpu.optim import (  # noqa: F401  (the rules are importable from here, see above)
+    adam_corrections,
+    adam_rule,
+    sgd_rule,
+)
 from fastnn._validation import boolean, integer, real_scalar
 
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "Schedule", "constant", "step_decay",
@@ -358,9 +362,9 @@ class Adam(Optimizer):
             state["exp_avg_sq"] = backend.zeros_like(p.data)
         state["step"] += 1
         t = state["step"]
+        bias1, bias2_sqrt = adam_corrections(b1, b2, t)
         backend.adam_step(p.data, grad, state["exp_avg"], state["exp_avg_sq"], self.lr, b1, b2,
-                          1.0 - b1 ** t, math.sqrt(1.0 - b2 ** t), self.eps, self._decay(p),
-                          self._decoupled)
+                          bias1, bias2_sqrt, self.eps, self._decay(p), self._decoupled)
 
 
 class AdamW(Adam):

@@ -1,10 +1,16 @@
 """CPU kernels: multiclass hinge (SVM), MSE, MAE and binary cross-entropy with logits,
-each fused with its gradient.
+each fused with its gradient; and what training does with a batch's losses.
 
 Every ``*_with_grad`` kernel reads its inputs once and writes the gradient in
 the same pass (the forward-only variants skip the write).  Losses accumulate
 in float64; gradients are computed in float64 and rounded once to the input
 dtype.  ``gscale`` carries the reduction (1/N or 1/n for "mean", 1 otherwise).
+
+The training helpers at the end (:func:`total`, :func:`weighted_mean_`,
+:func:`argmax_correct`, :func:`subset_correct`) are the one definition of
+a batch's summed loss, its sample-weighted mean and its accuracy count: the
+layer path (through :mod:`fastnn._cpu.backend`) and the compiled engine both
+call them.
 """
 import math
 
@@ -253,3 +259,82 @@ def bce_none(pred, target, loss, grad, with_grad, n_chunks):
         hi = (c + 1) * n // n_chunks
         _bce_none_range(pred[lo:hi], target[lo:hi], loss[lo:hi],
                         grad[lo:hi] if with_grad else grad, with_grad)
+
+
+# ---------------------------------------------------------------- training helpers
+
+# Loss codes: how the compiled engine names the loss of a plan (the table of
+# losses, fastnn._loss_table, gives each loss its code).
+CROSS_ENTROPY, HINGE, MSE, MAE, BCE = 0, 1, 2, 3, 4
+
+
+@jit
+def total(a):
+    """The float64 sum of a 1-D array (how a batch's per-row losses are summed)."""
+    acc = 0.0
+    for i in range(a.size):
+        acc += a[i]
+    return acc
+
+
+# EXACT_FASTMATH: the weights are divided by the batch's total, which may be
+# subnormal (a batch of tiny weights); ``arcp`` made that w * (1 / total), inf.
+@jit(fastmath=EXACT_FASTMATH)
+def weighted_mean_(losses, w, grad):
+    """A batch's weighted mean loss ``sum_i w_i l_i / sum_i w_i``; ``grad`` made its gradient.
+
+    ``losses`` (n, m): the per-sample losses of reduction "none" (m = 1:
+    one per row, as cross-entropy and hinge; else one per output, whose
+    mean is the sample's loss), each rounded to ``grad``'s dtype as "none"
+    returns them; ``w`` (n,) float64 weights; ``grad`` (n, k): the gradient
+    of the SUM of ``losses``, multiplied in place by ``w_i / (m sum(w))`` per
+    row.  A zero total weight gives 0 and a zero gradient.
+    """
+    n, m = losses.shape
+    tot = 0.0
+    for r in range(n):
+        tot += w[r]
+    value = 0.0
+    for r in range(n):
+        c = w[r] / (tot * m) if tot > 0.0 else 0.0
+        row = 0.0
+        for j in range(m):
+            row += np.float64(grad.dtype.type(losses[r, j]))
+        value += c * row
+        cg = grad.dtype.type(c)
+        for j in range(grad.shape[1]):
+            grad[r, j] = grad[r, j] * cg
+    return value
+
+
+@jit
+def argmax_correct(out, labels):
+    """How many rows' argmax equals the label (numpy's argmax: the first maximum, or
+    the first NaN)."""
+    count = 0
+    for i in range(out.shape[0]):
+        row = out[i]
+        best = 0
+        for j in range(row.size):
+            v = row[j]
+            if v != v:
+                best = j
+                break
+            if v > row[best]:
+                best = j
+        count += best == labels[i]
+    return count
+
+
+@jit
+def subset_correct(out, targets):
+    """How many rows have every label right: logit > 0 exactly where the target > 0.5."""
+    count = 0
+    for i in range(out.shape[0]):
+        right = 1
+        for j in range(out.shape[1]):
+            if (out[i, j] > 0) != (targets[i, j] > 0.5):
+                right = 0
+                break
+        count += right
+    return count

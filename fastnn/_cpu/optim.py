@@ -15,7 +15,7 @@ from numba import prange
 
 from fastnn._config import dual_jit, jit
 
-__all__ = ["sgd_rule", "adam_rule", "sgd_kernel", "adam_kernel"]
+__all__ = ["sgd_rule", "adam_rule", "adam_corrections", "sgd_kernel", "adam_kernel"]
 
 
 def sgd_rule(w, g, buf, lr, weight_decay, momentum, nesterov, first):
@@ -46,6 +46,18 @@ def adam_rule(w, g, m, v, lr, beta1, beta2, bias1, bias2_sqrt, eps, weight_decay
     m = beta1 * m + (1.0 - beta1) * g
     v = beta2 * v + (1.0 - beta2) * g * g
     return w - (lr / bias1) * m / (math.sqrt(v) / bias2_sqrt + eps), m, v
+
+
+def adam_corrections(beta1, beta2, t):
+    """Adam's bias corrections of step ``t`` (from 1): ``(1 - beta1**t, sqrt(1 - beta2**t))``.
+
+    The power of a float exponent: Python's ``b ** t`` is libm's ``pow``, and
+    so is this compiled (numba raises a float to an INTEGER power by
+    repeated squaring, whose last bit differed), so :class:`fastnn.optim.Adam`
+    and the compiled engine get the same corrections.
+    """
+    tf = float(t)
+    return 1.0 - beta1 ** tf, math.sqrt(1.0 - beta2 ** tf)
 
 
 # -- the rules compiled for the CPU: one fused loop per parameter ------------
