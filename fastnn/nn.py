@@ -783,8 +783,18 @@ class Dropout(Module):
         self._active = self.training and self.p > 0
         if not self._active:
             return x
-        self.seed = int(self.rng.integers(self.SEED_BOUND))
+        self.seed = self.draw_seed()
         return F.dropout(x, p=self.p, training=True, seed=self.seed)
+
+    def draw_seed(self):
+        """The seed of the next training forward's mask, drawn from ``rng``.
+
+        One ``integers`` call per seed (a call for many at once gives other
+        numbers): the one definition of the draw, which the compiled engine
+        and ``fit(initial_epoch=...)`` (skipping epochs) make too, so every
+        path takes the same masks.
+        """
+        return int(self.rng.integers(self.SEED_BOUND))
 
     def backward(self, dy):
         if not self._active:
@@ -857,6 +867,25 @@ class Sequential(Module):
                 plan.append((i, None))
                 i += 1
         return plan
+
+    @property
+    def fusion_plan(self):
+        """``[(layer, fused activation layer or None)]``, in forward order.
+
+        The one decision of which :class:`Linear` absorbs which following
+        activation layer: forward, backward, ``infer`` and the compiled
+        engine (:mod:`fastnn.engine`) all run this plan.  A fused Linear
+        applies the activation's ``fused_name`` and ``negative_slope``; the
+        absorbed layer appears nowhere else in the plan.
+
+        Examples
+        --------
+        >>> from fastnn import nn
+        >>> model = nn.Sequential(nn.Linear(4, 8, rng=0), nn.ReLU(), nn.Linear(8, 2, rng=1))
+        >>> [(type(layer).__name__, type(act).__name__) for layer, act in model.fusion_plan]
+        [('Linear', 'ReLU'), ('Linear', 'NoneType')]
+        """
+        return [(self.layers[i], act) for i, act in self._plan]
 
     def children(self):
         return self.layers

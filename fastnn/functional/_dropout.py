@@ -13,10 +13,20 @@ def _seed(seed):
     return integer(seed, "seed", low=0, high=MAX_SEED)
 
 
-def _threshold(p):
-    # keep iff u >= threshold with u uniform on [0, 2**32): P(keep) = 1 - p,
-    # p quantized to a multiple of 2**-32; p = 1 gives 2**32 (keep nothing).
+def keep_threshold(p):
+    """The kernels' keep threshold of drop probability ``p``: element i is kept iff
+    u(seed, i) >= it, u uniform on [0, 2**32) (so P(keep) = 1 - p, p quantized
+    to a multiple of 2**-32); p = 1 gives 2**32, which keeps nothing.
+
+    The one definition, with :func:`survivor_scale`: the layers' dropout and
+    the compiled engine (:mod:`fastnn.engine`) both take theirs from here.
+    """
     return np.int64(round(p * 2.0 ** 32))
+
+
+def survivor_scale(p, dtype):
+    """The factor ``1 / (1 - p)`` of the kept elements, in ``dtype`` (0 for p = 1)."""
+    return np.dtype(dtype).type(0.0 if p == 1.0 else 1.0 / (1.0 - p))
 
 
 def _apply(be, arr, p, seed, out, name, identity):
@@ -25,8 +35,7 @@ def _apply(be, arr, p, seed, out, name, identity):
     if identity:
         be.copyto(dest, arr)
     elif arr.size:
-        scale = arr.dtype.type(0.0 if p == 1.0 else 1.0 / (1.0 - p))
-        be.dropout(arr, dest, seed, _threshold(p), scale)
+        be.dropout(arr, dest, seed, keep_threshold(p), survivor_scale(p, arr.dtype))
     return dest
 
 
@@ -173,5 +182,5 @@ def dropout_mask(shape, p, seed):
     # No array argument says where: the mask is made on the host (the CUDA
     # backend's dropout_mask makes the same bits on the device).
     out = cpu.empty(shape, np.bool_)
-    cpu.dropout_mask(out, seed, _threshold(p))
+    cpu.dropout_mask(out, seed, keep_threshold(p))
     return out
