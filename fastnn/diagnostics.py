@@ -24,9 +24,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from fastnn._loss_table import LOSS_TABLE
 from fastnn._validation import check_choice, integer
 from fastnn.nn import Linear, Module, Sequential, Sigmoid, Tanh
-from fastnn.train import LOSS_WITH_GRAD, as_inputs, as_targets
+from fastnn.train import as_inputs, as_targets
 
 __all__ = ["activation_stats", "health", "Health", "COLLAPSED_RATIO", "EXPLODED_RATIO",
            "DEAD_FRACTION", "SATURATED_FRACTION", "SATURATION"]
@@ -241,7 +242,7 @@ def health(model, X, y=None, loss="cross_entropy", training=False, bins=50):
     0.01 * sqrt(fan_in / 2) per layer and N(0, 1) weights grow it by
     sqrt(fan_in / 2), so both cross a threshold within a few layers.
     """
-    loss = check_choice(loss, "loss", tuple(LOSS_WITH_GRAD))
+    loss = check_choice(loss, "loss", tuple(LOSS_TABLE))
     bins = integer(bins, "bins", low=1)
     layers = _layers(model)
     X = _inputs(model, X)
@@ -257,7 +258,7 @@ def health(model, X, y=None, loss="cross_entropy", training=False, bins=50):
             x = layer.forward(x)
             stats.append(_stats(layer, i, x, bins))
         if y is not None:
-            _, dy = LOSS_WITH_GRAD[loss](x, y)
+            _, dy = LOSS_TABLE[loss].with_grad(x, y)
         else:
             dy = np.random.default_rng(0).standard_normal(x.shape).astype(x.dtype) / x.shape[0]
         model.zero_grad()

@@ -18,8 +18,8 @@ the same calls and the same host (numpy) X and y: every batch is gathered on
 the host (after shuffling) and copied to the device, so X may be larger than
 the GPU's memory; outputs come back as host arrays.
 
-``as_inputs``, ``as_targets`` and ``LOSS_WITH_GRAD`` are internals shared
-with :mod:`fastnn.diagnostics` (not part of ``__all__``).
+``as_inputs`` and ``as_targets`` are internals shared with
+:mod:`fastnn.diagnostics` (not part of ``__all__``).
 """
 import contextlib
 import functools
@@ -37,6 +37,8 @@ from fastnn._backend import (
     on_device,
     to_device as _move,
 )
+from fastnn._cpu.losses import argmax_correct, subset_correct, weighted_mean_
+from fastnn._loss_table import LOSS_TABLE
 from fastnn._validation import as_rng, check_choice, class_labels, integer, real_scalar
 from fastnn.callbacks import ProgressBar, as_callbacks, is_callback
 from fastnn.nn import Dropout, Sigmoid
@@ -44,37 +46,9 @@ from fastnn.nn import Dropout, Sigmoid
 __all__ = ["fit", "fit_many", "predict", "predict_proba", "evaluate", "steps_per_epoch",
            "batch_bounds", "DivergenceError", "LOSSES"]
 
-LOSSES = ("cross_entropy", "hinge", "mse", "mae", "binary_cross_entropy")
-CLASSIFICATION = ("cross_entropy", "hinge")
+#: The names of fit's losses (their records: :data:`fastnn._loss_table.LOSS_TABLE`).
+LOSSES = tuple(LOSS_TABLE)
 _BCE = "binary_cross_entropy"
-# Losses whose history has an accuracy: class indices (argmax), and BCE's 0/1
-# labels (subset accuracy: every label of the sample right).
-_WITH_ACCURACY = CLASSIFICATION + (_BCE,)
-_LOSS_VALUE = {
-    "cross_entropy": lambda out, y: F.cross_entropy(out, y),
-    "hinge": lambda out, y: F.hinge_loss(out, y),
-    "mse": lambda out, y: F.mse_loss(out, y),
-    "mae": lambda out, y: F.l1_loss(out, y),
-    _BCE: lambda out, y: F.binary_cross_entropy_with_logits(out, y),
-}
-#: loss name -> fused ``(value, gradient)`` function (what a training step calls).
-LOSS_WITH_GRAD = {
-    "cross_entropy": lambda out, y: F.cross_entropy_with_grad(out, y),
-    "hinge": lambda out, y: F.hinge_loss_with_grad(out, y),
-    "mse": lambda out, y: F.mse_loss_with_grad(out, y),
-    "mae": lambda out, y: F.l1_loss_with_grad(out, y),
-    _BCE: lambda out, y: F.binary_cross_entropy_with_logits_with_grad(out, y),
-}
-
-
-#: loss name -> ``(per-sample values, gradient of their sum)`` (weighted steps).
-LOSS_WITH_GRAD_NONE = {
-    "cross_entropy": lambda out, y: F.cross_entropy_with_grad(out, y, reduction="none"),
-    "hinge": lambda out, y: F.hinge_loss_with_grad(out, y, reduction="none"),
-    "mse": lambda out, y: F.mse_loss_with_grad(out, y, reduction="none"),
-    "mae": lambda out, y: F.l1_loss_with_grad(out, y, reduction="none"),
-    _BCE: lambda out, y: F.binary_cross_entropy_with_logits_with_grad(out, y, reduction="none"),
-}
 
 
 class DivergenceError(FloatingPointError):
@@ -198,7 +172,7 @@ def as_targets(model, X, y, loss, name="y"):
     """
     if on_device(y):
         raise TypeError(f"{name} is a GPU array; pass host (numpy) targets")
-    if loss in CLASSIFICATION:
+    if not LOSS_TABLE[loss].per_output:
         return class_labels(y, X.shape[0], _output_width(model, X), name=name)
     arr = np.asarray(y)
     if arr.dtype.kind not in "fiub":
@@ -401,7 +375,7 @@ def _skip_epochs(model, rng, n_epochs, n, n_batches, shuffle):
     for layer in model.modules():
         if isinstance(layer, Dropout) and layer.p > 0:
             for _ in range(n_epochs * n_batches):
-                layer.rng.integers(Dropout.SEED_BOUND)
+                layer.draw_seed()
 
 
 def _check_options(loss, engine, epochs, batch_size, l2, l1, max_norm, schedule):
@@ -471,10 +445,11 @@ def _check_optimizer(model, optimizer):
 def _new_history(loss, validating):
     """fit's history with every per-epoch key it will fill, all empty."""
     keys = ["epoch", "train_loss", "penalty", "lr", "step_loss"]
-    if loss in _WITH_ACCURACY:
+    accuracy = LOSS_TABLE[loss].accuracy is not None
+    if accuracy:
         keys.append("train_accuracy")
     if validating:
-        keys += ["val_loss", "val_accuracy"] if loss in _WITH_ACCURACY else ["val_loss"]
+        keys += ["val_loss", "val_accuracy"] if accuracy else ["val_loss"]
     return {key: [] for key in keys}
 
 
@@ -498,7 +473,7 @@ def _run_epochs(model, run_epoch, n_batches, epochs, n, shuffle, rng, optimizer,
             history["train_loss"].append(total_loss / n)
             history["penalty"].append(total_penalty / n_batches)
             history["lr"].append(float(optimizer.lr))
-            if loss in _WITH_ACCURACY:
+            if "train_accuracy" in history:
                 history["train_accuracy"].append(correct / n)
             if validation is not None:
                 _validate(model, *validation, loss, history)
@@ -554,7 +529,7 @@ def _choose_engine(engine, model, optimizer, loss, X, batches, l2, l1, max_norm)
 def _validate(model, X_val, y_val, loss, history):
     scores = _evaluate(model, X_val, y_val, loss, _EVAL_BATCH)
     history["val_loss"].append(scores["loss"])
-    if loss in _WITH_ACCURACY:
+    if "accuracy" in scores:
         history["val_accuracy"].append(scores["accuracy"])
 
 
@@ -643,14 +618,16 @@ def _scaled_weights(w):
 
 
 def _weighted_loss(loss, out, yb, wb):
-    """(sum_i w_i l_i / sum_i w_i, its gradient): l_i is sample i's loss (mean over outputs)."""
-    rows, grad = LOSS_WITH_GRAD_NONE[loss](out, yb)   # per-sample values, gradient of their sum
-    total = float(wb.sum())
-    per_output = 1 if loss in CLASSIFICATION else out.shape[1]
-    c = wb / (total * per_output) if total > 0 else np.zeros_like(wb)
-    rows = _host(rows).reshape(out.shape[0], -1).sum(axis=1)
-    value = float(np.dot(c, rows)) if total > 0 else 0.0
-    return value, grad * c.astype(grad.dtype).reshape(-1, 1)
+    """(sum_i w_i l_i / sum_i w_i, its gradient): l_i is sample i's loss (mean over outputs).
+
+    The per-sample losses and the gradient of their sum come from the loss's
+    reduction "none"; :func:`fastnn._cpu.losses.weighted_mean_`, which the
+    compiled engine calls too, weighs them (host arrays: sample weights are
+    CPU-only).
+    """
+    rows, grad = LOSS_TABLE[loss].per_sample(out, yb)   # per-sample values, gradient of their sum
+    value = weighted_mean_(rows.reshape(out.shape[0], -1), wb, grad)
+    return float(value), grad
 
 
 def _keeping_grads(params, run_epoch, *args):
@@ -686,6 +663,7 @@ def _layers_epoch(model, X, y, loss, optimizer, schedule, l2, l1, max_norm, samp
     training predictions, the global step after the epoch).
     """
     device = model.device
+    spec = LOSS_TABLE[loss]
     decayed = [p for p in model.parameters() if p.decay]
     buffers = [b for _, b in model.named_buffers()]
     total_loss = total_penalty = 0.0
@@ -700,7 +678,7 @@ def _layers_epoch(model, X, y, loss, optimizer, schedule, l2, l1, max_norm, samp
         saved = [_copy(buf) for buf in buffers]
         out = model.forward(_move(xb, device))
         if sample_weight is None:
-            value, dout = LOSS_WITH_GRAD[loss](out, _move(yb, device))
+            value, dout = spec.with_grad(out, _move(yb, device))
         else:
             value, dout = _weighted_loss(loss, out, _move(yb, device), sample_weight[idx])
         value = float(value)
@@ -719,7 +697,7 @@ def _layers_epoch(model, X, y, loss, optimizer, schedule, l2, l1, max_norm, samp
         history["step_loss"].append(value)
         total_loss += value * (stop - start)
         total_penalty += penalty
-        if loss in _WITH_ACCURACY:
+        if spec.accuracy is not None:
             correct += _count_correct(loss, _host(out), yb)
         step += 1
     return total_loss, total_penalty, correct, step
@@ -731,11 +709,13 @@ def _count_correct(loss, out, y):
     Class indices: the argmax (first maximum) is the label.  For
     "binary_cross_entropy", a row counts when every label is right, logit > 0
     predicting 1 and a target > 0.5 meaning 1 (scikit-learn's subset
-    accuracy, its 0.5 threshold on the probabilities).
+    accuracy, its 0.5 threshold on the probabilities).  The kernels are the
+    compiled engine's.
     """
-    if loss == _BCE:
-        return int(np.count_nonzero(np.all((out > 0) == (y > 0.5), axis=1)))
-    return int(np.count_nonzero(out.argmax(axis=1) == y))
+    out = np.ascontiguousarray(out)
+    if LOSS_TABLE[loss].accuracy == "subset":
+        return int(subset_correct(out, np.ascontiguousarray(y)))
+    return int(argmax_correct(out, y))
 
 
 def _add_penalties(decayed, l2, l1):
@@ -1026,8 +1006,8 @@ def _eval_forward(model, X, batch_size):
 def _evaluate(model, X, y, loss, batch_size):
     """:func:`evaluate` on arrays already validated by as_inputs / as_targets (X non-empty)."""
     out = _eval_forward(model, X, batch_size)
-    result = {"loss": float(_LOSS_VALUE[loss](out, y))}
-    if loss in _WITH_ACCURACY:
+    result = {"loss": float(LOSS_TABLE[loss].value(out, y))}
+    if LOSS_TABLE[loss].accuracy is not None:
         result["accuracy"] = _count_correct(loss, out, y) / out.shape[0]
     return result
 
@@ -1067,7 +1047,7 @@ def predict_proba(model, X, batch_size=_EVAL_BATCH, loss="cross_entropy"):
     a softmax loss; with ``loss="binary_cross_entropy"`` the sigmoid of each
     output (one independent probability per label).
     """
-    loss = check_choice(loss, "loss", _WITH_ACCURACY)
+    loss = check_choice(loss, "loss", tuple(k for k, v in LOSS_TABLE.items() if v.accuracy))
     out = predict(model, X, batch_size=batch_size)
     if loss == _BCE:
         return Sigmoid().infer(out)     # the layers' sigmoid: exp(-|x|), accurate in the tails
