@@ -38,7 +38,10 @@ import threading
 import numpy as np
 
 from fastnn._cpu import engine as _k
-from fastnn._cpu.linear import LEAKY_RELU, NONE, RELU, SIGMOID, TANH
+from fastnn._cpu.rng import seed_key
+from fastnn._loss_table import LOSS_TABLE
+from fastnn._validation import ACTIVATIONS
+from fastnn.functional._dropout import keep_threshold, survivor_scale
 from fastnn.nn import (
     BatchNorm1d,
     Dropout,
@@ -53,12 +56,11 @@ from fastnn.optim import SGD, Adam, AdamW
 
 __all__ = ["Plan", "one_blas_thread", "why_not"]
 
-_ACT_CODES = {None: NONE, "relu": RELU, "leaky_relu": LEAKY_RELU, "tanh": TANH,
-              "sigmoid": SIGMOID}
-_ACT_LAYERS = {ReLU: "relu", LeakyReLU: "leaky_relu", Tanh: "tanh", Sigmoid: "sigmoid"}
-_LAYERS = (Linear, BatchNorm1d, Dropout) + tuple(_ACT_LAYERS)
-_LOSS_CODES = {"cross_entropy": _k.CROSS_ENTROPY, "hinge": _k.HINGE, "mse": _k.MSE,
-               "mae": _k.MAE, "binary_cross_entropy": _k.BCE}
+# The layer types the engine compiles (exactly these: a subclass may change
+# what forward does).  Their rules are the layers' own kernels; this is only
+# the list of what the interpreter in fastnn._cpu.engine has an op for.
+_ACTIVATION_LAYERS = (ReLU, LeakyReLU, Tanh, Sigmoid)
+_LAYERS = (Linear, BatchNorm1d, Dropout) + _ACTIVATION_LAYERS
 
 
 def _model_reason(model):
@@ -143,21 +145,6 @@ def _missing_dependency():
         return (f"the compiled engine needs scipy and threadpoolctl ({exc}); "
                 "pip install 'fastnn[engine]'")
     return None
-
-
-def _flat_layers(model):
-    """[(layer, fused activation name or None)], fusing as Sequential's forward does."""
-    layers, out, i = list(model), [], 0
-    while i < len(layers):
-        layer = layers[i]
-        nxt = layers[i + 1] if i + 1 < len(layers) else None
-        if type(layer) is Linear and layer.activation is None and type(nxt) in _ACT_LAYERS:
-            out.append((layer, nxt))
-            i += 2
-        else:
-            out.append((layer, None))
-            i += 1
-    return out
 
 
 def _views(arena, shapes):
@@ -360,7 +347,7 @@ class Plan:
         self._lay_out_parameters(max_norm is not None)
         self._lay_out_buffers()
         self._build_ops(n_features)
-        self.loss_code = _LOSS_CODES[loss]
+        self.loss_code = LOSS_TABLE[loss].code
         self.penalties = (l2, l1, max_norm)
         self._workspace()
         self.load()
@@ -395,16 +382,21 @@ class Plan:
         self.buf_views = _views(self.bufs, [(m.num_features,) for m in self.norms for _ in "mv"])
 
     def _layer_row(self, layer, fused, width, aux):
-        """(ops row, fops row, slope, output width) of one flat layer; ``width`` its input's."""
+        """(ops row, fops row, slope, output width) of one planned layer; ``width`` its input's.
+
+        ``fused``: the activation layer this Linear absorbs (Sequential's
+        fusion plan), or None.
+        """
         row = [0] * _k.N_OP
         frow = [0.0] * _k.N_F
         slope, out = 0.01, width
         if type(layer) is Linear:
             if layer.in_features != width:
                 raise NotCompilable(f"a Linear expects {layer.in_features} inputs, gets {width}")
-            act = fused.negative_slope if fused is not None else layer.negative_slope
-            name = _ACT_LAYERS[type(fused)] if fused is not None else layer.activation
-            row[_k.OP_KIND], row[_k.OP_ACT], slope = _k.LINEAR, _ACT_CODES[name], act
+            act = fused if fused is not None else layer
+            name = fused.fused_name if fused is not None else layer.activation
+            row[_k.OP_KIND], row[_k.OP_ACT] = _k.LINEAR, ACTIVATIONS[name]
+            slope = act.negative_slope
             row[_k.OP_W] = self.offsets[id(layer.weight)]
             row[_k.OP_B] = -1 if layer.bias is None else self.offsets[id(layer.bias)]
             out = layer.out_features
@@ -418,12 +410,11 @@ class Plan:
             row[_k.OP_AUX] = aux
             frow[_k.F_MOMENTUM], frow[_k.F_EPS] = layer.momentum, layer.eps
         elif type(layer) is Dropout:
-            p = layer.p
             row[_k.OP_KIND], row[_k.OP_AUX] = _k.DROPOUT, aux
-            frow[_k.F_P], frow[_k.F_THRESHOLD] = p, float(round(p * 2.0 ** 32))
-            frow[_k.F_SCALE] = 0.0 if p == 1.0 else 1.0 / (1.0 - p)
+            frow[_k.F_P], frow[_k.F_THRESHOLD] = layer.p, float(keep_threshold(layer.p))
+            frow[_k.F_SCALE] = float(survivor_scale(layer.p, self.dtype))
         else:
-            row[_k.OP_KIND], row[_k.OP_ACT] = _k.ACTIVATION, _ACT_CODES[_ACT_LAYERS[type(layer)]]
+            row[_k.OP_KIND], row[_k.OP_ACT] = _k.ACTIVATION, ACTIVATIONS[layer.fused_name]
             slope = layer.negative_slope
         row[_k.OP_IN], row[_k.OP_OUT] = width, out
         return row, frow, slope, out
@@ -431,7 +422,7 @@ class Plan:
     def _build_ops(self, n_features):
         rows, frows, slopes, widths = [], [], [], [n_features]
         self.dropouts, bn_aux = [], 0
-        for layer, fused in _flat_layers(self.model):
+        for layer, fused in self.model.fusion_plan:
             aux = 0
             if type(layer) is BatchNorm1d:
                 aux, bn_aux = bn_aux, bn_aux + 2 * layer.num_features
@@ -569,7 +560,12 @@ class Plan:
         self.zeros = np.zeros(wide, dt)
         self.ce_weight = np.ones(self.widths[-1], dt)
         self.tb = np.zeros(b, np.int64)
-        self.row_loss = np.zeros(b)
+        self.losses = np.zeros(b * self.widths[-1])     # per-sample (or per-output) losses
+        self.wb = np.zeros(b)                           # the batch's sample weights
+        l2, l1, _ = self.penalties
+        # the penalties' gradients, before they are added to the parameters'
+        decayed = [p.data.size for p in self.params if p.decay]
+        self.scratch = np.zeros(max(decayed) if (l2 or l1) and decayed else 0, dt)
         self.saved_bufs = np.empty_like(self.bufs)
         k = self.starts.size - 1
         self.step_loss = np.zeros(k)
@@ -578,15 +574,12 @@ class Plan:
         self._last_seeds = None   # the seeds of the last step run (None: no step yet)
 
     def draw_seeds(self, n_steps):
-        """The dropout seeds of ``n_steps`` steps, drawn as Dropout.forward draws them.
-
-        One ``integers`` call per seed (a call for many at once would give
-        other numbers), from each active layer's own generator.
-        """
+        """The dropout seeds of ``n_steps`` steps, drawn as Dropout.forward draws them
+        (:meth:`fastnn.nn.Dropout.draw_seed`), from each active layer's own generator."""
         seeds = np.zeros((n_steps, max(1, len(self.dropouts))), dtype=np.int64)
         for j, layer in enumerate(self.dropouts):
             for s in range(n_steps):
-                seeds[s, j] = int(layer.rng.integers(Dropout.SEED_BOUND))
+                seeds[s, j] = layer.draw_seed()
         return seeds
 
     def epoch(self, X, y, order, lrs, seeds, sample_weight=None):
@@ -600,16 +593,20 @@ class Plan:
         ``sample_weight``: float64 (N,) weights (see ``fastnn.train.fit``), or None.
         """
         sw = _NO_WEIGHTS if sample_weight is None else sample_weight
+        # the dropout kernels' stream keys, derived as the layers' launcher derives them
+        keys = (np.array([[seed_key(v) for v in row] for row in seeds.tolist()], np.uint64)
+                if self.dropouts else np.zeros(seeds.shape, np.uint64))
         if y.ndim == 1:
             y_cls, y_reg = y, np.empty((0, 0), self.dtype)
         else:
             y_cls, y_reg = np.empty(0, np.int64), y
         done = _k.train_epoch(
-            X, y_cls, y_reg, order, self.starts, lrs, seeds, self.ops, self.fops, self.slopes,
+            X, y_cls, y_reg, order, self.starts, lrs, keys, self.ops, self.fops, self.slopes,
             self.arena, self.grads, self.state1, self.state2, self.pinfo, self.tcount, self.opt,
             self.loss_code, self.acts, self.bufs, self.saved_bufs, self.stats, self.g0, self.g1,
             self.partial, self.bn_dw, self.bn_db, self.zeros, self.ce_weight, self.tb,
-            self.row_loss, self.step_loss, self.step_correct, self.step_penalty, sw)
+            self.losses, self.wb, self.scratch, self.step_loss, self.step_correct,
+            self.step_penalty, sw, 1)
         if done:
             self._last_seeds = seeds[done - 1]
             self._ahead = True
