@@ -162,9 +162,10 @@ def _input_width(model):
     """Features the first layer to see X takes, or None when it cannot say.
 
     Walks the forward order: through Sequentials, past the width-agnostic
-    layers (activations, Dropout), to the first Linear (``in_features``) or
-    BatchNorm1d (``num_features``); any other module (a custom one) ends the
-    walk with None, and the forward pass itself then judges X.
+    layers (activations, Dropout), to the first Linear (``in_features``),
+    BatchNorm1d (``num_features``) or one-dimensional LayerNorm; any other
+    module (a custom one) ends the walk with None, and the forward pass
+    itself then judges X.
     """
     from fastnn import nn
     agnostic = (nn.ReLU, nn.LeakyReLU, nn.Tanh, nn.Sigmoid, nn.Dropout)
@@ -175,6 +176,8 @@ def _input_width(model):
             return module.in_features
         if isinstance(module, nn.BatchNorm1d):
             return module.num_features
+        if isinstance(module, nn.LayerNorm) and len(module.normalized_shape) == 1:
+            return module.normalized_shape[0]
         if isinstance(module, nn.Sequential):
             pending[:0] = list(module)
         elif not isinstance(module, agnostic):

@@ -4,21 +4,12 @@ import math
 import numpy as np
 
 from fastnn._backend import backend_of
-from fastnn._validation import check_shape, real_scalar, shape_tuple
+from fastnn._validation import check_shape, normalized_shape as _normalized_shape, real_scalar
 
 __all__ = ["layer_norm", "layer_norm_backward"]
 
 
 # ------------------------------------------------------------ argument rules
-
-def _normalized_shape(normalized_shape):
-    """``normalized_shape`` as a non-empty tuple of positive ints (an int means one dim)."""
-    shape = shape_tuple(normalized_shape, "normalized_shape")
-    if not shape or 0 in shape:
-        raise ValueError(f"normalized_shape must be one or more positive sizes, "
-                         f"got {normalized_shape!r}")
-    return shape
-
 
 def _input(be, a, name, ns, dtype):
     """``a`` as a C-contiguous float array whose trailing dims are ``ns``.
