@@ -2,11 +2,12 @@
 
 :func:`fastnn.train.fit` trains a CPU :class:`fastnn.nn.Sequential` of
 ``Linear`` (any activation), ``ReLU``, ``LeakyReLU``, ``Tanh``, ``Sigmoid``,
-``BatchNorm1d`` and ``Dropout`` layers with ``SGD`` (momentum, Nesterov),
-``Adam`` or ``AdamW`` through this module: one numba call per epoch
-(:func:`fastnn._cpu.engine.train_epoch`) instead of a few Python calls per
-layer and step.  :func:`why_not` says why a model cannot be compiled (the
-layer-by-layer path then runs, as the reference it always was).
+``BatchNorm1d``, ``LayerNorm`` (over the last dimension) and ``Dropout``
+layers with ``SGD`` (momentum, Nesterov), ``Adam`` or ``AdamW`` through this
+module: one numba call per epoch (:func:`fastnn._cpu.engine.train_epoch`)
+instead of a few Python calls per layer and step.  :func:`why_not` says why
+a model cannot be compiled (the layer-by-layer path then runs, as the
+reference it always was).
 
 The plan keeps the parameters, their gradients, the batch-norm running
 statistics and the optimizer state each in ONE contiguous array of its own
@@ -28,7 +29,7 @@ True
 >>> print(engine.why_not(nn.Sequential(nn.Sequential(nn.Linear(4, 2, rng=0)))))
 ... # doctest: +NORMALIZE_WHITESPACE
 layer 0 is a Sequential (the engine compiles a flat Sequential of Linear, activation,
-BatchNorm1d and Dropout layers)
+BatchNorm1d, LayerNorm and Dropout layers)
 """
 import contextlib
 import functools
@@ -42,6 +43,7 @@ from fastnn._cpu.linear import LEAKY_RELU, NONE, RELU, SIGMOID, TANH
 from fastnn.nn import (
     BatchNorm1d,
     Dropout,
+    LayerNorm,
     LeakyReLU,
     Linear,
     ReLU,
@@ -56,7 +58,7 @@ __all__ = ["Plan", "one_blas_thread", "why_not"]
 _ACT_CODES = {None: NONE, "relu": RELU, "leaky_relu": LEAKY_RELU, "tanh": TANH,
               "sigmoid": SIGMOID}
 _ACT_LAYERS = {ReLU: "relu", LeakyReLU: "leaky_relu", Tanh: "tanh", Sigmoid: "sigmoid"}
-_LAYERS = (Linear, BatchNorm1d, Dropout) + tuple(_ACT_LAYERS)
+_LAYERS = (Linear, BatchNorm1d, LayerNorm, Dropout) + tuple(_ACT_LAYERS)
 _LOSS_CODES = {"cross_entropy": _k.CROSS_ENTROPY, "hinge": _k.HINGE, "mse": _k.MSE,
                "mae": _k.MAE, "binary_cross_entropy": _k.BCE}
 
@@ -71,7 +73,11 @@ def _model_reason(model):
     for i, layer in enumerate(model):
         if type(layer) not in _LAYERS:
             return (f"layer {i} is a {type(layer).__name__} (the engine compiles a flat "
-                    "Sequential of Linear, activation, BatchNorm1d and Dropout layers)")
+                    "Sequential of Linear, activation, BatchNorm1d, LayerNorm and Dropout "
+                    "layers)")
+        if type(layer) is LayerNorm and len(layer.normalized_shape) != 1:
+            return (f"layer {i} is a LayerNorm over {len(layer.normalized_shape)} dimensions "
+                    "(the engine trains 2-D batches: LayerNorm over the last dimension)")
         if id(layer) in seen:
             return f"layer {i} is the same object as layer {seen[id(layer)]}"
         seen[id(layer)] = i
@@ -417,6 +423,14 @@ class Plan:
             row[_k.OP_B] = self.offsets[id(layer.bias)]
             row[_k.OP_AUX] = aux
             frow[_k.F_MOMENTUM], frow[_k.F_EPS] = layer.momentum, layer.eps
+        elif type(layer) is LayerNorm:
+            if layer.normalized_shape != (width,):
+                raise NotCompilable(f"a LayerNorm expects {layer.normalized_shape[0]} features, "
+                                    f"gets {width}")
+            row[_k.OP_KIND], row[_k.OP_AUX] = _k.LAYERNORM, aux
+            row[_k.OP_W] = -1 if layer.weight is None else self.offsets[id(layer.weight)]
+            row[_k.OP_B] = -1 if layer.bias is None else self.offsets[id(layer.bias)]
+            frow[_k.F_EPS] = layer.eps
         elif type(layer) is Dropout:
             p = layer.p
             row[_k.OP_KIND], row[_k.OP_AUX] = _k.DROPOUT, aux
@@ -430,11 +444,13 @@ class Plan:
 
     def _build_ops(self, n_features):
         rows, frows, slopes, widths = [], [], [], [n_features]
-        self.dropouts, bn_aux = [], 0
+        self.dropouts, bn_aux, ln_aux = [], 0, []
         for layer, fused in _flat_layers(self.model):
             aux = 0
             if type(layer) is BatchNorm1d:
                 aux, bn_aux = bn_aux, bn_aux + 2 * layer.num_features
+            elif type(layer) is LayerNorm:
+                ln_aux.append(len(rows))
             elif type(layer) is Dropout and layer.p > 0:
                 aux = len(self.dropouts)
                 self.dropouts.append(layer)
@@ -446,12 +462,16 @@ class Plan:
         offs = np.concatenate([[0], np.cumsum(np.array(widths) * self.max_batch)])
         for i, row in enumerate(rows):
             row[_k.OP_X], row[_k.OP_Y] = offs[i], offs[i + 1]
+        # Each LayerNorm's per-row mean and invstd (2 x max_batch float64)
+        # follow the batch norms' statistics in ``stats``.
+        for k, i in enumerate(ln_aux):
+            rows[i][_k.OP_AUX] = bn_aux + 2 * self.max_batch * k
         self.ops = np.array(rows, dtype=np.int64)
         self.fops = np.array(frows, dtype=np.float64)
         self.slopes = np.array(slopes, dtype=self.dtype)
         self.widths = widths
         self.acts = np.zeros(int(offs[-1]), dtype=self.dtype)
-        self.stats = np.zeros(bn_aux, dtype=np.float64)
+        self.stats = np.zeros(bn_aux + 2 * self.max_batch * len(ln_aux), dtype=np.float64)
 
     def _state_names(self):
         """The optimizer's per-parameter arrays the engine keeps (in state1, state2)."""

@@ -278,8 +278,8 @@ def fit(model, X, y, loss="cross_entropy", optimizer=None, epochs=10, batch_size
         (``F.max_norm_``).
     engine : {"auto", "compiled", "layers"}
         "compiled" runs each epoch as one numba call (:mod:`fastnn.engine`:
-        a CPU ``nn.Sequential`` of Linear, activation, BatchNorm1d and
-        Dropout layers with SGD, Adam or AdamW; ValueError naming the
+        a CPU ``nn.Sequential`` of Linear, activation, BatchNorm1d, LayerNorm
+        and Dropout layers with SGD, Adam or AdamW; ValueError naming the
         obstacle otherwise); "layers" calls the layers one by one (the
         reference); "auto" takes the compiled engine when it can.  Both
         compute the same steps (same shuffles, dropout masks and update

@@ -17,8 +17,8 @@ arrays, not one per layer:
   batch-norm running statistics (copied in and back likewise).
 
 The per-layer work reuses the package's own kernels (the fused linear
-epilogue and prologue, batch norm, the counter-based dropout, the fused
-losses, max-norm, and the update rules of :mod:`fastnn.optim`), so the
+epilogue and prologue, batch norm, layer norm, the counter-based dropout,
+the fused losses, max-norm, and the update rules of :mod:`fastnn.optim`), so the
 engine computes what the layer-by-layer path computes.
 
 The matrix products are ``np.dot`` calls, which numba sends to the BLAS
@@ -39,6 +39,7 @@ import numpy as np
 from fastnn._config import EXACT_FASTMATH, jit
 from fastnn._cpu.batchnorm import batch_norm_train_backward, batch_norm_train_forward
 from fastnn._cpu.dropout import dropout_scale
+from fastnn._cpu.layernorm import layer_norm_backward, layer_norm_forward
 from fastnn._cpu.linear import (
     LEAKY_RELU,
     NONE,
@@ -55,11 +56,13 @@ from fastnn._cpu.rng import GOLDEN, mix64
 from fastnn._cpu.softmax import cross_entropy_rows
 
 # Layer kinds (ops[:, OP_KIND]).
-LINEAR, ACTIVATION, BATCHNORM, DROPOUT = 0, 1, 2, 3
+LINEAR, ACTIVATION, BATCHNORM, DROPOUT, LAYERNORM = 0, 1, 2, 3, 4
 # ops columns: kind, activation code, input width, output width, weight offset,
 # bias offset (-1: none), auxiliary index (dropout: column of ``seeds``;
 # batch norm: offset of its running mean in ``bufs`` and of its statistics
-# in ``stats``), offset of the layer's input in ``acts``, of its output.
+# in ``stats``; layer norm: offset of its per-row mean, then invstd, in
+# ``stats``; weight/bias offsets -1 without affine), offset of the layer's
+# input in ``acts``, of its output.
 OP_KIND, OP_ACT, OP_IN, OP_OUT, OP_W, OP_B, OP_AUX, OP_X, OP_Y = range(9)
 N_OP = 9
 # fops columns: batch-norm momentum, eps; dropout p and its keep threshold
@@ -86,6 +89,8 @@ _column_sum = column_sum.serial
 _batch_norm_train_forward = batch_norm_train_forward.serial
 _batch_norm_train_backward = batch_norm_train_backward.serial
 _dropout_scale = dropout_scale.serial
+_layer_norm_forward = layer_norm_forward.serial
+_layer_norm_backward = layer_norm_backward.serial
 _hinge = hinge.serial
 _mse_sum = mse_sum.serial
 _l1_sum = l1_sum.serial
@@ -195,6 +200,13 @@ def _forward(ops, fops, slopes, params, acts, bufs, stats, seeds, step, nb, zero
                 x, params[op[OP_W]:op[OP_W] + c], params[op[OP_B]:op[OP_B] + c], True, True,
                 fops[layer, F_EPS], 1, bufs[a:a + c], bufs[a + c:a + 2 * c], nb > 0,
                 fops[layer, F_MOMENTUM], y, stats[a:a + c], stats[a + c:a + 2 * c])
+        elif kind == LAYERNORM:
+            c, a = op[OP_OUT], op[OP_AUX]
+            # an absent weight/bias is never read: an empty slice stands in
+            w = params[:0] if op[OP_W] < 0 else params[op[OP_W]:op[OP_W] + c]
+            b = params[:0] if op[OP_B] < 0 else params[op[OP_B]:op[OP_B] + c]
+            _layer_norm_forward(x, w, b, op[OP_W] >= 0, op[OP_B] >= 0, fops[layer, F_EPS], y,
+                                stats[a:a + nb], stats[a + nb:a + 2 * nb])
         else:
             if fops[layer, F_P] > 0:
                 key = mix64(np.uint64(seeds[step, op[OP_AUX]]) + GOLDEN)
@@ -329,6 +341,16 @@ def _backward(ops, fops, slopes, params, grads, acts, stats, seeds, step, nb, g0
                                              bn_dw[:n_out], bn_db[:n_out])
             grads[op[OP_W]:op[OP_W] + n_out] = bn_dw[:n_out]
             grads[op[OP_B]:op[OP_B] + n_out] = bn_db[:n_out]
+            cur, other = other, cur
+        elif kind == LAYERNORM:
+            a = op[OP_AUX]
+            w = params[:0] if op[OP_W] < 0 else params[op[OP_W]:op[OP_W] + n_out]
+            _layer_norm_backward(dy, x, stats[a:a + nb], stats[a + nb:a + 2 * nb], w,
+                                 op[OP_W] >= 0, 1, dx, bn_dw[:n_out], bn_db[:n_out])
+            if op[OP_W] >= 0:
+                grads[op[OP_W]:op[OP_W] + n_out] = bn_dw[:n_out]
+            if op[OP_B] >= 0:
+                grads[op[OP_B]:op[OP_B] + n_out] = bn_db[:n_out]
             cur, other = other, cur
         elif fops[layer, F_P] > 0:
             key = mix64(np.uint64(seeds[step, op[OP_AUX]]) + GOLDEN)
