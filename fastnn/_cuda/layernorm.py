@@ -18,7 +18,7 @@ import math
 import numpy as np
 
 from fastnn._cuda._common import MAX_THREADS, block_sum, cuda, launch, threads_per_block
-from fastnn._cuda.batchnorm import _grid, _half_span, _tile
+from fastnn._cuda.batchnorm import half_span, tile, tile_grid
 
 # Row blocks per launch at most; the grid-stride loops cover the rest.
 _MAX_ROW_BLOCKS = 65535
@@ -98,7 +98,7 @@ def _param_partials(dy, x, mean, invstd, part_w, part_b):
     sw = cuda.shared.array(MAX_THREADS, np.float64)
     sb = cuda.shared.array(MAX_THREADS, np.float64)
     n, d = x.shape
-    tx, ty, bx, by, j, g, lo, hi = _tile(n)
+    tx, ty, bx, by, j, g, lo, hi = tile(n)
     acc_w = 0.0
     acc_b = 0.0
     if j < d:
@@ -110,7 +110,7 @@ def _param_partials(dy, x, mean, invstd, part_w, part_b):
     sw[slot] = acc_w
     sb[slot] = acc_b
     cuda.syncthreads()
-    s = _half_span(by)
+    s = half_span(by)
     while s > 0:
         if ty < s and ty + s < by:
             sw[slot] += sw[slot + s * bx]
@@ -153,7 +153,7 @@ def layer_norm_backward(dy, x, mean, invstd, weight, has_weight, dx, dweight, db
     if n:
         grid, block = _row_launch(n, d)
         launch(_dx_rows, grid, block, dy, x, mean, invstd, weight, has_weight, dx)
-    grid, block = _grid(n, d)
+    grid, block = tile_grid(n, d)
     part_w = cuda.device_array((grid[1], d), np.float64)
     part_b = cuda.device_array((grid[1], d), np.float64)
     launch(_param_partials, grid, block, dy, x, mean, invstd, part_w, part_b)
