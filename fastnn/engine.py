@@ -444,13 +444,13 @@ class Plan:
 
     def _build_ops(self, n_features):
         rows, frows, slopes, widths = [], [], [], [n_features]
-        self.dropouts, bn_aux, ln_aux = [], 0, []
+        self.dropouts, bn_aux, ln_rows = [], 0, []
         for layer, fused in _flat_layers(self.model):
             aux = 0
             if type(layer) is BatchNorm1d:
                 aux, bn_aux = bn_aux, bn_aux + 2 * layer.num_features
             elif type(layer) is LayerNorm:
-                ln_aux.append(len(rows))
+                ln_rows.append(len(rows))
             elif type(layer) is Dropout and layer.p > 0:
                 aux = len(self.dropouts)
                 self.dropouts.append(layer)
@@ -464,14 +464,14 @@ class Plan:
             row[_k.OP_X], row[_k.OP_Y] = offs[i], offs[i + 1]
         # Each LayerNorm's per-row mean and invstd (2 x max_batch float64)
         # follow the batch norms' statistics in ``stats``.
-        for k, i in enumerate(ln_aux):
+        for k, i in enumerate(ln_rows):
             rows[i][_k.OP_AUX] = bn_aux + 2 * self.max_batch * k
         self.ops = np.array(rows, dtype=np.int64)
         self.fops = np.array(frows, dtype=np.float64)
         self.slopes = np.array(slopes, dtype=self.dtype)
         self.widths = widths
         self.acts = np.zeros(int(offs[-1]), dtype=self.dtype)
-        self.stats = np.zeros(bn_aux + 2 * self.max_batch * len(ln_aux), dtype=np.float64)
+        self.stats = np.zeros(bn_aux + 2 * self.max_batch * len(ln_rows), dtype=np.float64)
 
     def _state_names(self):
         """The optimizer's per-parameter arrays the engine keeps (in state1, state2)."""
