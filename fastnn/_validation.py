@@ -198,6 +198,17 @@ def shape_tuple(shape, name="shape"):
     return tuple(integer(s, f"{name} entry", low=0) for s in shape)
 
 
+def normalized_shape(value, name="normalized_shape"):
+    """A layer norm's ``normalized_shape`` as a non-empty tuple of positive ints.
+
+    An int means one trailing dimension (torch's convention).
+    """
+    shape = shape_tuple(value, name)
+    if not shape or 0 in shape:
+        raise ValueError(f"{name} must be one or more positive sizes, got {value!r}")
+    return shape
+
+
 def class_labels(target, n_samples, n_classes, name="target", ignore_index=None):
     """Return integer class labels as a contiguous int64 array of shape (N,).
 

@@ -2,11 +2,12 @@
 
 :func:`fastnn.train.fit` trains a CPU :class:`fastnn.nn.Sequential` of
 ``Linear`` (any activation), ``ReLU``, ``LeakyReLU``, ``Tanh``, ``Sigmoid``,
-``BatchNorm1d`` and ``Dropout`` layers with ``SGD`` (momentum, Nesterov),
-``Adam`` or ``AdamW`` through this module: one numba call per epoch
-(:func:`fastnn._cpu.engine.train_epoch`) instead of a few Python calls per
-layer and step.  :func:`why_not` says why a model cannot be compiled (the
-layer-by-layer path then runs, as the reference it always was).
+``BatchNorm1d``, ``LayerNorm`` (over the last dimension) and ``Dropout``
+layers with ``SGD`` (momentum, Nesterov), ``Adam`` or ``AdamW`` through this
+module: one numba call per epoch (:func:`fastnn._cpu.engine.train_epoch`)
+instead of a few Python calls per layer and step.  :func:`why_not` says why
+a model cannot be compiled (the layer-by-layer path then runs, as the
+reference it always was).
 
 The plan keeps the parameters, their gradients, the batch-norm running
 statistics and the optimizer state each in ONE contiguous array of its own
@@ -28,7 +29,7 @@ True
 >>> print(engine.why_not(nn.Sequential(nn.Sequential(nn.Linear(4, 2, rng=0)))))
 ... # doctest: +NORMALIZE_WHITESPACE
 layer 0 is a Sequential (the engine compiles a flat Sequential of Linear, activation,
-BatchNorm1d and Dropout layers)
+BatchNorm1d, LayerNorm and Dropout layers)
 """
 import contextlib
 import functools
@@ -45,6 +46,7 @@ from fastnn.functional._dropout import keep_threshold, survivor_scale
 from fastnn.nn import (
     BatchNorm1d,
     Dropout,
+    LayerNorm,
     LeakyReLU,
     Linear,
     ReLU,
@@ -60,7 +62,7 @@ __all__ = ["Plan", "one_blas_thread", "why_not"]
 # what forward does).  Their rules are the layers' own kernels; this is only
 # the list of what the interpreter in fastnn._cpu.engine has an op for.
 _ACTIVATION_LAYERS = (ReLU, LeakyReLU, Tanh, Sigmoid)
-_LAYERS = (Linear, BatchNorm1d, Dropout) + _ACTIVATION_LAYERS
+_LAYERS = (Linear, BatchNorm1d, LayerNorm, Dropout) + _ACTIVATION_LAYERS
 
 
 def _model_reason(model):
@@ -73,7 +75,11 @@ def _model_reason(model):
     for i, layer in enumerate(model):
         if type(layer) not in _LAYERS:
             return (f"layer {i} is a {type(layer).__name__} (the engine compiles a flat "
-                    "Sequential of Linear, activation, BatchNorm1d and Dropout layers)")
+                    "Sequential of Linear, activation, BatchNorm1d, LayerNorm and Dropout "
+                    "layers)")
+        if type(layer) is LayerNorm and len(layer.normalized_shape) != 1:
+            return (f"layer {i} is a LayerNorm over {len(layer.normalized_shape)} dimensions "
+                    "(the engine trains 2-D batches: LayerNorm over the last dimension)")
         if id(layer) in seen:
             return f"layer {i} is the same object as layer {seen[id(layer)]}"
         seen[id(layer)] = i
@@ -409,6 +415,14 @@ class Plan:
             row[_k.OP_B] = self.offsets[id(layer.bias)]
             row[_k.OP_AUX] = aux
             frow[_k.F_MOMENTUM], frow[_k.F_EPS] = layer.momentum, layer.eps
+        elif type(layer) is LayerNorm:
+            if layer.normalized_shape != (width,):
+                raise NotCompilable(f"a LayerNorm expects {layer.normalized_shape[0]} features, "
+                                    f"gets {width}")
+            row[_k.OP_KIND], row[_k.OP_AUX] = _k.LAYERNORM, aux
+            row[_k.OP_W] = -1 if layer.weight is None else self.offsets[id(layer.weight)]
+            row[_k.OP_B] = -1 if layer.bias is None else self.offsets[id(layer.bias)]
+            frow[_k.F_EPS] = layer.eps
         elif type(layer) is Dropout:
             row[_k.OP_KIND], row[_k.OP_AUX] = _k.DROPOUT, aux
             frow[_k.F_P], frow[_k.F_THRESHOLD] = layer.p, float(keep_threshold(layer.p))
@@ -421,11 +435,13 @@ class Plan:
 
     def _build_ops(self, n_features):
         rows, frows, slopes, widths = [], [], [], [n_features]
-        self.dropouts, bn_aux = [], 0
+        self.dropouts, bn_aux, ln_rows = [], 0, []
         for layer, fused in self.model.fusion_plan:
             aux = 0
             if type(layer) is BatchNorm1d:
                 aux, bn_aux = bn_aux, bn_aux + 2 * layer.num_features
+            elif type(layer) is LayerNorm:
+                ln_rows.append(len(rows))
             elif type(layer) is Dropout and layer.p > 0:
                 aux = len(self.dropouts)
                 self.dropouts.append(layer)
@@ -437,12 +453,16 @@ class Plan:
         offs = np.concatenate([[0], np.cumsum(np.array(widths) * self.max_batch)])
         for i, row in enumerate(rows):
             row[_k.OP_X], row[_k.OP_Y] = offs[i], offs[i + 1]
+        # Each LayerNorm's per-row mean and invstd (2 x max_batch float64)
+        # follow the batch norms' statistics in ``stats``.
+        for k, i in enumerate(ln_rows):
+            rows[i][_k.OP_AUX] = bn_aux + 2 * self.max_batch * k
         self.ops = np.array(rows, dtype=np.int64)
         self.fops = np.array(frows, dtype=np.float64)
         self.slopes = np.array(slopes, dtype=self.dtype)
         self.widths = widths
         self.acts = np.zeros(int(offs[-1]), dtype=self.dtype)
-        self.stats = np.zeros(bn_aux, dtype=np.float64)
+        self.stats = np.zeros(bn_aux + 2 * self.max_batch * len(ln_rows), dtype=np.float64)
 
     def _state_names(self):
         """The optimizer's per-parameter arrays the engine keeps (in state1, state2)."""

@@ -5,8 +5,8 @@ Drop-in replacements for :class:`sklearn.neural_network.MLPClassifier` and
 fitted attributes and convergence rule for the ``"adam"`` and ``"sgd"``
 solvers), trained by :func:`fastnn.train.fit` one epoch at a time, so each
 epoch runs as one numba call when the compiled engine can take the model.
-Extra parameters add what scikit-learn's MLP lacks: dropout, batch norm,
-AdamW weight decay, a warmup-cosine schedule, max-norm, the initializer,
+Extra parameters add what scikit-learn's MLP lacks: dropout, batch or layer
+normalization, AdamW weight decay, a warmup-cosine schedule, max-norm, the initializer,
 class weights, the dtype (float32 by default), callbacks and a validation
 loss curve.  Weighted fits (``sample_weight``, ``class_weight``) run on the
 compiled engine too.
@@ -112,6 +112,7 @@ class _BaseMLP(BaseEstimator):
         "max_fun": [Interval(Integral, 1, None, closed="left")],
         "dropout": [Interval(Real, 0, 1, closed="left")],
         "batch_norm": ["boolean"],
+        "normalization": [None, StrOptions({"batch", "layer"})],
         "weight_decay": [Interval(Real, 0, None, closed="left")],
         "lr_schedule": [StrOptions({"constant", "warmup_cosine"})],
         "warmup": [Interval(Real, 0, 1, closed="both")],
@@ -127,7 +128,8 @@ class _BaseMLP(BaseEstimator):
                  random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
                  beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
-                 dropout=0.0, batch_norm=False, weight_decay=0.0, lr_schedule="constant",
+                 dropout=0.0, batch_norm=False, normalization=None, weight_decay=0.0,
+                 lr_schedule="constant",
                  warmup=0.1, max_norm=None, init="sklearn", dtype=np.float32, callbacks=None):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
@@ -154,6 +156,7 @@ class _BaseMLP(BaseEstimator):
         self.max_fun = max_fun
         self.dropout = dropout
         self.batch_norm = batch_norm
+        self.normalization = normalization
         self.weight_decay = weight_decay
         self.lr_schedule = lr_schedule
         self.warmup = warmup
@@ -177,7 +180,20 @@ class _BaseMLP(BaseEstimator):
         for i, cb in enumerate(self.callbacks or ()):
             if not callable(cb):
                 raise TypeError(f"callbacks[{i}] is a {type(cb).__name__}, not a callable")
-        return [int(s) for s in sizes]
+        return [int(s) for s in sizes], self._normalization()
+
+    def _normalization(self):
+        """The hidden layers' normalization: None, "batch" or "layer".
+
+        ``batch_norm=True`` is the older spelling of ``normalization="batch"``;
+        together with ``normalization="layer"`` it is a contradiction, refused
+        (checked at fit time: scikit-learn's ``__init__`` only stores).
+        """
+        if self.batch_norm and self.normalization == "layer":
+            raise ValueError("batch_norm=True asks for batch normalization but "
+                             "normalization='layer' for layer normalization; pass one of them "
+                             "(batch_norm=True is an alias of normalization='batch')")
+        return "batch" if self.batch_norm else self.normalization
 
     def _validate_X(self, X, reset):
         return validate_data(self, X, reset=reset, dtype=(np.float64, np.float32),
@@ -186,16 +202,17 @@ class _BaseMLP(BaseEstimator):
     # -- the network --------------------------------------------------------
     def _build(self, n_in, n_out, rng):
         """A new Sequential, optimizer and schedule state; sizes from the data."""
-        sizes = self._check_settings()
+        sizes, norm = self._check_settings()
         dtype = np.dtype(self.dtype)
         act = _ACTIVATIONS[self.activation]
         init = "xavier" if self.init == "sklearn" else self.init   # "sklearn": set afterwards
         layers, width = [], n_in
         for h in sizes:
             seed = int(rng.integers(_SEED_BOUND))
-            if self.batch_norm:
+            if norm is not None:
                 layers += [nn.Linear(width, h, init=init, rng=seed, dtype=dtype),
-                           nn.BatchNorm1d(h, dtype=dtype)]
+                           nn.BatchNorm1d(h, dtype=dtype) if norm == "batch"
+                           else nn.LayerNorm(h, dtype=dtype)]
                 layers += [_ACTIVATION_LAYERS[act]()] if act else []
             else:
                 layers.append(nn.Linear(width, h, activation=act, init=init, rng=seed,
@@ -444,7 +461,7 @@ class _BaseMLP(BaseEstimator):
             seed = copy.deepcopy(rs).randint(_SEED_BOUND)
             self._build(X.shape[1], self._n_out, np.random.default_rng(seed))
             # drawn whatever the init: the early-stopping split comes after them
-            weights = _sklearn_init(rs, [X.shape[1], *self._check_settings(), self._n_out],
+            weights = _sklearn_init(rs, [X.shape[1], *self._check_settings()[0], self._n_out],
                                     self.activation)
             if self.init == "sklearn":
                 linears = [m for m in self._model.modules() if isinstance(m, nn.Linear)]
@@ -538,7 +555,13 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     dropout : float in [0, 1), default 0
         Inverted dropout after every hidden layer.
     batch_norm : bool, default False
-        BatchNorm1d between each hidden Linear layer and its activation.
+        Alias of ``normalization="batch"`` (kept for existing code);
+        ``batch_norm=True`` with ``normalization="layer"`` is refused at fit.
+    normalization : {None, "batch", "layer"}, default None
+        A normalization layer between each hidden Linear layer and its
+        activation: BatchNorm1d (statistics over the batch, running
+        statistics for prediction) or LayerNorm (statistics over each
+        sample's hidden units, the same in training and prediction).
     weight_decay : float >= 0, default 0
         Decoupled weight decay (AdamW) with ``solver="adam"``, coupled
         (added to the gradient) with ``"sgd"``; besides ``alpha``.
@@ -599,7 +622,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                  random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
                  beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
-                 dropout=0.0, batch_norm=False, weight_decay=0.0, lr_schedule="constant",
+                 dropout=0.0, batch_norm=False, normalization=None, weight_decay=0.0,
+                 lr_schedule="constant",
                  warmup=0.1, max_norm=None, init="sklearn", class_weight=None,
                  dtype=np.float32, callbacks=None):
         super().__init__(
@@ -610,7 +634,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             nesterovs_momentum=nesterovs_momentum, early_stopping=early_stopping,
             validation_fraction=validation_fraction, beta_1=beta_1, beta_2=beta_2,
             epsilon=epsilon, n_iter_no_change=n_iter_no_change, max_fun=max_fun,
-            dropout=dropout, batch_norm=batch_norm, weight_decay=weight_decay,
+            dropout=dropout, batch_norm=batch_norm, normalization=normalization,
+            weight_decay=weight_decay,
             lr_schedule=lr_schedule, warmup=warmup, max_norm=max_norm, init=init,
             dtype=dtype, callbacks=callbacks)
         self.class_weight = class_weight
@@ -819,7 +844,8 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     beta_1, beta_2, epsilon, n_iter_no_change, max_fun
         As :class:`sklearn.neural_network.MLPRegressor` (same defaults;
         ``loss_`` is scikit-learn's half squared error plus its L2 term).
-    dropout, batch_norm, weight_decay, lr_schedule, warmup, max_norm, init, dtype, callbacks
+    dropout, batch_norm, normalization, weight_decay, lr_schedule, warmup, max_norm, init,
+    dtype, callbacks
         As :class:`MLPClassifier`.
 
     Attributes
@@ -852,7 +878,8 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
                  random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
                  beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
-                 dropout=0.0, batch_norm=False, weight_decay=0.0, lr_schedule="constant",
+                 dropout=0.0, batch_norm=False, normalization=None, weight_decay=0.0,
+                 lr_schedule="constant",
                  warmup=0.1, max_norm=None, init="sklearn", dtype=np.float32, callbacks=None):
         super().__init__(
             hidden_layer_sizes, activation, solver=solver, alpha=alpha, batch_size=batch_size,
@@ -862,7 +889,8 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
             nesterovs_momentum=nesterovs_momentum, early_stopping=early_stopping,
             validation_fraction=validation_fraction, beta_1=beta_1, beta_2=beta_2,
             epsilon=epsilon, n_iter_no_change=n_iter_no_change, max_fun=max_fun,
-            dropout=dropout, batch_norm=batch_norm, weight_decay=weight_decay,
+            dropout=dropout, batch_norm=batch_norm, normalization=normalization,
+            weight_decay=weight_decay,
             lr_schedule=lr_schedule, warmup=warmup, max_norm=max_norm, init=init,
             dtype=dtype, callbacks=callbacks)
         self.loss = loss

@@ -58,11 +58,12 @@ from fastnn._validation import (
     check_shape,
     float_dtype,
     integer,
+    normalized_shape as normalized_shape_tuple,
     real_scalar,
 )
 
 __all__ = ["Parameter", "Module", "Linear", "ReLU", "LeakyReLU", "Tanh", "Sigmoid",
-           "BatchNorm1d", "Dropout", "Sequential"]
+           "BatchNorm1d", "LayerNorm", "Dropout", "Sequential"]
 
 INITS = ("zeros", "normal", "xavier", "he")
 ACTIVATIONS = (None, "relu", "leaky_relu", "tanh", "sigmoid")
@@ -745,6 +746,106 @@ class BatchNorm1d(Module):
     def extra_repr(self):
         return (f"{self.num_features}, momentum={self.momentum}, eps={self.eps}, "
                 f"dtype={self.weight.dtype}")
+
+
+class LayerNorm(Module):
+    """Layer normalization over the trailing ``normalized_shape`` dimensions of each sample.
+
+    Each sample (row) is normalized with its own mean and biased variance
+    (:func:`fastnn.functional.layer_norm`), so training and evaluation
+    compute the same thing and there are no running statistics.
+
+    Parameters
+    ----------
+    normalized_shape : int or tuple of int
+        The trailing dimensions to normalize over (torch's convention).
+    eps : float > 0
+        Added to the variance inside the square root.
+    elementwise_affine : bool
+        Whether to learn a per-element scale ``weight`` (ones at the start).
+    bias : bool
+        Whether to learn a per-element shift ``bias`` (zeros at the start);
+        only with ``elementwise_affine`` (as torch).
+    dtype : float32 or float64
+
+    Attributes
+    ----------
+    weight, bias : Parameter of shape normalized_shape, or None
+        torch's names; excluded from weight decay.
+
+    Raises
+    ------
+    TypeError, ValueError
+        A bad ``normalized_shape``, ``eps`` or flag (naming it).
+
+    Notes
+    -----
+    y = (x - mean(x)) / sqrt(var(x) + eps) * weight + bias, the statistics
+    over the normalized dimensions of each sample.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastnn import nn
+    >>> ln = nn.LayerNorm(2, dtype=np.float64)
+    >>> ln(np.array([[1.0, 3.0], [5.0, 5.0]])).round(4)
+    array([[-1.,  1.],
+           [ 0.,  0.]])
+    >>> sorted(ln.state_dict())
+    ['bias', 'weight']
+    """
+
+    _saved_attrs = ("_saved",)
+
+    def __init__(self, normalized_shape, eps=1e-5, elementwise_affine=True, bias=True,
+                 dtype=np.float32):
+        self.normalized_shape = normalized_shape_tuple(normalized_shape)
+        self.eps = real_scalar(eps, "eps", low=0.0, low_open=True)
+        self.elementwise_affine = boolean(elementwise_affine, "elementwise_affine")
+        has_bias = boolean(bias, "bias") and self.elementwise_affine
+        dtype = float_dtype(dtype)
+        self.weight = (Parameter(np.ones(self.normalized_shape, dtype=dtype), decay=False)
+                       if self.elementwise_affine else None)
+        self.bias = (Parameter(np.zeros(self.normalized_shape, dtype=dtype), decay=False)
+                     if has_bias else None)
+        self._params = tuple(n for n in ("weight", "bias") if getattr(self, n) is not None)
+        self._saved = None  # (x, mean, invstd) of the last forward
+
+    def _arrays(self, x):
+        if self.weight is not None and type(x) is not type(self.weight.data):
+            _check_input(x, self.weight.data, self)
+        return (None if self.weight is None else self.weight.data,
+                None if self.bias is None else self.bias.data)
+
+    def forward(self, x):
+        w, b = self._arrays(x)
+        y, mean, invstd = F.layer_norm(x, self.normalized_shape, w, b, eps=self.eps)
+        self._saved = (x, mean, invstd)
+        return y
+
+    def infer(self, x):
+        w, b = self._arrays(x)
+        return F.layer_norm(x, self.normalized_shape, w, b, eps=self.eps)[0]
+
+    def backward(self, dy):
+        if self._saved is None:
+            raise RuntimeError("LayerNorm.backward called before forward")
+        x, mean, invstd = self._saved
+        w = None if self.weight is None else self.weight.data
+        dx, dw, db = F.layer_norm_backward(dy, x, self.normalized_shape, mean, invstd, w)
+        if self.weight is not None:
+            self.weight.accumulate(dw)
+        if self.bias is not None:
+            self.bias.accumulate(db)
+        return dx
+
+    def extra_repr(self):
+        s = f"{self.normalized_shape}, eps={self.eps}"
+        if not self.elementwise_affine:
+            return s + ", elementwise_affine=False"
+        if self.bias is None:
+            s += ", bias=False"
+        return s + f", dtype={self.weight.dtype}"
 
 
 class Dropout(Module):

@@ -136,9 +136,10 @@ def _input_width(model):
     """Features the first layer to see X takes, or None when it cannot say.
 
     Walks the forward order: through Sequentials, past the width-agnostic
-    layers (activations, Dropout), to the first Linear (``in_features``) or
-    BatchNorm1d (``num_features``); any other module (a custom one) ends the
-    walk with None, and the forward pass itself then judges X.
+    layers (activations, Dropout), to the first Linear (``in_features``),
+    BatchNorm1d (``num_features``) or one-dimensional LayerNorm; any other
+    module (a custom one) ends the walk with None, and the forward pass
+    itself then judges X.
     """
     from fastnn import nn
     agnostic = (nn.ReLU, nn.LeakyReLU, nn.Tanh, nn.Sigmoid, nn.Dropout)
@@ -149,6 +150,8 @@ def _input_width(model):
             return module.in_features
         if isinstance(module, nn.BatchNorm1d):
             return module.num_features
+        if isinstance(module, nn.LayerNorm) and len(module.normalized_shape) == 1:
+            return module.normalized_shape[0]
         if isinstance(module, nn.Sequential):
             pending[:0] = list(module)
         elif not isinstance(module, agnostic):
@@ -249,8 +252,8 @@ def fit(model, X, y, loss="cross_entropy", optimizer=None, epochs=10, batch_size
         (``F.max_norm_``).
     engine : {"auto", "compiled", "layers"}
         "compiled" runs each epoch as one numba call (:mod:`fastnn.engine`:
-        a CPU ``nn.Sequential`` of Linear, activation, BatchNorm1d and
-        Dropout layers with SGD, Adam or AdamW; ValueError naming the
+        a CPU ``nn.Sequential`` of Linear, activation, BatchNorm1d, LayerNorm
+        and Dropout layers with SGD, Adam or AdamW; ValueError naming the
         obstacle otherwise); "layers" calls the layers one by one (the
         reference); "auto" takes the compiled engine when it can.  Both
         compute the same steps (same shuffles, dropout masks and update

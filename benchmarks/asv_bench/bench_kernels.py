@@ -93,6 +93,14 @@ class BatchNormEval(_KernelBenchmark):
     kernel = "batch_norm_eval_fwd"
 
 
+class LayerNormForward(_KernelBenchmark):
+    kernel = "layer_norm_fwd"
+
+
+class LayerNormForwardBackward(_KernelBenchmark):
+    kernel = "layer_norm_fwd_bwd"
+
+
 class DropoutForward(_KernelBenchmark):
     kernel = "dropout_fwd"
 

@@ -17,6 +17,7 @@ from fastnn._cpu import (
     activations as _ac,
     batchnorm as _bn,
     dropout as _do,
+    layernorm as _ln,
     linear as _li,
     losses as _lo,
     optim as _op,
@@ -38,7 +39,7 @@ __all__ = ["NAME", "empty", "zeros", "copy", "copyto", "astype", "to_host", "fro
            "hinge", "sum", "mse_sum", "mse_none", "l1_sum", "l1_none", "l2_penalty",
            "l1_penalty", "max_norm_", "first_outside_unit", "bce_sum", "bce_none",
            "activation", "activation_grad", "accumulate_", "zeros_like", "sgd_step",
-           "adam_step"]
+           "adam_step", "layer_norm", "layer_norm_backward"]
 
 NAME = "cpu"
 
@@ -239,6 +240,25 @@ def batch_norm_backward(dy, x, mean, invstd, weight, training, dx, dweight, dbia
     w, has_w = _or_empty(weight, x.dtype)
     dual = _bn.batch_norm_train_backward if training else _bn.batch_norm_eval_backward
     kernel, n_chunks = dual.pick_chunks(x.size)
+    kernel(dy, x, mean, invstd, w, has_w, n_chunks, dx, dweight, dbias)
+
+
+# ------------------------------------------------------------------ layer norm
+# fastnn.functional flattens x to C-contiguous (M, D) rows before these.
+
+def layer_norm(x, weight, bias, eps, y, mean, invstd):
+    """Forward over the rows of the (M, D) ``x``: y, per-row mean and invstd written."""
+    w, has_w = _or_empty(weight, x.dtype)
+    b, has_b = _or_empty(bias, x.dtype)
+    _ln.layer_norm_forward.pick(x.size)(x, w, b, has_w, has_b, eps, y, mean, invstd)
+
+
+def layer_norm_backward(dy, x, mean, invstd, weight, dx, dweight, dbias):
+    """dx, dweight, dbias written; ``mean``/``invstd`` may be float64 or x's dtype."""
+    mean = np.ascontiguousarray(mean, dtype=np.float64)
+    invstd = np.ascontiguousarray(invstd, dtype=np.float64)
+    w, has_w = _or_empty(weight, x.dtype)
+    kernel, n_chunks = _ln.layer_norm_backward.pick_chunks(x.size)
     kernel(dy, x, mean, invstd, w, has_w, n_chunks, dx, dweight, dbias)
 
 

@@ -19,8 +19,8 @@ arrays, not one per layer:
 The engine owns no rule of its own: every per-element function, product
 and reduction it runs is a kernel the layer path runs too -- the products of
 :mod:`fastnn._cpu.linear`, its fused epilogue and prologue, the activations
-of :mod:`fastnn._cpu.activations`, batch norm, the counter-based dropout,
-the fused losses, the sample-weighted mean and the accuracy counts of
+of :mod:`fastnn._cpu.activations`, batch norm, layer norm, the counter-based
+dropout, the fused losses, the sample-weighted mean and the accuracy counts of
 :mod:`fastnn._cpu.losses`, the penalties and max-norm of
 :mod:`fastnn._cpu.regularization`, and the update rules of
 :mod:`fastnn._cpu.optim`.  So in float64 it takes the layer path's steps bit
@@ -41,6 +41,7 @@ from fastnn._config import jit
 from fastnn._cpu.activations import activation_backward, activation_forward
 from fastnn._cpu.batchnorm import batch_norm_train_backward, batch_norm_train_forward
 from fastnn._cpu.dropout import dropout_scale
+from fastnn._cpu.layernorm import layer_norm_backward, layer_norm_forward
 from fastnn._cpu.linear import (
     NONE,
     activation_grad_bias_sum,
@@ -75,11 +76,13 @@ from fastnn._cpu.softmax import cross_entropy_rows
 __all__ = ["CROSS_ENTROPY", "HINGE", "MSE", "MAE", "BCE", "train_epoch"]
 
 # Layer kinds (ops[:, OP_KIND]).
-LINEAR, ACTIVATION, BATCHNORM, DROPOUT = 0, 1, 2, 3
+LINEAR, ACTIVATION, BATCHNORM, DROPOUT, LAYERNORM = 0, 1, 2, 3, 4
 # ops columns: kind, activation code, input width, output width, weight offset,
 # bias offset (-1: none), auxiliary index (dropout: column of ``keys``;
 # batch norm: offset of its running mean in ``bufs`` and of its statistics
-# in ``stats``), offset of the layer's input in ``acts``, of its output.
+# in ``stats``; layer norm: offset of its per-row mean, then invstd, in
+# ``stats``; weight/bias offsets -1 without affine), offset of the layer's
+# input in ``acts``, of its output.
 OP_KIND, OP_ACT, OP_IN, OP_OUT, OP_W, OP_B, OP_AUX, OP_X, OP_Y = range(9)
 N_OP = 9
 # fops columns: batch-norm momentum, eps; dropout p, its keep threshold and
@@ -107,6 +110,8 @@ _activation_backward = activation_backward.serial
 _batch_norm_train_forward = batch_norm_train_forward.serial
 _batch_norm_train_backward = batch_norm_train_backward.serial
 _dropout_scale = dropout_scale.serial
+_layer_norm_forward = layer_norm_forward.serial
+_layer_norm_backward = layer_norm_backward.serial
 _cross_entropy_rows = cross_entropy_rows.serial
 _hinge = hinge.serial
 _mse_sum, _mse_none = mse_sum.serial, mse_none.serial
@@ -178,6 +183,13 @@ def _forward(ops, fops, slopes, params, acts, bufs, stats, keys, step, nb, zeros
                 x, params[op[OP_W]:op[OP_W] + c], params[op[OP_B]:op[OP_B] + c], yes, yes,
                 fops[layer, F_EPS], one, bufs[a:a + c], bufs[a + c:a + 2 * c], nb > 0,
                 fops[layer, F_MOMENTUM], y, stats[a:a + c], stats[a + c:a + 2 * c])
+        elif kind == LAYERNORM:
+            c, a = op[OP_OUT], op[OP_AUX]
+            # an absent weight/bias is never read: an empty slice stands in
+            w = params[:0] if op[OP_W] < 0 else params[op[OP_W]:op[OP_W] + c]
+            b = params[:0] if op[OP_B] < 0 else params[op[OP_B]:op[OP_B] + c]
+            _layer_norm_forward(x, w, b, op[OP_W] >= 0, op[OP_B] >= 0, fops[layer, F_EPS], y,
+                                stats[a:a + nb], stats[a + nb:a + 2 * nb])
         elif fops[layer, F_P] > 0:
             _dropout(op, fops[layer], keys, step, x.ravel(), y.ravel(), one)
         else:
@@ -273,6 +285,16 @@ def _backward(ops, fops, slopes, params, grads, acts, stats, keys, step, nb, g0,
                                        bn_dw[:n_out], bn_db[:n_out])
             grads[op[OP_W]:op[OP_W] + n_out] = bn_dw[:n_out]
             grads[op[OP_B]:op[OP_B] + n_out] = bn_db[:n_out]
+            cur, other = other, cur
+        elif kind == LAYERNORM:
+            a = op[OP_AUX]
+            w = params[:0] if op[OP_W] < 0 else params[op[OP_W]:op[OP_W] + n_out]
+            _layer_norm_backward(dy, x, stats[a:a + nb], stats[a + nb:a + 2 * nb], w,
+                                 op[OP_W] >= 0, one, dx, bn_dw[:n_out], bn_db[:n_out])
+            if op[OP_W] >= 0:
+                grads[op[OP_W]:op[OP_W] + n_out] = bn_dw[:n_out]
+            if op[OP_B] >= 0:
+                grads[op[OP_B]:op[OP_B] + n_out] = bn_db[:n_out]
             cur, other = other, cur
         elif fops[layer, F_P] > 0:
             flat = dy.ravel()

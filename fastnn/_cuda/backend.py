@@ -31,6 +31,7 @@ from fastnn._cuda import (
     activations as _ac,
     batchnorm as _bn,
     dropout as _do,
+    layernorm as _ln,
     linear as _li,
     losses as _lo,
     regularization as _re,
@@ -46,7 +47,7 @@ __all__ = ["NAME", "empty", "zeros", "copy", "copyto", "astype", "to_host", "fro
            "hinge", "sum", "mse_sum", "mse_none", "l1_sum", "l1_none", "l2_penalty",
            "l1_penalty", "max_norm_", "first_outside_unit", "bce_sum", "bce_none",
            "activation", "activation_grad", "accumulate_", "zeros_like", "sgd_step",
-           "adam_step"]
+           "adam_step", "layer_norm", "layer_norm_backward"]
 
 NAME = "cuda"
 
@@ -299,6 +300,24 @@ def batch_norm_backward(dy, x, mean, invstd, weight, training, dx, dweight, dbia
     w, has_w = _or_empty(weight, x.dtype)
     kernel = _bn.batch_norm_train_backward if training else _bn.batch_norm_eval_backward
     kernel(dy, x, mean, invstd, w, has_w, dx, dweight, dbias)
+
+
+# ------------------------------------------------------------------ layer norm
+# fastnn.functional flattens x to C-contiguous (M, D) rows before these.
+
+def layer_norm(x, weight, bias, eps, y, mean, invstd):
+    """Forward over the rows of the (M, D) ``x``: y, per-row mean and invstd written."""
+    w, has_w = _or_empty(weight, x.dtype)
+    b, has_b = _or_empty(bias, x.dtype)
+    _ln.layer_norm_forward(x, w, b, has_w, has_b, eps, y, mean, invstd)
+
+
+def layer_norm_backward(dy, x, mean, invstd, weight, dx, dweight, dbias):
+    """dx, dweight, dbias written; ``mean``/``invstd`` may be float64 or x's dtype."""
+    mean = astype(mean, np.dtype(np.float64))
+    invstd = astype(invstd, np.dtype(np.float64))
+    w, has_w = _or_empty(weight, x.dtype)
+    _ln.layer_norm_backward(dy, x, mean, invstd, w, has_w, dx, dweight, dbias)
 
 
 # ------------------------------------------------------------------ dropout

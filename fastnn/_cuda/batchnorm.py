@@ -25,7 +25,7 @@ def _block_shape(c):
     return tx, max(1, tpb // tx)
 
 
-def _grid(n, c):
+def tile_grid(n, c):
     tx, ty = _block_shape(c)
     gx = (c + tx - 1) // tx
     # enough blocks to fill a large GPU; each lane still gets a few rows
@@ -34,8 +34,11 @@ def _grid(n, c):
 
 
 @cuda.jit(device=True)
-def _tile(n):
-    """This thread's place in a (column block) x (row chunk) grid of _grid.
+def tile(n):
+    """This thread's place in a (column block) x (row chunk) grid of :func:`tile_grid`.
+
+    (Public names: the layer-norm twins sum their weight gradients over the
+    same tiles.)
 
     Returns (tx, ty, bx, by, j, g, lo, hi): thread and block sizes, column
     ``j``, row chunk ``g`` and its rows ``lo:hi``; lane ``ty`` takes rows
@@ -51,7 +54,7 @@ def _tile(n):
 
 
 @cuda.jit(device=True)
-def _half_span(by):
+def half_span(by):
     """The first stride of a tree reduction over ``by`` lanes: the largest
     power of two below ``by`` (lanes ty + s >= by have no partner)."""
     s = 1
@@ -75,7 +78,7 @@ def _partial_stats(x, part_n, part_mean, part_m2):
     sm = cuda.shared.array(MAX_THREADS, np.float64)
     sq = cuda.shared.array(MAX_THREADS, np.float64)
     n, c = x.shape
-    tx, ty, bx, by, j, g, lo, hi = _tile(n)
+    tx, ty, bx, by, j, g, lo, hi = tile(n)
     cnt = 0.0
     mu = 0.0
     m2 = 0.0
@@ -103,7 +106,7 @@ def _partial_stats(x, part_n, part_mean, part_m2):
     sm[slot] = mu
     sq[slot] = m2
     cuda.syncthreads()
-    s = _half_span(by)
+    s = half_span(by)
     while s > 0:
         if ty < s and ty + s < by:
             o = (ty + s) * bx + tx
@@ -204,7 +207,7 @@ def batch_norm_train_forward(x, weight, bias, has_weight, has_bias, eps,
     n, c = x.shape
     if c == 0:
         return
-    grid, block = _grid(n, c)
+    grid, block = tile_grid(n, c)
     gy = grid[1]
     part_n = cuda.device_array((gy, c), np.float64)
     part_mean = cuda.device_array((gy, c), np.float64)
@@ -241,7 +244,7 @@ def _partial_grad_sums(dy, x, mean, invstd, weight, has_weight, write_dx, dx,
     s1s = cuda.shared.array(MAX_THREADS, np.float64)
     s2s = cuda.shared.array(MAX_THREADS, np.float64)
     n, c = x.shape
-    tx, ty, bx, by, j, g, lo, hi = _tile(n)
+    tx, ty, bx, by, j, g, lo, hi = tile(n)
     s1 = 0.0
     s2 = 0.0
     if j < c:
@@ -257,7 +260,7 @@ def _partial_grad_sums(dy, x, mean, invstd, weight, has_weight, write_dx, dx,
     s1s[slot] = s1
     s2s[slot] = s2
     cuda.syncthreads()
-    s = _half_span(by)
+    s = half_span(by)
     while s > 0:
         if ty < s and ty + s < by:
             o = (ty + s) * bx + tx
@@ -306,7 +309,7 @@ def _train_dx(dy, x, mean, k_dy, k_x, k0, dx):
 
 def _grad_sums(dy, x, mean, invstd, weight, has_weight, write_dx, dx):
     n, c = x.shape
-    grid, block = _grid(n, c)
+    grid, block = tile_grid(n, c)
     gy = grid[1]
     part_s1 = cuda.device_array((gy, c), np.float64)
     part_s2 = cuda.device_array((gy, c), np.float64)

@@ -54,6 +54,11 @@ BYTE_MODEL = {
                                                     "x again, write dx"),
     "batch_norm_eval_fwd":             (2, "triad", "read x, write y (running statistics are "
                                                     "constants)"),
+    "layer_norm_fwd":                  (2, "triad", "read x, write y (each row's statistics "
+                                                    "passes re-read it from cache)"),
+    "layer_norm_fwd_bwd":              (5, "triad", "forward 2 (8 B) + backward 3 (12 B): read "
+                                                    "dy and x, write dx; the row sums and "
+                                                    "dweight/dbias re-read cached rows"),
     "dropout_fwd":                     (2, "copy",  "read x, write y; the mask is regenerated, "
                                                     "never stored"),
     "dropout_bwd":                     (2, "copy",  "read dy, write dx; the mask is regenerated "
@@ -358,6 +363,70 @@ def _bn_eval_torch(D):
     def run():
         with torch.no_grad():
             return (torch.nn.functional.batch_norm(x, rm, rv, w, b, training=False, eps=EPS),)
+    return run
+
+
+# ------------------------------------------------------------- layer norm
+def _ln_setup(n, d, dtype):
+    rng = _rng()
+    return dict(
+        x=_normal(rng, (n, d), dtype, scale=2.0, loc=3.0),
+        dy=_normal(rng, (n, d), dtype),
+        w=_normal(rng, (d,), dtype, scale=0.1, loc=1.0),
+        b=_normal(rng, (d,), dtype, scale=0.1),
+    )
+
+
+def _ln_fastnn(D, backward, out=False):
+    import fastnn.functional as F
+    x, dy, w, b = D["x"], D["dy"], D["w"], D["b"]
+    d = x.shape[1]
+    y_buf = _buffer(x) if out else None
+    dx_buf = _buffer(x) if out and backward else None
+
+    def run():
+        y, mean, invstd = F.layer_norm(x, d, w, b, eps=EPS, out=y_buf)
+        if not backward:
+            return (y,)
+        dx, dw, db = F.layer_norm_backward(dy, x, d, mean, invstd, w, out=dx_buf)
+        return y, dx, dw, db
+    return run
+
+
+def _ln_numpy(D, backward):
+    x, dy, w, b = D["x"], D["dy"], D["w"], D["b"]
+
+    def run():
+        xc = x - x.mean(axis=1, keepdims=True)
+        invstd = 1.0 / np.sqrt((xc * xc).mean(axis=1, keepdims=True) + EPS)
+        xhat = xc * invstd
+        y = xhat * w + b
+        if not backward:
+            return (y,)
+        g = dy * w
+        dx = invstd * (g - g.mean(axis=1, keepdims=True)
+                       - xhat * (g * xhat).mean(axis=1, keepdims=True))
+        return y, dx, (dy * xhat).sum(axis=0), dy.sum(axis=0)
+    return run
+
+
+def _ln_torch(D, backward):
+    torch = _torch()
+    x, dy, w, b = (_t(D[k]) for k in ("x", "dy", "w", "b"))
+    shape = (x.shape[1],)
+    ln = torch.nn.functional.layer_norm
+    if not backward:
+        def run():
+            with torch.no_grad():
+                return (ln(x, shape, w, b, eps=EPS),)
+        return run
+    x = x.clone().requires_grad_(True)
+    w = w.clone().requires_grad_(True)
+    b = b.clone().requires_grad_(True)
+
+    def run():
+        y = ln(x, shape, w, b, eps=EPS)
+        return (y,) + torch.autograd.grad(y, (x, w, b), dy)
     return run
 
 
@@ -808,6 +877,17 @@ KERNELS = [
            dict(fastnn=_bn_eval_fastnn, fastnn_out=_bind(_bn_eval_fastnn, out=True),
                 numpy=_bn_eval_numpy, torch=_bn_eval_torch),
            doc="batch norm, eval forward (running statistics)"),
+    Kernel("layer_norm_fwd", ("functional.layer_norm",), _ln_setup,
+           dict(fastnn=_bind(_ln_fastnn, backward=False),
+                fastnn_out=_bind(_ln_fastnn, backward=False, out=True),
+                numpy=_bind(_ln_numpy, backward=False), torch=_bind(_ln_torch, backward=False)),
+           doc="layer norm forward over the last axis (per-row statistics)"),
+    Kernel("layer_norm_fwd_bwd", ("functional.layer_norm", "functional.layer_norm_backward"),
+           _ln_setup,
+           dict(fastnn=_bind(_ln_fastnn, backward=True),
+                fastnn_out=_bind(_ln_fastnn, backward=True, out=True),
+                numpy=_bind(_ln_numpy, backward=True), torch=_bind(_ln_torch, backward=True)),
+           doc="layer norm forward + backward -> (y, dx, dweight, dbias) (torch: autograd)"),
     Kernel("dropout_fwd", ("functional.dropout",), _dropout_setup,
            dict(fastnn=_dropout_fwd_fastnn, fastnn_out=_bind(_dropout_fwd_fastnn, out=True),
                 numpy=_dropout_fwd_numpy, torch=_dropout_fwd_torch),

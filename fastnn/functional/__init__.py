@@ -15,13 +15,15 @@ without a usable CUDA driver is a RuntimeError saying so.
 
 Use as ``import fastnn.functional as F``.
 """
-from . import _batchnorm, _dropout, _linear, _losses, _regularization, _softmax
+from . import _batchnorm, _dropout, _layernorm, _linear, _losses, _regularization, _softmax
 from ._batchnorm import *  # noqa: F403
 from ._dropout import *  # noqa: F403
+from ._layernorm import *  # noqa: F403
 from ._linear import *  # noqa: F403
 from ._losses import *  # noqa: F403
 from ._regularization import *  # noqa: F403
 from ._softmax import *  # noqa: F403
 
 __all__ = (_linear.__all__ + _batchnorm.__all__ + _dropout.__all__
-           + _softmax.__all__ + _losses.__all__ + _regularization.__all__)
+           + _softmax.__all__ + _losses.__all__ + _regularization.__all__
+           + _layernorm.__all__)

@@ -16,6 +16,7 @@ from tests.conftest import assert_close
 from tests.reference import (
     batchnorm as ref_bn,
     dropout as ref_do,
+    layernorm as ref_ln,
     linear as ref_li,
     losses as ref_lo,
     regularization as ref_re,
@@ -72,6 +73,52 @@ def test_linear_strided_weight_and_no_bias():
     yg = F.linear(dev(x), dev(w).T, activation="relu")
     same(yg, F.linear(x, w.T, activation="relu"), np.float64, "reduction")
 
+
+# ---------------------------------------------------------------- layer norm
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape, ns", [((1, 1), 1), ((7, 3), 3), ((19, 2), 2), ((5, 40), 40),
+                                       ((2, 3, 5), (3, 5))], ids=str)
+@pytest.mark.parametrize("affine", [True, False])
+def test_layer_norm_forward_backward(dtype, shape, ns, affine):
+    rng = np.random.default_rng(9)
+    x = (1e3 + rng.standard_normal(shape)).astype(dtype)   # a large offset
+    dy = rng.standard_normal(shape).astype(dtype)
+    w = rng.uniform(0.5, 2.0, ns).astype(dtype) if affine else None
+    b = rng.standard_normal(ns).astype(dtype) if affine else None
+
+    def to(a):
+        return None if a is None else dev(a)
+    y, mean, invstd = F.layer_norm(x, ns, w, b)
+    yg, meang, invstdg = F.layer_norm(dev(x), ns, to(w), to(b))
+    scale = max(1.0, 1e-5 * 1e3 * float(np.max(invstd)))   # conditioning of the offset
+    assert_close(host(yg), y, dtype, "reduction", scale=scale)
+    same(meang, mean, np.float64, "reduction")
+    assert_close(host(invstdg), invstd, dtype, "reduction")
+    assert_close(host(yg), ref_ln.layer_norm(x, ns, w, b)[0], dtype, "reduction", scale=scale)
+    got = F.layer_norm_backward(dev(dy), dev(x), ns, meang, invstdg, to(w))
+    want = F.layer_norm_backward(dy, x, ns, mean, invstd, w)
+    refs = ref_ln.layer_norm_backward(dy, x, ns, mean, invstd, w)
+    for g, cpu, rf in zip(got, want, refs):
+        k = scale * max(1.0, float(np.abs(rf).max()))
+        assert_close(host(g), cpu, dtype, "reduction", scale=k)
+        assert_close(host(g), rf, dtype, "reduction", scale=k)
+
+
+def test_layer_norm_empty_batch_nan_row_and_out():
+    x = np.empty((0, 3))
+    yg, mg, sg = F.layer_norm(dev(x), 3)
+    assert host(yg).shape == (0, 3) and host(mg).shape == (0,)
+    dx, dw, db = F.layer_norm_backward(dev(x), dev(x), 3, mg, sg, dev(np.ones(3)))
+    assert host(dx).shape == (0, 3) and np.all(host(dw) == 0) and np.all(host(db) == 0)
+    x = np.random.default_rng(10).standard_normal((4, 3))
+    x[2, 1] = np.nan
+    y, _, _ = F.layer_norm(x, 3)
+    buf = dev(np.zeros((4, 3)))
+    got = F.layer_norm(dev(x), 3, out=buf)
+    assert got[0] is buf
+    np.testing.assert_array_equal(np.isnan(host(buf)), np.isnan(y))
+    assert np.isnan(host(buf)[2]).all()
 
 # ---------------------------------------------------------------- batch norm
 
@@ -612,6 +659,26 @@ _ALL_OPS = {
         d, to(_X), to(_V), to(_V), out=d))(to(_X)),
     "batch_norm_backward out shape": lambda to: F.batch_norm_backward(
         to(_X), to(_X), to(_V), to(_V), out=to(np.ones((3, 4)))),
+    # layer norm
+    "layer_norm x shape": lambda to: F.layer_norm(to(_X), 4),
+    "layer_norm normalized_shape": lambda to: F.layer_norm(to(_X), ()),
+    "layer_norm x int": lambda to: F.layer_norm(to(_I), 3),
+    "layer_norm weight shape": lambda to: F.layer_norm(to(_X), 3, to(np.ones(4))),
+    "layer_norm bias dtype": lambda to: F.layer_norm(to(_X), 3, None,
+                                                     to(np.ones(3, np.float32))),
+    "layer_norm eps": lambda to: F.layer_norm(to(_X), 3, eps=0.0),
+    "layer_norm out is x": lambda to: (lambda x: F.layer_norm(x, 3, out=x))(to(_X)),
+    "layer_norm out overlap": lambda to: (lambda xo: F.layer_norm(xo[0], 3, out=xo[1]))(
+        _overlapping(to, (4, 3))),
+    "layer_norm out read-only": lambda to: F.layer_norm(to(_X), 3, out=_read_only(to, _X)),
+    "layer_norm_backward dy shape": lambda to: F.layer_norm_backward(
+        to(np.ones((4, 2))), to(_X), 3, to(np.zeros(4)), to(np.ones(4))),
+    "layer_norm_backward mean shape": lambda to: F.layer_norm_backward(
+        to(_X), to(_X), 3, to(np.zeros(3)), to(np.ones(4))),
+    "layer_norm_backward invstd dtype": lambda to: F.layer_norm_backward(
+        to(_X), to(_X), 3, to(np.zeros(4)), to(np.ones(4, np.float32))),
+    "layer_norm_backward out is dy": lambda to: (lambda d: F.layer_norm_backward(
+        d, to(_X), 3, to(np.zeros(4)), to(np.ones(4)), out=d))(to(_X)),
     # dropout
     "dropout x int": lambda to: F.dropout(to(_I)),
     "dropout p": lambda to: F.dropout(to(_X), p=1.5),

@@ -139,6 +139,8 @@ LAYERS = {
     "linear": lambda dt: nn.Linear(5, 3, rng=0, dtype=dt),
     "linear_tanh": lambda dt: nn.Linear(5, 3, activation="tanh", rng=0, dtype=dt),
     "batchnorm": lambda dt: nn.BatchNorm1d(5, dtype=dt),
+    "layernorm": lambda dt: nn.LayerNorm(5, dtype=dt),
+    "layernorm_plain": lambda dt: nn.LayerNorm(5, elementwise_affine=False, dtype=dt),
     "dropout": lambda dt: nn.Dropout(0.4, rng=3),
     "fused_seq": lambda dt: nn.Sequential(nn.Linear(5, 4, rng=0, dtype=dt), nn.LeakyReLU(0.2)),
 }
