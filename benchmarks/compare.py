@@ -32,6 +32,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from fastnn.bench import RESULTS_FOLDER, save_json
@@ -114,7 +115,6 @@ def _training(tree, cache, args, scratch):
 
 
 def _cold(tree, cache, args, scratch):
-    import time
     out = {}
     for name, fit in bench_startup.COLD_FITS.items():
         t0 = time.perf_counter()

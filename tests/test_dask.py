@@ -288,7 +288,7 @@ def test_predict_with_scikit_learn_estimators(digits_model):
     # the whole-array call in the last bit on some rows).
     proba = fd.predict_proba(clf, Xd).compute()
     bounds = np.cumsum((0,) + Xd.chunks[0])
-    for a, b in zip(bounds[:-1], bounds[1:]):
+    for a, b in itertools.pairwise(bounds):
         np.testing.assert_array_equal(proba[a:b], clf.predict_proba(X[a:b]))
     np.testing.assert_allclose(proba, clf.predict_proba(X), rtol=1e-5, atol=1e-7)
     with pytest.raises(TypeError, match="predict_proba"):
