@@ -1,7 +1,7 @@
-"""fastnn's benchmarks: an asv suite (``bench_*.py``) and pytest-benchmark
-tests (``test_bench_*.py``).
+"""fastnn's asv suites (``bench_*.py``): kernels, training, start-up.
 
-The asv suite tracks fastnn's own kernels over commits; the side-by-side
-comparison with numpy and torch is ``fastnn bench``.  Both use the kernel
-definitions of :mod:`fastnn.bench._cases`, so they measure the same calls.
+asv imports every module here, so this folder holds asv suites only.  They
+track fastnn over commits (``asv.conf.json``); the side-by-side comparison
+with numpy and torch is ``fastnn bench``.  The kernel suite uses the kernel
+definitions of :mod:`fastnn.bench._cases`, so both measure the same calls.
 """

@@ -23,7 +23,7 @@ A builder takes the data dict and returns a zero-argument callable that does
 the work (or ``(callable, post)`` where ``post`` maps the callable's result
 to the canonical outputs).  Every implementation of a kernel returns the
 same canonical outputs, so the tests can check that the competitors compute
-the same thing as fastnn (``benchmarks/test_bench_kernels.py``,
+the same thing as fastnn (``tests/test_bench_kernels.py``,
 ``tests/test_bench.py``).  Nothing here imports torch or scikit-learn at
 module level: each runs in its own worker process.
 
@@ -368,13 +368,9 @@ def _bn_eval_torch(D):
 
 # ------------------------------------------------------------- layer norm
 def _ln_setup(n, d, dtype):
-    rng = _rng()
-    return dict(
-        x=_normal(rng, (n, d), dtype, scale=2.0, loc=3.0),
-        dy=_normal(rng, (n, d), dtype),
-        w=_normal(rng, (d,), dtype, scale=0.1, loc=1.0),
-        b=_normal(rng, (d,), dtype, scale=0.1),
-    )
+    """Batch norm's x, dy, w, b (the same draws); layer norm keeps no running stats."""
+    data = _bn_setup(n, d, dtype)
+    return {key: data[key] for key in ("x", "dy", "w", "b")}
 
 
 def _ln_fastnn(D, backward, out=False):
